@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod manifest;
+pub mod secret;
+pub mod upload;
 pub mod validate;
 
 use std::process::ExitCode;
