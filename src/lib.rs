@@ -4,7 +4,9 @@
 //! outcomes → journal + report. `main.rs` only parses the command line and calls [`run`].
 
 pub mod cli;
+pub mod journal;
 pub mod manifest;
+pub mod report;
 pub mod secret;
 pub mod upload;
 pub mod validate;
