@@ -205,7 +205,7 @@ impl Counts {
 }
 
 enum Sink {
-    Csv(csv::Writer<BufWriter<std::fs::File>>),
+    Csv(Box<csv::Writer<BufWriter<std::fs::File>>>),
     Jsonl(BufWriter<std::fs::File>),
 }
 
@@ -249,7 +249,7 @@ impl ReportWriter {
         let (file, temp) = temp.into_parts();
         let buffered = BufWriter::with_capacity(64 << 10, file);
         let mut sink = match format {
-            ReportFormat::Csv => Sink::Csv(csv::Writer::from_writer(buffered)),
+            ReportFormat::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(buffered))),
             ReportFormat::Jsonl => Sink::Jsonl(buffered),
         };
         if let Sink::Csv(writer) = &mut sink {
