@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod journal;
 pub mod manifest;
+pub mod progress;
 pub mod report;
 pub mod secret;
 pub mod upload;
