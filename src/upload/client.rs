@@ -192,7 +192,7 @@ impl VoycClient {
     }
 
     /// Call 1: the row's JSON body; the conversation id and upload target back.
-    pub async fn call1(&self, body: Vec<u8>) -> Result<Call1Response, Failure> {
+    pub async fn call1(&self, body: Bytes) -> Result<Call1Response, Failure> {
         let request = self
             .http
             .post(self.endpoint.clone())
@@ -690,7 +690,7 @@ mod tests {
         })
         .await;
         let response = client(&server.url, Duration::from_secs(5))
-            .call1(br#"{"channel_id":"42"}"#.to_vec())
+            .call1(Bytes::from_static(br#"{"channel_id":"42"}"#))
             .await
             .unwrap();
         assert_eq!(response.conversation_id.0, "c-9");
@@ -724,7 +724,7 @@ mod tests {
         let server =
             serve(|_| Reply::json(400, r#"{"call_date": ["Date has wrong format."]}"#)).await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert_eq!(failure.class, Class::Permanent);
@@ -745,7 +745,7 @@ mod tests {
         })
         .await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert_eq!(failure.status, Some(403));
@@ -763,7 +763,7 @@ mod tests {
         })
         .await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(failure.is_transient());
@@ -782,7 +782,7 @@ mod tests {
         })
         .await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(failure.is_transient() && failure.ambiguous);
@@ -802,7 +802,7 @@ mod tests {
         })
         .await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert_eq!(failure.class, Class::Permanent);
@@ -832,7 +832,7 @@ mod tests {
         })
         .await;
         let failure = client(&server.url, Duration::from_millis(500))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(failure.is_transient() && failure.ambiguous, "{failure:?}");
@@ -846,7 +846,7 @@ mod tests {
     async fn a_server_that_never_answers_times_out_as_ambiguous() {
         let server = serve(|_| Reply::Silent).await;
         let failure = client(&server.url, Duration::from_millis(300))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(failure.is_transient() && failure.ambiguous);
@@ -856,7 +856,7 @@ mod tests {
     async fn a_reset_after_sending_call_1_is_transient_and_ambiguous() {
         let server = serve(|_| Reply::Reset).await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(failure.is_transient() && failure.ambiguous, "{failure:?}");
@@ -871,7 +871,7 @@ mod tests {
     async fn a_refused_connection_is_transient_but_not_ambiguous() {
         let url = closed_port_url().await;
         let failure = client(&url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert!(failure.is_transient() && !failure.ambiguous, "{failure:?}");
@@ -887,7 +887,7 @@ mod tests {
         let server =
             serve(|_| Reply::json(201, r#"{"conversation_id": "c", "s3": "SECRET"}"#)).await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .call1(b"{}".to_vec())
+            .call1(Bytes::from_static(b"{}"))
             .await
             .unwrap_err();
         assert_eq!(failure.class, Class::Permanent);
