@@ -201,6 +201,26 @@ impl Reply {
     }
 }
 
+/// A change on its way to disk.
+#[derive(Debug)]
+pub struct Pending {
+    rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    path: PathBuf,
+}
+
+impl Pending {
+    /// Waits until the change is committed.
+    pub async fn committed(self) -> anyhow::Result<()> {
+        let result = self
+            .rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))?;
+        result.map_err(|err| {
+            anyhow::anyhow!("cannot write the journal {}: {err}", self.path.display())
+        })
+    }
+}
+
 /// The open journal: lookups on a reading connection, changes through the writer thread.
 pub struct Journal {
     path: PathBuf,
@@ -332,13 +352,23 @@ impl Journal {
         line: u64,
         change: Change,
     ) -> anyhow::Result<()> {
+        self.begin(identity, file, line, change)?.committed().await
+    }
+
+    /// Hands a change to the writer at once; await [`Pending::committed`] to know it is on
+    /// disk. Lets a worker start its next row while its last change is being committed.
+    pub fn begin(
+        &self,
+        identity: RowIdentity,
+        file: &str,
+        line: u64,
+        change: Change,
+    ) -> anyhow::Result<Pending> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(identity, file, line, change, Reply::Async(tx))?;
-        let result = rx
-            .await
-            .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))?;
-        result.map_err(|err| {
-            anyhow::anyhow!("cannot write the journal {}: {err}", self.path.display())
+        Ok(Pending {
+            rx,
+            path: self.path.clone(),
         })
     }
 

@@ -116,7 +116,7 @@ impl Counters {
 pub struct Progress {
     mode: Mode,
     counters: Arc<Counters>,
-    bar: Option<ProgressBar>,
+    bar: Mutex<Option<ProgressBar>>,
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     ticker: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     log_every: Duration,
@@ -148,7 +148,7 @@ impl Progress {
                 bytes_total: AtomicU64::new(0),
                 bytes: Arc::new(AtomicU64::new(0)),
             }),
-            bar: None,
+            bar: Mutex::new(None),
             out: Arc::new(Mutex::new(out)),
             ticker: Mutex::new(None),
             log_every,
@@ -165,11 +165,11 @@ impl Progress {
     }
 
     /// Starts the bar or the log ticker for `rows` files of `bytes` in total.
-    pub fn start(&mut self, rows: u64, bytes: u64) {
+    pub fn start(&self, rows: u64, bytes: u64) {
         self.counters.rows_total.store(rows, Ordering::Relaxed);
         self.counters.bytes_total.store(bytes, Ordering::Relaxed);
         match self.mode {
-            Mode::Bar => self.bar = Some(self.make_bar(rows)),
+            Mode::Bar => *self.bar.lock().expect("progress bar") = Some(self.make_bar(rows)),
             Mode::Log => self.start_ticker(),
             Mode::Quiet => {}
         }
@@ -243,7 +243,7 @@ impl Progress {
         if failed {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar.lock().expect("progress bar").as_ref() {
             bar.inc(1);
         }
     }
@@ -262,7 +262,8 @@ impl Progress {
 
     /// A line above the bar, or on its own.
     pub fn print(&self, line: &str) {
-        match &self.bar {
+        let bar = self.bar.lock().expect("progress bar").clone();
+        match bar {
             Some(bar) => bar.suspend(|| self.write_line(line)),
             None => self.write_line(line),
         }
@@ -275,8 +276,8 @@ impl Progress {
     }
 
     /// Removes the bar and stops the log ticker; later lines print plainly.
-    pub fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("progress bar").take() {
             bar.finish_and_clear();
         }
         if let Some((stop, thread)) = self.ticker.lock().expect("progress ticker").take() {
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn without_a_terminal_progress_is_plain_periodic_lines() {
         let out = Captured::default();
-        let mut progress =
+        let progress =
             Progress::with_output(Mode::Log, Box::new(out.clone()), Duration::from_millis(30));
         progress.start(4, 4096);
         progress.bytes_counter().fetch_add(2048, Ordering::Relaxed);
@@ -350,7 +351,7 @@ mod tests {
     #[test]
     fn quiet_shows_only_failures() {
         let out = Captured::default();
-        let mut progress = Progress::with_output(
+        let progress = Progress::with_output(
             Mode::Quiet,
             Box::new(out.clone()),
             Duration::from_millis(10),

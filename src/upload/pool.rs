@@ -22,11 +22,12 @@ use tokio_util::sync::CancellationToken;
 use super::client::{Uploaded, VoycClient};
 use super::response::{Call1Response, ConversationId, UploadTarget};
 use super::retry::{Backoff, Failure, Sleeper};
-use crate::journal::{Change, Journal, RowIdentity, State, Stored};
+use crate::journal::{Change, Journal, Pending, RowIdentity, State, Stored};
 use crate::report::{ReportRow, RowStatus};
 
-/// A target is used only if it stays valid at least this long (S3 checks at the start).
-pub const TARGET_MARGIN: Duration = Duration::from_secs(30);
+/// A target from an earlier run is reused only if it stays valid at least this long by our
+/// clock (S3 checks the expiry when an upload starts).
+pub const TARGET_MARGIN: Duration = Duration::from_secs(5);
 
 /// One valid row, ready for the pool.
 #[derive(Clone, Debug)]
@@ -140,6 +141,8 @@ enum End {
     Uploaded {
         conversation: ConversationId,
         uploaded: Uploaded,
+        /// The "uploaded" change, on its way to disk.
+        commit: Option<Pending>,
     },
     Failed {
         conversation: Option<ConversationId>,
@@ -164,8 +167,9 @@ struct Tally {
 }
 
 impl Engine {
-    /// Takes one row through both calls and says how it ended.
-    pub async fn process(&self, job: &Job) -> ReportRow {
+    /// Takes one row through both calls and says how it ended. The row is ready for the
+    /// report once [`Settled::committed`] says the journal has it.
+    pub async fn process(&self, job: &Job) -> Settled {
         let started = Instant::now();
         let mut tally = Tally::default();
         let end = self.run_row(job, &mut tally).await;
@@ -190,11 +194,14 @@ impl Engine {
             1 + tally.retries
         };
         row.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let mut pending = None;
         match end {
             End::Uploaded {
                 conversation,
                 uploaded,
+                commit,
             } => {
+                pending = commit;
                 row.status = RowStatus::Uploaded;
                 row.conversation_id = Some(conversation.0);
                 row.bytes = Some(uploaded.bytes);
@@ -214,7 +221,7 @@ impl Engine {
             }
         }
         row.notes = tally.notes;
-        row
+        Settled { row, pending }
     }
 
     async fn run_row(&self, job: &Job, tally: &mut Tally) -> End {
@@ -234,14 +241,21 @@ impl Engine {
                         bytes: uploaded.bytes,
                         sha256: uploaded.sha256.clone(),
                     };
-                    if let Err(err) = self.record(job, change).await {
-                        tally.notes.push(format!(
-                            "the journal could not record this upload ({err:#}); a rerun would upload it again"
-                        ));
-                    }
+                    let commit = match self
+                        .journal
+                        .begin(job.identity, &job.file, job.line, change)
+                    {
+                        Ok(pending) => Some(pending),
+                        Err(err) => {
+                            tally.notes.push(journal_lost_note(&err));
+                            self.control.stop(StopReason::Journal(format!("{err:#}")));
+                            None
+                        }
+                    };
                     return End::Uploaded {
                         conversation,
                         uploaded,
+                        commit,
                     };
                 }
                 Err(UploadEnd::Expired(why)) if !renewed => {
@@ -365,12 +379,9 @@ impl Engine {
         tally: &mut Tally,
     ) -> Result<Uploaded, UploadEnd> {
         let mut retry = 0;
+        // A fresh target is never judged by our clock (it may be skewed against Voyc's):
+        // S3 says when it has expired.
         loop {
-            if !still_valid(target) {
-                return Err(UploadEnd::Expired(
-                    "it expired before the upload could start".to_string(),
-                ));
-            }
             tally.requests += 1;
             let failure = match self
                 .client
@@ -477,6 +488,31 @@ impl Engine {
     }
 }
 
+/// A processed row, and the journal change it waits on before it may be reported.
+#[derive(Debug)]
+pub struct Settled {
+    pub row: ReportRow,
+    pending: Option<Pending>,
+}
+
+impl Settled {
+    /// Waits for the journal to hold the row's last change, then gives the report row.
+    pub async fn committed(self, control: &RunControl) -> ReportRow {
+        let mut row = self.row;
+        if let Some(pending) = self.pending
+            && let Err(err) = pending.committed().await
+        {
+            row.notes.push(journal_lost_note(&err));
+            control.stop(StopReason::Journal(format!("{err:#}")));
+        }
+        row
+    }
+}
+
+fn journal_lost_note(err: &anyhow::Error) -> String {
+    format!("the journal could not record this upload ({err:#}); a rerun would upload it again")
+}
+
 enum UploadEnd {
     /// S3 (or the target's own expiry) says the target is past its time.
     Expired(String),
@@ -494,8 +530,9 @@ fn still_valid(target: &UploadTarget) -> bool {
 pub struct Pool {
     engine: Arc<Engine>,
     permits: Arc<Semaphore>,
-    concurrency: u32,
     outcomes: std::sync::mpsc::Sender<Outcome>,
+    /// Every row's task, until it has sent its outcome (finished ones are reaped as we go).
+    tasks: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl Pool {
@@ -508,8 +545,8 @@ impl Pool {
         Pool {
             engine,
             permits: Arc::new(Semaphore::new(concurrency)),
-            concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX),
             outcomes,
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
         }
     }
 
@@ -533,13 +570,20 @@ impl Pool {
         }
         let engine = self.engine.clone();
         let outcomes = self.outcomes.clone();
-        tokio::spawn(async move {
-            let row = tokio::select! {
-                row = engine.process(&job) => row,
-                () = engine.control.abort.cancelled() => aborted(&job),
+        let mut tasks = self.tasks.lock().expect("pool tasks");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let settled = tokio::select! {
+                settled = engine.process(&job) => Some(settled),
+                () = engine.control.abort.cancelled() => None,
+            };
+            // The worker is free while its last change is committed.
+            drop(permit);
+            let row = match settled {
+                Some(settled) => settled.committed(&engine.control).await,
+                None => aborted(&job),
             };
             let _ = outcomes.send(Outcome { seq: job.seq, row });
-            drop(permit);
         });
     }
 
@@ -549,14 +593,16 @@ impl Pool {
         let _ = self.outcomes.send(Outcome { seq: job.seq, row });
     }
 
-    /// Waits until every row handed in has settled.
+    /// Waits until every row handed in has settled and sent its outcome.
     pub async fn wait(&self) {
-        let all = self
-            .permits
-            .acquire_many(self.concurrency)
-            .await
-            .expect("the pool's semaphore is never closed");
-        drop(all);
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().expect("pool tasks"));
+        while let Some(result) = tasks.join_next().await {
+            if let Err(err) = result
+                && err.is_panic()
+            {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
     }
 }
 
@@ -706,6 +752,10 @@ mod tests {
         }
     }
 
+    async fn settle(engine: &Engine, job: &Job) -> ReportRow {
+        engine.process(job).await.committed(&engine.control).await
+    }
+
     fn requests_to(server: &Server, prefix: &str) -> usize {
         server
             .requests()
@@ -718,7 +768,7 @@ mod tests {
     async fn a_row_is_uploaded_and_journaled() {
         let setup = setup(Arc::new(Fake::default())).await;
         let job = job(&setup, 0);
-        let row = setup.engine.process(&job).await;
+        let row = settle(&setup.engine, &job).await;
         assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
         assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
         assert_eq!(row.attempts, 1);
@@ -740,7 +790,7 @@ mod tests {
             "<Error><Code>SlowDown</Code><Message>Reduce</Message></Error>",
         ));
         let setup = setup(fake).await;
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
         assert_eq!(row.attempts, 4, "1 + three retries");
         assert!(
@@ -762,7 +812,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         fake.queue_call1(Reply::json(502, ""));
         let setup = setup(fake).await;
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded);
         assert_eq!(
             row.notes,
@@ -785,11 +835,11 @@ mod tests {
         ));
         let setup = setup(fake).await;
         assert_eq!(
-            setup.engine.process(&job(&setup, 0)).await.status,
+            settle(&setup.engine, &job(&setup, 0)).await.status,
             RowStatus::Uploaded
         );
         let job = job(&setup, 1);
-        let row = setup.engine.process(&job).await;
+        let row = settle(&setup.engine, &job).await;
         assert_eq!(row.status, RowStatus::Failed);
         assert_eq!(row.attempts, 1);
         assert_eq!(
@@ -819,7 +869,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         fake.queue_call1(Reply::json(401, r#"{"detail": "Invalid token."}"#));
         let setup = setup(fake).await;
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!((row.status, row.attempts), (RowStatus::Failed, 1));
         let Some(StopReason::Misconfigured(message)) = setup.engine.control.reason() else {
             panic!("expected a misconfiguration stop");
@@ -835,7 +885,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         fake.queue_call1(Reply::json(404, r#"{"detail": "Not found."}"#));
         let setup = setup(fake).await;
-        setup.engine.process(&job(&setup, 0)).await;
+        settle(&setup.engine, &job(&setup, 0)).await;
         let Some(StopReason::Misconfigured(message)) = setup.engine.control.reason() else {
             panic!("expected a misconfiguration stop");
         };
@@ -850,11 +900,11 @@ mod tests {
         let fake = Arc::new(Fake::default());
         let setup = setup(fake.clone()).await;
         assert_eq!(
-            setup.engine.process(&job(&setup, 0)).await.status,
+            settle(&setup.engine, &job(&setup, 0)).await.status,
             RowStatus::Uploaded
         );
         fake.queue_call1(Reply::json(401, r#"{"detail": "Token expired."}"#));
-        let row = setup.engine.process(&job(&setup, 1)).await;
+        let row = settle(&setup.engine, &job(&setup, 1)).await;
         assert_eq!(row.status, RowStatus::Failed);
         assert!(matches!(
             setup.engine.control.reason(),
@@ -870,7 +920,7 @@ mod tests {
             "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
         ));
         let setup = setup(fake).await;
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
         assert_eq!(row.conversation_id.as_deref(), Some("c-2"));
         assert_eq!(
@@ -892,7 +942,7 @@ mod tests {
             ));
         }
         let setup = setup(fake).await;
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Failed);
         assert_eq!(requests_to(&setup.server, "/api/"), 2, "renewed once only");
         assert!(
@@ -910,11 +960,11 @@ mod tests {
             "<Error><Code>BadDigest</Code><Message>x</Message></Error>",
         ));
         let setup = setup(fake).await;
-        let first = setup.engine.process(&job(&setup, 0)).await;
+        let first = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(first.status, RowStatus::Failed);
         let again = job(&setup, 0);
         assert_eq!(again.resume.as_ref().unwrap().state, State::Failed);
-        let row = setup.engine.process(&again).await;
+        let row = settle(&setup.engine, &again).await;
         assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
         assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
         assert_eq!(
@@ -946,7 +996,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded);
         assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
         assert_eq!(
@@ -967,7 +1017,7 @@ mod tests {
             .record(job0.identity, &job0.file, job0.line, Change::Call1Started)
             .await
             .unwrap();
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded);
         assert_eq!(
             row.notes,
@@ -984,7 +1034,7 @@ mod tests {
             fake.queue_call1(Reply::json(503, r#"{"detail": "down"}"#));
         }
         let setup = setup(fake).await;
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Failed);
         assert_eq!(row.attempts, 6);
         assert_eq!(row.error.as_deref(), Some("call 1: HTTP 503: down"));
@@ -997,7 +1047,7 @@ mod tests {
         fake.queue_s3(Reply::json(503, ""));
         let setup = setup(fake).await;
         setup.engine.control.stop(StopReason::Interrupted);
-        let row = setup.engine.process(&job(&setup, 0)).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
         // Call 1 and the first upload went out (the stop only halts waits and new rows).
         assert_eq!(row.status, RowStatus::NotAttempted, "{row:?}");
         assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
