@@ -1065,6 +1065,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_but_steady_upload_outlasts_the_timeout() {
+        // 1 MiB every 100 ms: each gap is far below --timeout (the kernel's send buffer,
+        // up to 4 MiB, drains in under half a second at the end), the whole is above it.
         let server = serve(|_| Reply::SlowRead {
             chunk: 1 << 20,
             every: Duration::from_millis(100),
@@ -1072,12 +1074,12 @@ mod tests {
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
-        let size = 16 << 20;
+        let size = 40 << 20;
         let (path, sha256) = audio_file(&dir, size);
         let target = UploadTarget::Put {
             url: server.url.join("s3/b/k").unwrap(),
         };
-        let timeout = Duration::from_millis(700);
+        let timeout = Duration::from_secs(2);
         let started = Instant::now();
         let uploaded = client(&server.url, timeout)
             .upload(&target, &path, size as u64, &Arc::new(AtomicU64::new(0)))
