@@ -228,6 +228,13 @@ impl ReportWriter {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
+        std::fs::create_dir_all(folder).with_context(|| {
+            format!(
+                "cannot write the report {}: cannot create its folder {}",
+                path.display(),
+                folder.display()
+            )
+        })?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -535,14 +542,18 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_folder_is_found_before_anything_else() {
-        let err = ReportWriter::create(Path::new("/nonexistent-folder/r.csv"))
-            .err()
-            .unwrap();
+    fn a_report_folder_that_cannot_be_made_is_found_before_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let err = ReportWriter::create(&file.join("r.csv")).err().unwrap();
         assert!(
-            format!("{err:#}").contains("folder /nonexistent-folder is not writable"),
+            format!("{err:#}").contains("cannot create its folder"),
             "{err:#}"
         );
+        let made = ReportWriter::create(&dir.path().join("new/folder/r.csv")).unwrap();
+        made.finish().unwrap();
+        assert!(dir.path().join("new/folder/r.csv").exists());
     }
 
     #[test]
