@@ -100,6 +100,8 @@ struct CsvReader {
     input: BufReader<File>,
     /// The line the next unread byte is on.
     line: u64,
+    /// The last byte read was a CR (so a LF right after it ends no further line).
+    after_cr: bool,
 }
 
 impl CsvReader {
@@ -108,6 +110,7 @@ impl CsvReader {
             core: csv_core::Reader::new(),
             input,
             line: 1,
+            after_cr: false,
         }
     }
 
@@ -140,7 +143,9 @@ impl CsvReader {
                 if start.is_none() && byte != b'\n' && byte != b'\r' {
                     start = Some(self.line);
                 }
-                self.line += u64::from(byte == b'\n');
+                // LF, CRLF and a lone CR each end a line, as editors count them.
+                self.line += u64::from(byte == b'\r' || (byte == b'\n' && !self.after_cr));
+                self.after_cr = byte == b'\r';
             }
             self.input.consume(read);
             written += wrote;
@@ -490,6 +495,13 @@ mod tests {
             format_of(Path::new("m.txt"), Some(Format::Csv)).unwrap(),
             Format::Csv
         );
+    }
+
+    #[test]
+    fn csv_rows_with_old_mac_line_ends_are_numbered_too() {
+        let rows = read_all(b"file\rb.wav\r\rc.wav\r\n", Format::Csv);
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 4]);
     }
 
     #[test]

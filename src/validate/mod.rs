@@ -355,3 +355,6 @@ pub fn command(args: &ValidateArgs) -> anyhow::Result<Status> {
         Ok(()) => Ok(status),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,3 +2,4 @@
 //! `tests/`, one module per command; shared helpers in `util`.
 
 mod util;
+mod validate;
