@@ -239,25 +239,44 @@ pub fn check_manifest(
         }
     }
     let mut seen = Seen::default();
+    let read_error = |e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot read the manifest {}",
+            settings.manifest.display()
+        ))
+    };
     let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let mut more = manifest
+        .read_rows(BATCH_ROWS, &mut batch)
+        .map_err(read_error)?;
     loop {
-        batch.clear();
-        let more = manifest
-            .read_rows(BATCH_ROWS, &mut batch)
-            .with_context(|| format!("cannot read the manifest {}", settings.manifest.display()))?;
-        let examined: Vec<Examined> = batch
-            .par_iter()
-            .map(|raw| context.examine(raw, manifest.header()))
-            .collect();
+        // Read the next batch while this one is checked: the reading is sequential.
+        let mut next = Vec::new();
+        let (examined, read) = rayon::join(
+            || {
+                batch
+                    .par_iter()
+                    .map(|raw| context.examine(raw))
+                    .collect::<Vec<Examined>>()
+            },
+            || {
+                more.then(|| {
+                    next.reserve(BATCH_ROWS);
+                    manifest.read_rows(BATCH_ROWS, &mut next)
+                })
+            },
+        );
         for row in examined {
             let verdict = seen.conclude(&context, row);
             if emit(verdict, &mut summary).is_break() {
                 return Ok(summary);
             }
         }
-        if !more {
-            break;
+        match read {
+            None => break,
+            Some(read) => more = read.map_err(read_error)?,
         }
+        batch = next;
     }
     if summary.rows == 0 {
         let message = match manifest.header() {

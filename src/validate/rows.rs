@@ -20,7 +20,8 @@ const OPTIONAL: [&str; 3] = ["direction", "language", "speakers"];
 pub(crate) struct Context<'a> {
     settings: &'a Settings,
     today: NaiveDate,
-    /// CSV only: the header as the checks see it.
+    /// CSV only: the header as read, and as the checks see it.
+    header: Option<Header>,
     layout: Option<Layout>,
     /// The header has an error, so no row may be valid.
     manifest_invalid: bool,
@@ -65,6 +66,7 @@ impl<'a> Context<'a> {
         let context = Context {
             settings,
             today,
+            header: header.cloned(),
             layout,
             manifest_invalid: problems.iter().any(Problem::is_error),
         };
@@ -77,7 +79,7 @@ impl<'a> Context<'a> {
     }
 
     /// Everything about one row that does not depend on other rows.
-    pub fn examine(&self, raw: &RawRow, header: Option<&Header>) -> Examined {
+    pub fn examine(&self, raw: &RawRow) -> Examined {
         let mut row = Examined {
             line: raw.line,
             file: None,
@@ -86,7 +88,7 @@ impl<'a> Context<'a> {
             id: None,
             accepted: None,
         };
-        let cells = match raw.cells(header) {
+        let cells = match raw.cells(self.header.as_ref()) {
             Ok(cells) => cells,
             Err(e) => {
                 row.problems.push(Problem {
