@@ -349,13 +349,19 @@ impl Layout {
             ));
         }
         let mut names: Vec<Option<String>> = Vec::with_capacity(header.names.len());
+        // First column of each name (a header may be a binary file's one huge line).
+        let mut first_of: std::collections::HashMap<&str, usize> = Default::default();
         for (index, original) in header.names.iter().enumerate() {
             let name = settings.rename(original);
-            let earlier = names
-                .iter()
-                .position(|n| n.as_deref() == Some(name) && !name.is_empty());
+            let earlier = match name.is_empty() {
+                true => None,
+                false => first_of.get(name).copied(),
+            };
             match earlier {
-                None => names.push(Some(name.to_string())),
+                None => {
+                    first_of.insert(name, index);
+                    names.push(Some(name.to_string()));
+                }
                 Some(first) if header.names[first] == *original => {
                     problems.push(Problem::new(
                         line,

@@ -777,3 +777,35 @@ mod arbitrary_bytes {
         }
     }
 }
+
+#[test]
+fn a_header_with_tens_of_thousands_of_columns_is_checked_quickly() {
+    let f = Fixture::new();
+    let names: Vec<String> = (0..50_000).map(|i| format!("c{i}")).collect();
+    let args = csv(&f, &format!("{},c7\n", names.join(",")));
+    let shown = problems(&args);
+    assert!(
+        shown.contains(
+            &"1: c7: the header names this column twice (columns 8 and 50001)".to_string()
+        ),
+        "{:?}",
+        &shown[..shown.len().min(3)]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_manifest_that_is_a_symlink_loop_is_an_error_not_a_hang() {
+    let f = Fixture::new();
+    let path = f.dir.path().join("loop.csv");
+    std::os::unix::fs::symlink("loop.csv", &path).unwrap();
+    let args = ManifestArgs {
+        manifest: path,
+        format: None,
+        base_dir: None,
+        map: vec![],
+        set: vec![],
+    };
+    let err = check_manifest(&args, today(), |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(format!("{err:#}").contains("symbolic links"), "{err:#}");
+}
