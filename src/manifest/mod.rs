@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cli::Format;
 
@@ -441,18 +441,17 @@ pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
     }
 }
 
-/// Reads a whole object map from JSONL cells (test helper and for callers wanting a map).
-pub fn to_map(cells: Vec<(Name<'_>, Value)>) -> Map<String, Value> {
-    cells
-        .into_iter()
-        .map(|(name, value)| (name.as_str().to_string(), value))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
+
+    fn to_map(cells: Vec<(Name<'_>, Value)>) -> Map<String, Value> {
+        cells
+            .into_iter()
+            .map(|(name, value)| (name.as_str().to_string(), value))
+            .collect()
+    }
 
     fn write(contents: &[u8], name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

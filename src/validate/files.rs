@@ -15,7 +15,7 @@ pub const MAX_FILE_BYTES: u64 = 5 << 30;
 /// `./calls/a.wav`, a hard link) are known to be the same.
 #[cfg(unix)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FileId {
+pub(crate) struct FileId {
     device: u64,
     inode: u64,
 }
@@ -23,7 +23,7 @@ pub struct FileId {
 /// Which file a path names: its canonical path (no inode numbers to rely on here).
 #[cfg(not(unix))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct FileId(std::path::PathBuf);
+pub(crate) struct FileId(std::path::PathBuf);
 
 /// What the checks found out about one audio file.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 //! exact JSON body call 1 sends.
 
 pub mod fields;
-pub mod files;
+mod files;
 mod rows;
 mod settings;
 pub mod sniff;
@@ -27,7 +27,8 @@ use crate::Status;
 use crate::cli::{ManifestArgs, ValidateArgs};
 use crate::manifest::{Manifest, Unreadable, plural};
 pub use fields::Severity;
-pub use files::{FileId, MAX_FILE_BYTES};
+use files::FileId;
+pub use files::MAX_FILE_BYTES;
 use rows::{Context, Examined};
 use settings::Settings;
 pub use sniff::AudioFormat;

@@ -235,17 +235,10 @@ impl<'a> Context<'a> {
                 .keys()
                 .find(|k| !RESERVED.contains(&k.as_str()) && is_near(k, key))
                 .cloned();
-            match near {
-                Some(near) => row.error(
-                    Some(&near),
-                    None,
-                    format!(
-                        "did you mean {key:?}? {key} is required, but this line has no such key \
-                         (rename the key or pass --map {near}={key})"
-                    ),
-                ),
-                None => row.problems.push(from_field(row.line, problem)),
-            }
+            row.problems.push(match near {
+                Some(near) => did_you_mean(row.line, &near, key, Place::Line),
+                None => from_field(row.line, problem),
+            });
         }
     }
 
@@ -259,15 +252,7 @@ impl<'a> Context<'a> {
         let reserved = OPTIONAL
             .into_iter()
             .find(|r| !body.contains_key(*r) && is_near(key, r))?;
-        Some(Problem::new(
-            line,
-            Severity::Warning,
-            Some(key),
-            format!(
-                "did you mean {reserved:?}? as it is, it is sent as custom metadata \
-                 (rename the key or pass --map {key}={reserved})"
-            ),
-        ))
+        Some(did_you_mean(line, key, reserved, Place::Line))
     }
 }
 
@@ -393,7 +378,7 @@ impl Layout {
         let has_file = present("file");
         if !has_file {
             problems.push(match near("file") {
-                Some(close) => missing_with_hint(line, close, "file"),
+                Some(close) => did_you_mean(line, close, "file", Place::Header),
                 None => Problem::new(
                     line,
                     Severity::Error,
@@ -413,7 +398,7 @@ impl Layout {
             }
             missing.push(key);
             problems.push(match near(key) {
-                Some(close) => missing_with_hint(line, close, key),
+                Some(close) => did_you_mean(line, close, key, Place::Header),
                 None => Problem::new(
                     line,
                     Severity::Error,
@@ -430,15 +415,7 @@ impl Layout {
                 continue;
             }
             if let Some(close) = near(key) {
-                problems.push(Problem::new(
-                    line,
-                    Severity::Warning,
-                    Some(close),
-                    format!(
-                        "did you mean {key:?}? as it is, it is sent as custom metadata \
-                         (rename the column or pass --map {close}={key})"
-                    ),
-                ));
+                problems.push(did_you_mean(line, close, key, Place::Header));
             }
         }
         let layout = Layout {
@@ -450,15 +427,33 @@ impl Layout {
     }
 }
 
-fn missing_with_hint(line: u64, close: &str, key: &str) -> Problem {
+/// Where a misspelt name was found: a CSV header's column, or a JSONL line's key.
+#[derive(Clone, Copy)]
+enum Place {
+    Header,
+    Line,
+}
+
+/// `call_dat: did you mean "call_date"? …`: an error when `key` is required (nothing else
+/// will give it), a warning when it is optional (the value goes out as custom metadata).
+fn did_you_mean(line: u64, close: &str, key: &str, place: Place) -> Problem {
+    let (noun, absent) = match place {
+        Place::Header => ("column", "no column has that name"),
+        Place::Line => ("key", "this line has no such key"),
+    };
+    let (severity, why) = if key == "file" || REQUIRED.contains(&key) {
+        (Severity::Error, format!("{key} is required, but {absent}"))
+    } else {
+        (
+            Severity::Warning,
+            "as it is, it is sent as custom metadata".to_string(),
+        )
+    };
     Problem::new(
         line,
-        Severity::Error,
+        severity,
         Some(close),
-        format!(
-            "did you mean {key:?}? {key} is required, but no column has that name \
-             (rename the column or pass --map {close}={key})"
-        ),
+        format!("did you mean {key:?}? {why} (rename the {noun} or pass --map {close}={key})"),
     )
 }
 

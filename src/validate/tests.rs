@@ -246,6 +246,16 @@ fn a_header_name_two_edits_from_a_reserved_key_gets_a_did_you_mean() {
             r#"1: warning: Speakers: did you mean "speakers"? as it is, it is sent as custom metadata (rename the column or pass --map Speakers=speakers)"#,
         ]
     );
+    let args = csv(
+        &f,
+        "File,channel_id,call_date,call_time,agent\ncalls/a.wav,1,2025-01-02,10:00:00,Ann\n",
+    );
+    assert_eq!(
+        problems(&args),
+        [
+            r#"1: File: did you mean "file"? file is required, but no column has that name (rename the column or pass --map File=file)"#
+        ]
+    );
 }
 
 #[test]
