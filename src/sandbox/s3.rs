@@ -188,6 +188,8 @@ struct Metered {
     inner: BodyDataStream,
     read: u64,
     polled: bool,
+    /// Set after each chunk: the next poll yields once before reading more (see `poll_next`).
+    just_read: bool,
     cut_after: Option<u64>,
     connection: ConnectionHandle,
     shared: Arc<Shared>,
@@ -199,6 +201,7 @@ impl Metered {
             inner: body.into_data_stream(),
             read: 0,
             polled: false,
+            just_read: false,
             cut_after: None,
             connection,
             shared,
@@ -232,8 +235,16 @@ impl Stream for Metered {
             return Poll::Pending;
         }
         this.polled = true;
+        // multer reads whatever is ready into one growing buffer before parsing it; under load
+        // that is megabytes, reallocated and copied as it grows. Yielding after every chunk
+        // keeps its buffer at one chunk and halves the sandbox's CPU per uploaded byte.
+        if std::mem::take(&mut this.just_read) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let item = ready!(this.inner.poll_next_unpin(cx));
         if let Some(Ok(chunk)) = &item {
+            this.just_read = true;
             this.read += chunk.len() as u64;
             if this.cut_after.is_some_and(|cut| this.read >= cut) {
                 this.shared.faults.count(Fault::S3Drop);
@@ -245,8 +256,12 @@ impl Stream for Metered {
     }
 }
 
+/// How much is gathered before it is handed to the writer: fewer, larger hand-overs cost
+/// far fewer thread wake-ups than one per network read.
+const BATCH_BYTES: usize = 1 << 20;
+
 enum Chunk {
-    Data(Bytes),
+    Data(Vec<Bytes>),
     /// All data is in: move the file to this path.
     Commit(PathBuf),
 }
@@ -255,12 +270,14 @@ enum Chunk {
 /// temporary file, and moves the file into place only on commit (otherwise it is removed).
 struct Sink {
     chunks: mpsc::Sender<Chunk>,
+    batch: Vec<Bytes>,
+    batch_bytes: usize,
     writer: JoinHandle<io::Result<Option<(u64, String)>>>,
 }
 
 impl Sink {
     fn start(folder: PathBuf) -> Sink {
-        let (chunks, mut incoming) = mpsc::channel::<Chunk>(4);
+        let (chunks, mut incoming) = mpsc::channel::<Chunk>(2);
         let writer = tokio::task::spawn_blocking(move || {
             let file = tempfile::Builder::new()
                 .prefix(".upload-")
@@ -270,10 +287,12 @@ impl Sink {
             let mut bytes = 0u64;
             while let Some(chunk) = incoming.blocking_recv() {
                 match chunk {
-                    Chunk::Data(data) => {
-                        hasher.update(&data);
-                        out.write_all(&data)?;
-                        bytes += data.len() as u64;
+                    Chunk::Data(batch) => {
+                        for data in batch {
+                            hasher.update(&data);
+                            out.write_all(&data)?;
+                            bytes += data.len() as u64;
+                        }
                     }
                     Chunk::Commit(target) => {
                         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -287,11 +306,27 @@ impl Sink {
             }
             Ok(None)
         });
-        Sink { chunks, writer }
+        Sink {
+            chunks,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            writer,
+        }
     }
 
     async fn write(&mut self, data: Bytes) -> Result<(), S3Error> {
-        if self.chunks.send(Chunk::Data(data)).await.is_ok() {
+        self.batch_bytes += data.len();
+        self.batch.push(data);
+        if self.batch_bytes < BATCH_BYTES {
+            return Ok(());
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), S3Error> {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        if batch.is_empty() || self.chunks.send(Chunk::Data(batch)).await.is_ok() {
             return Ok(());
         }
         // The writer stopped: it failed.
@@ -302,7 +337,8 @@ impl Sink {
     }
 
     /// Moves the file to `target`; returns its size and SHA-256.
-    async fn commit(self, target: PathBuf) -> Result<(u64, String), S3Error> {
+    async fn commit(mut self, target: PathBuf) -> Result<(u64, String), S3Error> {
+        self.flush().await?;
         let _ = self.chunks.send(Chunk::Commit(target)).await;
         drop(self.chunks);
         match self.writer.await {
