@@ -1,7 +1,7 @@
 //! What the sandbox holds: every conversation call 1 created, in creation order, with what
 //! was uploaded to its key; and the inspection endpoints that show it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -35,11 +35,44 @@ pub struct Store {
     inner: Mutex<Inner>,
 }
 
+/// Conversations are kept in fixed-size chunks, and keys in a B-tree: a growing `Vec` or
+/// `HashMap` would, at a few hundred thousand conversations, copy or rehash everything while
+/// holding the lock each time it grows, and every call 1 waiting would see that as latency.
+const CHUNK: usize = 4096;
+
 #[derive(Default)]
 struct Inner {
-    conversations: Vec<Conversation>,
-    by_key: HashMap<String, usize>,
+    chunks: Vec<Vec<Conversation>>,
+    len: usize,
+    by_key: BTreeMap<String, usize>,
     uploads: u64,
+}
+
+impl Inner {
+    fn push(&mut self, conversation: Conversation) -> usize {
+        if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room")
+            .push(conversation);
+        self.len += 1;
+        self.len - 1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Conversation> {
+        self.chunks.iter().flatten()
+    }
+}
+
+/// Serialises every conversation as one JSON array without copying them.
+struct All<'a>(&'a Inner);
+
+impl Serialize for All<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
 }
 
 impl Store {
@@ -56,8 +89,7 @@ impl Store {
         key: String,
     ) {
         let mut inner = self.lock();
-        let index = inner.conversations.len();
-        inner.conversations.push(Conversation {
+        let index = inner.push(Conversation {
             conversation_id,
             organisation_id,
             metadata,
@@ -71,7 +103,7 @@ impl Store {
 
     /// How many conversations exist; the next one's sequence number is this plus one.
     pub fn len(&self) -> usize {
-        self.lock().conversations.len()
+        self.lock().len
     }
 
     /// Records a successful upload to `key`.
@@ -79,7 +111,7 @@ impl Store {
         let mut inner = self.lock();
         inner.uploads += 1;
         if let Some(&index) = inner.by_key.get(key) {
-            let conversation = &mut inner.conversations[index];
+            let conversation = &mut inner.chunks[index / CHUNK][index % CHUNK];
             conversation.uploaded = true;
             conversation.bytes = Some(bytes);
             conversation.sha256 = Some(sha256);
@@ -88,7 +120,7 @@ impl Store {
     }
 
     pub fn snapshot(&self) -> Vec<Conversation> {
-        self.lock().conversations.clone()
+        self.lock().iter().cloned().collect()
     }
 
     /// Successful uploads, all keys together.
@@ -97,7 +129,7 @@ impl Store {
     }
 
     fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.lock().conversations).expect("conversations serialise")
+        serde_json::to_vec(&All(&self.lock())).expect("conversations serialise")
     }
 }
 
@@ -136,6 +168,26 @@ mod tests {
         );
         assert_eq!((all[1].uploaded, all[1].bytes), (false, None));
         assert_eq!(store.uploads(), 2);
+    }
+
+    #[test]
+    fn conversations_keep_their_order_across_chunks() {
+        let store = Store::default();
+        for i in 0..CHUNK + 2 {
+            store.create(i.to_string(), "o".into(), Map::new(), format!("k{i}"));
+        }
+        store.record_upload(&format!("k{}", CHUNK + 1), 1, "ff".into());
+        let all = store.snapshot();
+        assert_eq!(all.len(), CHUNK + 2);
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, c)| c.conversation_id == i.to_string())
+        );
+        assert!(all[CHUNK + 1].uploaded && !all[CHUNK].uploaded);
+        let json: Vec<Value> = serde_json::from_slice(&store.to_json()).unwrap();
+        assert_eq!(json.len(), CHUNK + 2);
+        assert_eq!(json[CHUNK + 1]["conversation_id"], (CHUNK + 1).to_string());
     }
 
     #[test]
