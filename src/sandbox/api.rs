@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::faults::Fault;
 use super::sigv4::uri_encode;
@@ -273,6 +274,14 @@ fn new_conversation_id(shared: &Shared) -> Value {
     }
 }
 
+/// Where a conversation's audio goes: `uploads/{2 hex digits}/{id}`. Spreading objects over
+/// 256 folders keeps concurrent uploads from queueing on one folder's lock in the filesystem
+/// (creating a file and renaming it into place both take it).
+fn object_key(conversation_id: &str) -> String {
+    let fan = Sha256::digest(conversation_id.as_bytes())[0];
+    format!("uploads/{fan:02x}/{conversation_id}")
+}
+
 /// Call 1's success body, in the configured style and shape.
 fn success_body(shared: &Shared, host: &str, id: Value, key: &str) -> Value {
     let now = Utc::now();
@@ -374,7 +383,7 @@ pub(super) async fn upload_data(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let key = format!("uploads/{id_text}");
+    let key = object_key(&id_text);
     let answer = success_body(&shared, request_host(&headers, &shared), id, &key);
     shared.store.create(id_text, organisation_id, metadata, key);
     if draw.ambiguous {
@@ -457,6 +466,16 @@ mod tests {
         );
         let auth = ApiError::client(StatusCode::UNAUTHORIZED, "not_authenticated", "no");
         assert_eq!(auth.body(ErrorStyle::Drf), json!({"detail": "no"}));
+    }
+
+    #[test]
+    fn object_keys_spread_over_256_folders() {
+        assert_eq!(object_key("17"), object_key("17"));
+        let folders: std::collections::BTreeSet<String> = (0..4000)
+            .map(|i| object_key(&i.to_string())[..10].to_string())
+            .collect();
+        assert_eq!(folders.len(), 256);
+        assert!(object_key("abc").starts_with("uploads/") && object_key("abc").ends_with("/abc"));
     }
 
     #[test]

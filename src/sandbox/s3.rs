@@ -262,12 +262,13 @@ const BATCH_BYTES: usize = 1 << 20;
 
 enum Chunk {
     Data(Vec<Bytes>),
-    /// All data is in: move the file to this path.
-    Commit(PathBuf),
+    /// All data is in: move the file into place.
+    Commit,
 }
 
 /// An upload on its way to disk: a blocking task hashes and writes the chunks it is sent to a
-/// temporary file, and moves the file into place only on commit (otherwise it is removed).
+/// temporary file beside the target, and moves the file into place only on commit (otherwise
+/// it is removed). Beside, because a rename within one folder takes no filesystem-wide lock.
 struct Sink {
     chunks: mpsc::Sender<Chunk>,
     batch: Vec<Bytes>,
@@ -276,12 +277,17 @@ struct Sink {
 }
 
 impl Sink {
-    fn start(folder: PathBuf) -> Sink {
+    fn start(target: PathBuf) -> Sink {
         let (chunks, mut incoming) = mpsc::channel::<Chunk>(2);
         let writer = tokio::task::spawn_blocking(move || {
+            let folder = target.parent().expect("an object path has a folder");
+            // Looking first is cheap; creating takes the parent folder's lock every time.
+            if !folder.is_dir() {
+                std::fs::create_dir_all(folder)?;
+            }
             let file = tempfile::Builder::new()
                 .prefix(".upload-")
-                .tempfile_in(&folder)?;
+                .tempfile_in(folder)?;
             let mut out = BufWriter::with_capacity(256 << 10, file);
             let mut hasher = Sha256::new();
             let mut bytes = 0u64;
@@ -294,11 +300,8 @@ impl Sink {
                             bytes += data.len() as u64;
                         }
                     }
-                    Chunk::Commit(target) => {
+                    Chunk::Commit => {
                         let file = out.into_inner().map_err(|e| e.into_error())?;
-                        if let Some(parent) = target.parent() {
-                            std::fs::create_dir_all(parent)?;
-                        }
                         file.persist(&target).map_err(|e| e.error)?;
                         return Ok(Some((bytes, hex::encode(hasher.finalize()))));
                     }
@@ -336,10 +339,10 @@ impl Sink {
         }
     }
 
-    /// Moves the file to `target`; returns its size and SHA-256.
-    async fn commit(mut self, target: PathBuf) -> Result<(u64, String), S3Error> {
+    /// Moves the file into place; returns its size and SHA-256.
+    async fn commit(mut self) -> Result<(u64, String), S3Error> {
         self.flush().await?;
-        let _ = self.chunks.send(Chunk::Commit(target)).await;
+        let _ = self.chunks.send(Chunk::Commit).await;
         drop(self.chunks);
         match self.writer.await {
             Ok(Ok(Some(written))) => Ok(written),
@@ -507,7 +510,7 @@ async fn receive_post(
     };
     let target = object_path(shared, &grant.key)?;
     let max = grant.max_bytes.min(shared.config.max_upload_bytes);
-    let mut sink = Sink::start(shared.data_dir.join(bucket));
+    let mut sink = Sink::start(target);
     let mut size = 0u64;
     while let Some(chunk) = file.chunk().await.map_err(|_| S3Error::malformed_post())? {
         size += chunk.len() as u64;
@@ -527,7 +530,7 @@ async fn receive_post(
     if size < grant.min_bytes {
         return Err(S3Error::entity_too_small(size, grant.min_bytes));
     }
-    let (bytes, sha256) = sink.commit(target).await?;
+    let (bytes, sha256) = sink.commit().await?;
     shared
         .store
         .record_upload(&grant.key, bytes, sha256.clone());
@@ -620,7 +623,7 @@ async fn receive_put(
         return Err(S3Error::entity_too_large(length, max));
     }
     let target = object_path(shared, key)?;
-    let mut sink = Sink::start(shared.data_dir.join(bucket));
+    let mut sink = Sink::start(target);
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|_| S3Error::incomplete_body())?;
@@ -630,7 +633,7 @@ async fn receive_put(
     if received != length {
         return Err(S3Error::incomplete_body());
     }
-    let (bytes, sha256) = sink.commit(target).await?;
+    let (bytes, sha256) = sink.commit().await?;
     shared.store.record_upload(key, bytes, sha256.clone());
     let mut response = StatusCode::OK.into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
