@@ -485,3 +485,74 @@ async fn stop_signal() -> anyhow::Result<()> {
         .context("cannot watch for Ctrl-C")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    /// The in-process use `upload --sandbox` makes of it, on a single-threaded runtime.
+    #[tokio::test]
+    async fn a_started_sandbox_serves_shows_its_conversations_and_stops_cleanly() {
+        let sandbox = start(SandboxConfig {
+            upload_style: UploadStyle::Put,
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap();
+        assert!(sandbox.base_url().starts_with("http://127.0.0.1:"));
+        let http = client();
+        let answer: serde_json::Value = serde_json::from_str(
+            &http
+                .post(format!(
+                    "{}/api/v2/workspace/o/conversation/upload_data/",
+                    sandbox.base_url()
+                ))
+                .bearer_auth(sandbox.token())
+                .header("content-type", "application/json")
+                .body(r#"{"channel_id":1,"call_date":"2024-01-02","call_time":"10:00:00","agent":"A"}"#)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let url = answer["upload_url"].as_str().unwrap();
+        let status = http.put(url).body("abc").send().await.unwrap().status();
+        assert_eq!(status, reqwest::StatusCode::OK);
+        let all = sandbox.conversations();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].bytes, all[0].uploads), (Some(3), 1));
+        assert_eq!(sandbox.stats().uploads, 1);
+
+        let (address, folder) = (
+            sandbox.base_url().trim_start_matches("http://").to_string(),
+            sandbox.data_dir().to_path_buf(),
+        );
+        assert!(folder.is_dir());
+        sandbox.stop().await;
+        assert!(!folder.exists(), "the temporary folder is removed");
+        assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_rate_that_is_not_a_probability_is_refused_with_a_sentence() {
+        let err = start(SandboxConfig {
+            s3_drop_rate: 1.5,
+            ..SandboxConfig::default()
+        })
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the S3 drop rate must be a probability between 0 and 1, not 1.5"
+        );
+    }
+}
