@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod manifest;
+pub mod sandbox;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -43,5 +44,6 @@ impl From<Status> for ExitCode {
 pub fn run(cli: cli::Cli) -> anyhow::Result<Status> {
     match cli.command {
         cli::Command::Validate(args) => validate::command(&args),
+        cli::Command::Sandbox(args) => sandbox::command(&args),
     }
 }
