@@ -1,8 +1,11 @@
 //! The command line, as clap derive definitions only; the commands live in their modules.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::sandbox::{ErrorStyle, ResponseShape, UploadStyle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Check every row of a manifest and print every problem, without sending anything.
     Validate(ValidateArgs),
+    /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
+    Sandbox(SandboxArgs),
 }
 
 /// How a manifest is read; shared by every command that takes one.
@@ -55,4 +60,92 @@ pub enum Format {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on; port 0 picks a free port (the printed URL names it).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    /// The bearer token call 1 accepts.
+    #[arg(long, value_name = "TOKEN", default_value = "sandbox-token")]
+    pub token: String,
+
+    /// The only organisation id that exists; others get 404 [default: any id is accepted].
+    #[arg(long, value_name = "ORG_ID")]
+    pub org: Option<String>,
+
+    /// Upload targets call 1 hands out: a presigned POST form or a presigned PUT URL.
+    #[arg(long, value_enum, value_name = "STYLE", default_value_t = UploadStyle::Post)]
+    pub upload_style: UploadStyle,
+
+    /// Error bodies of call 1: plain DRF (401 for a bad token) or the drf-standardized-errors
+    /// envelope of Voyc's live API (403 for a bad token).
+    #[arg(long, value_enum, value_name = "STYLE", default_value_t = ErrorStyle::Drf)]
+    pub error_style: ErrorStyle,
+
+    /// Where call 1's answer puts the conversation id and the upload target.
+    #[arg(long, value_enum, value_name = "SHAPE", default_value_t = ResponseShape::Flat)]
+    pub response_shape: ResponseShape,
+
+    /// Delay added to every API and S3 request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Probability that call 1 is answered 503 before it is processed.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub fail_rate: f64,
+
+    /// Probability that call 1 is processed (the conversation is created), then answered 500.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub ambiguous_rate: f64,
+
+    /// Probability that call 1 is answered 429 with Retry-After: 1.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub throttle_rate: f64,
+
+    /// Probability that an upload is answered 503 SlowDown.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub s3_fail_rate: f64,
+
+    /// Probability that an upload's connection is closed part-way through its body.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub s3_drop_rate: f64,
+
+    /// How long upload targets stay valid, in seconds (0: they are expired when used).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub upload_ttl: u64,
+
+    /// The largest upload accepted, in bytes [default: 5 GiB, S3's limit].
+    #[arg(long, value_name = "BYTES", default_value_t = 5 << 30, hide_default_value = true)]
+    pub max_upload_bytes: u64,
+
+    /// Make presigned POSTs carry success_action_status (200, 201 or 204) [default: none, S3 answers 204].
+    #[arg(long, value_name = "STATUS", value_parser = success_status)]
+    pub success_action_status: Option<u16>,
+
+    /// Seed for the fault generator: the same seed and the same order of requests inject the same faults.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Keep uploads in this folder, as DIR/BUCKET/KEY [default: a temporary folder, removed on exit].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "expected a probability between 0 and 1, e.g. 0.05, not {text:?}"
+        )),
+    }
+}
+
+fn success_status(text: &str) -> Result<u16, String> {
+    match text {
+        "200" | "201" | "204" => Ok(text.parse().expect("digits")),
+        _ => Err(format!("expected 200, 201 or 204, not {text:?}")),
+    }
 }

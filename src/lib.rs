@@ -8,6 +8,7 @@ pub mod journal;
 pub mod manifest;
 pub mod progress;
 pub mod report;
+pub mod sandbox;
 pub mod secret;
 pub mod upload;
 pub mod validate;
@@ -48,5 +49,6 @@ impl From<Status> for ExitCode {
 pub fn run(cli: cli::Cli) -> anyhow::Result<Status> {
     match cli.command {
         cli::Command::Validate(args) => validate::command(&args),
+        cli::Command::Sandbox(args) => sandbox::command(&args),
     }
 }

@@ -1,1 +1,631 @@
 //! Reading manifests (CSV and JSONL) into rows that keep the line they start on.
+//!
+//! Reading streams: [`Manifest::read_rows`] hands out a bounded batch of raw rows at a time,
+//! so memory holds one batch, never the whole file. Turning a raw row into named cells
+//! ([`RawRow::cells`]) is a pure function, so callers can do it in parallel.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cli::Format;
+
+/// The manifest's format: `--format` if given, else from the file's extension.
+pub fn format_of(path: &Path, explicit: Option<Format>) -> anyhow::Result<Format> {
+    if let Some(format) = explicit {
+        return Ok(format);
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "csv" => Ok(Format::Csv),
+        "jsonl" | "ndjson" => Ok(Format::Jsonl),
+        _ => anyhow::bail!(
+            "cannot tell the format of {} from its extension (expected .csv, .jsonl or .ndjson); \
+             pass --format csv or --format jsonl",
+            path.display()
+        ),
+    }
+}
+
+/// Why a manifest cannot be read as text at all. The manifest is otherwise readable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Zero bytes.
+    Empty,
+    /// Text in another encoding, named for the user (e.g. "UTF-16 (little-endian)").
+    Encoding(&'static str),
+}
+
+/// A CSV header row, as written (names trimmed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The line the header starts on.
+    pub line: u64,
+    pub names: Vec<String>,
+    /// Whether every name was valid UTF-8 (if not, `names` hold replacement characters).
+    pub utf8: bool,
+}
+
+/// One row as read, before its cells are decoded.
+#[derive(Clone, Debug)]
+pub struct RawRow {
+    /// The line the row starts on (the header is line 1).
+    pub line: u64,
+    content: Content,
+}
+
+#[derive(Clone, Debug)]
+enum Content {
+    Csv(Record),
+    Jsonl(Vec<u8>),
+}
+
+/// One CSV record's fields, unescaped, back to back.
+#[derive(Clone, Debug, Default)]
+struct Record {
+    bytes: Vec<u8>,
+    /// Where each field ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Record {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.bytes[start..end])
+    }
+
+    /// A line of only spaces reads as one blank field: no row, like an empty line.
+    fn is_blank(&self) -> bool {
+        self.len() == 1 && self.bytes.iter().all(u8::is_ascii_whitespace)
+    }
+}
+
+/// CSV on csv-core directly, because a row's reported line must be the line its first byte
+/// is on: the `csv` crate's positions are where reading resumed, before any blank lines and
+/// (with CRLF) before the previous row's LF.
+struct CsvReader {
+    core: csv_core::Reader,
+    input: BufReader<File>,
+    /// The line the next unread byte is on.
+    line: u64,
+    /// The last byte read was a CR (so a LF right after it ends no further line).
+    after_cr: bool,
+}
+
+impl CsvReader {
+    fn new(input: BufReader<File>) -> CsvReader {
+        CsvReader {
+            core: csv_core::Reader::new(),
+            input,
+            line: 1,
+            after_cr: false,
+        }
+    }
+
+    /// The next non-blank record and the line it starts on.
+    fn next_record(&mut self) -> io::Result<Option<(u64, Record)>> {
+        loop {
+            match self.next_any_record()? {
+                Some((_, record)) if record.is_blank() => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn next_any_record(&mut self) -> io::Result<Option<(u64, Record)>> {
+        use csv_core::ReadRecordResult;
+        let mut record = Record {
+            bytes: vec![0; 256],
+            ends: vec![0; 16],
+        };
+        let (mut written, mut ended) = (0, 0);
+        let mut start: Option<u64> = None;
+        loop {
+            let input = self.input.fill_buf()?;
+            let (result, read, wrote, ends) = self.core.read_record(
+                input,
+                &mut record.bytes[written..],
+                &mut record.ends[ended..],
+            );
+            for &byte in &input[..read] {
+                if start.is_none() && byte != b'\n' && byte != b'\r' {
+                    start = Some(self.line);
+                }
+                // LF, CRLF and a lone CR each end a line, as editors count them.
+                self.line += u64::from(byte == b'\r' || (byte == b'\n' && !self.after_cr));
+                self.after_cr = byte == b'\r';
+            }
+            self.input.consume(read);
+            written += wrote;
+            ended += ends;
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    let grown = record.bytes.len() * 2;
+                    record.bytes.resize(grown, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let grown = record.ends.len() * 2;
+                    record.ends.resize(grown, 0);
+                }
+                ReadRecordResult::Record => {
+                    record.bytes.truncate(written);
+                    record.ends.truncate(ended);
+                    return Ok(Some((start.unwrap_or(self.line), record)));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Why a row could not be decoded into cells; worded for a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    pub column: Option<String>,
+    pub value: Option<String>,
+    pub message: String,
+}
+
+impl RowError {
+    fn new(message: impl Into<String>) -> RowError {
+        RowError {
+            column: None,
+            value: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// An open manifest, positioned after its header (CSV) or at its start (JSONL).
+pub struct Manifest {
+    reader: Reader,
+}
+
+enum Reader {
+    Csv { csv: Box<CsvReader>, header: Header },
+    Jsonl { lines: BufReader<File>, line: u64 },
+}
+
+impl Manifest {
+    /// Opens a manifest and reads its header. `Ok(Err(_))` is a manifest that opened but
+    /// is not UTF-8 text (or is empty); `Err(_)` is one that could not be read at all.
+    pub fn open(path: &Path, format: Format) -> io::Result<Result<Manifest, Unreadable>> {
+        let file = File::open(path)?;
+        if file.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a folder, not a file",
+            ));
+        }
+        let mut text = BufReader::with_capacity(64 * 1024, file);
+        let head = text.fill_buf()?;
+        if let Some(problem) = unreadable(head) {
+            return Ok(Err(problem));
+        }
+        if head.starts_with(b"\xEF\xBB\xBF") {
+            text.consume(3);
+        }
+        let reader = match format {
+            Format::Jsonl => Reader::Jsonl {
+                lines: text,
+                line: 0,
+            },
+            Format::Csv => {
+                let mut csv = CsvReader::new(text);
+                let Some((line, record)) = csv.next_record()? else {
+                    return Ok(Err(Unreadable::Empty));
+                };
+                let header = Header {
+                    line,
+                    names: record.iter().map(|n| lossy(n).trim().to_string()).collect(),
+                    utf8: record.iter().all(|n| std::str::from_utf8(n).is_ok()),
+                };
+                Reader::Csv {
+                    csv: Box::new(csv),
+                    header,
+                }
+            }
+        };
+        Ok(Ok(Manifest { reader }))
+    }
+
+    /// The CSV header; `None` for JSONL, which has none.
+    pub fn header(&self) -> Option<&Header> {
+        match &self.reader {
+            Reader::Csv { header, .. } => Some(header),
+            Reader::Jsonl { .. } => None,
+        }
+    }
+
+    /// Appends up to `max` rows to `rows`; returns false once the manifest is exhausted.
+    /// Blank lines are no rows.
+    pub fn read_rows(&mut self, max: usize, rows: &mut Vec<RawRow>) -> io::Result<bool> {
+        for _ in 0..max {
+            match self.next_row()? {
+                Some(row) => rows.push(row),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    fn next_row(&mut self) -> io::Result<Option<RawRow>> {
+        match &mut self.reader {
+            Reader::Csv { csv, .. } => Ok(csv.next_record()?.map(|(line, record)| RawRow {
+                line,
+                content: Content::Csv(record),
+            })),
+            Reader::Jsonl { lines, line } => loop {
+                let mut bytes = Vec::new();
+                if lines.read_until(b'\n', &mut bytes)? == 0 {
+                    return Ok(None);
+                }
+                *line += 1;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some(RawRow {
+                    line: *line,
+                    content: Content::Jsonl(bytes),
+                }));
+            },
+        }
+    }
+}
+
+impl RawRow {
+    /// The row's cells as `(name, value)` in manifest order, names as the header (CSV) or the
+    /// object (JSONL) has them. CSV values are strings with surrounding whitespace trimmed;
+    /// JSONL values are kept as JSON. `header` is the manifest's header (CSV only).
+    pub fn cells<'h>(
+        &self,
+        header: Option<&'h Header>,
+    ) -> Result<Vec<(Name<'h>, Value)>, RowError> {
+        match (&self.content, header) {
+            (Content::Csv(record), Some(header)) => csv_cells(record, header),
+            (Content::Jsonl(bytes), _) => jsonl_cells(bytes),
+            (Content::Csv(_), None) => Err(RowError::new("a CSV row without a header")),
+        }
+    }
+}
+
+/// A cell's name: the header's position (CSV), or the object's own key (JSONL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Name<'h> {
+    Column(usize, &'h str),
+    Key(String),
+}
+
+impl Name<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Column(_, name) => name,
+            Name::Key(key) => key,
+        }
+    }
+}
+
+fn csv_cells<'h>(record: &Record, header: &'h Header) -> Result<Vec<(Name<'h>, Value)>, RowError> {
+    let (got, want) = (record.len(), header.names.len());
+    if got != want {
+        let hint = if got > want {
+            " (does a value with a comma lack its quotes?)"
+        } else {
+            ""
+        };
+        return Err(RowError::new(format!(
+            "this row has {got} {}, but the header has {want}{hint}",
+            plural(got as u64, "field", "fields"),
+        )));
+    }
+    let mut cells = Vec::with_capacity(want);
+    for (index, (bytes, name)) in record.iter().zip(&header.names).enumerate() {
+        let text = std::str::from_utf8(bytes).map_err(|_| RowError {
+            column: Some(column_label(index, name)),
+            value: Some(lossy(bytes).into_owned()),
+            message: "not valid UTF-8 text; save the manifest as UTF-8 \
+                      (it may be in Latin-1 or Windows-1252)"
+                .to_string(),
+        })?;
+        cells.push((
+            Name::Column(index, name.as_str()),
+            Value::String(text.trim().to_string()),
+        ));
+    }
+    Ok(cells)
+}
+
+/// `agent`, or `column 5` for a column the header leaves unnamed.
+pub fn column_label(index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("column {}", index + 1)
+    } else {
+        name.to_string()
+    }
+}
+
+fn jsonl_cells<'h>(bytes: &[u8]) -> Result<Vec<(Name<'h>, Value)>, RowError> {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| RowError {
+        column: None,
+        value: Some(lossy(bytes).trim().to_string()),
+        message: "not valid UTF-8 text; save the manifest as UTF-8".to_string(),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        RowError::new(format!(
+            "not valid JSON: {} (column {})",
+            json_error_text(&e),
+            e.column()
+        ))
+    })?;
+    match value {
+        Value::Object(object) => Ok(object
+            .into_iter()
+            .map(|(key, value)| (Name::Key(key), value))
+            .collect::<Vec<_>>()),
+        other => Err(RowError::new(format!(
+            "expected a JSON object ({{\"file\": …}}), found {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+/// serde_json's message without its " at line L column C" tail (the line is ours to report).
+fn json_error_text(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+/// "an array", "a string", … for messages.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Why text that starts with `head` cannot be a UTF-8 manifest, if it cannot.
+fn unreadable(head: &[u8]) -> Option<Unreadable> {
+    const BOMS: [(&[u8], &str); 4] = [
+        (b"\xFF\xFE\x00\x00", "UTF-32 (little-endian)"),
+        (b"\x00\x00\xFE\xFF", "UTF-32 (big-endian)"),
+        (b"\xFF\xFE", "UTF-16 (little-endian)"),
+        (b"\xFE\xFF", "UTF-16 (big-endian)"),
+    ];
+    if head.is_empty() {
+        return Some(Unreadable::Empty);
+    }
+    if let Some((_, name)) = BOMS.iter().find(|(bom, _)| head.starts_with(bom)) {
+        return Some(Unreadable::Encoding(name));
+    }
+    // Without a byte-order mark, UTF-16/32 text in Latin letters has NUL bytes between them.
+    match head {
+        [0, 0, 0, _, ..] | [_, 0, 0, 0, ..] => Some(Unreadable::Encoding("UTF-32")),
+        [0, _, ..] | [_, 0, ..] => Some(Unreadable::Encoding("UTF-16")),
+        _ => None,
+    }
+}
+
+fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// `1 row`, `2 rows`.
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        one.to_string()
+    } else {
+        many.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, json};
+
+    fn to_map(cells: Vec<(Name<'_>, Value)>) -> Map<String, Value> {
+        cells
+            .into_iter()
+            .map(|(name, value)| (name.as_str().to_string(), value))
+            .collect()
+    }
+
+    fn write(contents: &[u8], name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    /// Every row of a manifest as (line, cells as a JSON object or the error message).
+    fn read_all(contents: &[u8], format: Format) -> Vec<(u64, Result<Value, String>)> {
+        let (_dir, path) = write(contents, "m");
+        let mut manifest = Manifest::open(&path, format).unwrap().unwrap();
+        let mut rows = Vec::new();
+        while manifest.read_rows(2, &mut rows).unwrap() {}
+        rows.iter()
+            .map(|row| {
+                let cells = row
+                    .cells(manifest.header())
+                    .map(|c| Value::Object(to_map(c)))
+                    .map_err(|e| e.message);
+                (row.line, cells)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_format_comes_from_the_extension_unless_given() {
+        assert_eq!(format_of(Path::new("a/m.CSV"), None).unwrap(), Format::Csv);
+        assert_eq!(
+            format_of(Path::new("m.ndjson"), None).unwrap(),
+            Format::Jsonl
+        );
+        assert_eq!(
+            format_of(Path::new("m.jsonl"), None).unwrap(),
+            Format::Jsonl
+        );
+        let err = format_of(Path::new("m.txt"), None).unwrap_err().to_string();
+        assert!(err.contains("--format csv"), "{err}");
+        assert_eq!(
+            format_of(Path::new("m.txt"), Some(Format::Csv)).unwrap(),
+            Format::Csv
+        );
+    }
+
+    #[test]
+    fn csv_rows_with_old_mac_line_ends_are_numbered_too() {
+        let rows = read_all(b"file\rb.wav\r\rc.wav\r\n", Format::Csv);
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 4]);
+    }
+
+    #[test]
+    fn csv_rows_report_the_line_they_start_on_across_quoted_newlines_and_crlf() {
+        let rows = read_all(
+            b"\xEF\xBB\xBF file , note\r\na.wav,\"two\r\nlines\"\r\n\r\n  \r\n b.wav ,\"x, y\" \r\n",
+            Format::Csv,
+        );
+        assert_eq!(
+            rows,
+            vec![
+                (2, Ok(json!({"file": "a.wav", "note": "two\r\nlines"}))),
+                (6, Ok(json!({"file": "b.wav", "note": "x, y"}))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bom_is_not_part_of_the_first_header_name() {
+        let (_dir, path) = write(b"\xEF\xBB\xBFfile,agent\n", "m.csv");
+        let manifest = Manifest::open(&path, Format::Csv).unwrap().unwrap();
+        assert_eq!(manifest.header().unwrap().names, ["file", "agent"]);
+    }
+
+    #[test]
+    fn a_csv_row_with_the_wrong_number_of_fields_is_an_error_for_that_row_only() {
+        let rows = read_all(
+            b"file,agent\na.wav,Ann,extra\nb.wav\nc.wav,Bo\n",
+            Format::Csv,
+        );
+        assert_eq!(
+            rows[0].1,
+            Err("this row has 3 fields, but the header has 2 \
+                 (does a value with a comma lack its quotes?)"
+                .into())
+        );
+        assert_eq!(
+            rows[1].1,
+            Err("this row has 1 field, but the header has 2".into())
+        );
+        assert_eq!(rows[2], (4, Ok(json!({"file": "c.wav", "agent": "Bo"}))));
+    }
+
+    #[test]
+    fn a_csv_cell_in_another_encoding_names_its_column() {
+        let (_dir, path) = write(b"file,agent\na.wav,Jos\xE9\n", "m.csv");
+        let mut manifest = Manifest::open(&path, Format::Csv).unwrap().unwrap();
+        let mut rows = Vec::new();
+        manifest.read_rows(10, &mut rows).unwrap();
+        let err = rows[0].cells(manifest.header()).unwrap_err();
+        assert_eq!(err.column.as_deref(), Some("agent"));
+        assert_eq!(err.value.as_deref(), Some("Jos\u{FFFD}"));
+        assert!(err.message.contains("UTF-8"), "{}", err.message);
+    }
+
+    #[test]
+    fn jsonl_keeps_json_types_and_skips_blank_lines() {
+        let rows = read_all(
+            b"{\"file\":\"a.wav\",\"speakers\":2,\"vip\":true,\"crm\":{\"id\":7}}\n\n  \r\n{\"file\":\"b.wav\"}",
+            Format::Jsonl,
+        );
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    1,
+                    Ok(json!({"file": "a.wav", "speakers": 2, "vip": true, "crm": {"id": 7}}))
+                ),
+                (4, Ok(json!({"file": "b.wav"}))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_jsonl_line_that_is_not_an_object_is_an_error_for_that_line() {
+        let rows = read_all(b"[1,2]\n{\"file\": \n\"just text\"\n", Format::Jsonl);
+        assert_eq!(
+            rows[0],
+            (
+                1,
+                Err("expected a JSON object ({\"file\": …}), found an array".into())
+            )
+        );
+        assert_eq!(
+            rows[1],
+            (
+                2,
+                Err("not valid JSON: EOF while parsing a value (column 9)".into())
+            )
+        );
+        assert_eq!(rows[2].0, 3);
+        assert!(rows[2].1.as_ref().unwrap_err().contains("a string"));
+    }
+
+    #[test]
+    fn other_encodings_and_empty_files_are_named() {
+        for (bytes, expected) in [
+            (
+                &b"\xFF\xFEf\x00i\x00"[..],
+                Unreadable::Encoding("UTF-16 (little-endian)"),
+            ),
+            (
+                b"\xFE\xFF\x00f\x00i",
+                Unreadable::Encoding("UTF-16 (big-endian)"),
+            ),
+            (b"f\x00i\x00l\x00e\x00", Unreadable::Encoding("UTF-16")),
+            (b"", Unreadable::Empty),
+        ] {
+            let (_dir, path) = write(bytes, "m.csv");
+            assert_eq!(
+                Manifest::open(&path, Format::Csv).unwrap().err(),
+                Some(expected)
+            );
+        }
+        let (_dir, path) = write(b"\n\n", "m.csv");
+        assert_eq!(
+            Manifest::open(&path, Format::Csv).unwrap().err(),
+            Some(Unreadable::Empty)
+        );
+    }
+
+    #[test]
+    fn a_folder_is_not_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Manifest::open(dir.path(), Format::Csv).err().unwrap();
+        assert!(err.to_string().contains("folder"), "{err}");
+    }
+}

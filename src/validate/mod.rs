@@ -1,11 +1,380 @@
-//! Validation: the rules every row must satisfy before anything is sent.
+//! Validation: every rule a manifest and its rows must satisfy before anything is sent, and the
+//! `validate` command that prints every problem like a compiler does.
+//!
+//! [`check_manifest`] is the one pass over a manifest that both `validate` and `upload` use:
+//! it streams rows in manifest order, checking them (fields and audio files) in parallel a
+//! batch at a time, and hands each row's [`Verdict`] to the caller; a valid row carries the
+//! exact JSON body call 1 sends.
 
 pub mod fields;
+mod files;
+mod rows;
+mod settings;
+pub mod sniff;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use rayon::prelude::*;
+use serde_json::{Map, Value};
 
 use crate::Status;
-use crate::cli::ValidateArgs;
+use crate::cli::{ManifestArgs, ValidateArgs};
+use crate::manifest::{Manifest, Unreadable, plural};
+pub use fields::Severity;
+use files::FileId;
+pub use files::MAX_FILE_BYTES;
+use rows::{Context, Examined};
+use settings::Settings;
+pub use sniff::AudioFormat;
 
-/// `voyc-import validate`: check every row, print every problem, exit 2 if any is an error.
-pub fn command(_args: &ValidateArgs) -> anyhow::Result<Status> {
-    anyhow::bail!("validate is not implemented yet")
+/// Rows checked in parallel at a time; bounds memory, however long the manifest.
+const BATCH_ROWS: usize = 2048;
+
+/// A row that passed every check: what `upload` needs to send it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedRow {
+    /// The line the row starts on in the manifest (the CSV header is line 1).
+    pub line: u64,
+    /// The audio path exactly as the manifest wrote it (trimmed).
+    pub file: String,
+    /// The audio path resolved against the base folder.
+    pub path: PathBuf,
+    /// The file's size in bytes when it was checked.
+    pub size: u64,
+    pub format: AudioFormat,
+    /// The exact JSON body of call 1: `serde_json::to_vec(&row.body)` is what is sent.
+    pub body: Map<String, Value>,
 }
+
+/// One thing wrong with a manifest or a row, worded for a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The manifest line it is about (a row's first line; line 1 for a CSV header).
+    pub line: u64,
+    pub severity: Severity,
+    /// The column (key) at fault, after `--map`; `None` when it is the whole row or manifest.
+    pub column: Option<String>,
+    /// The offending value as written, when there is one.
+    pub value: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    fn new(line: u64, severity: Severity, column: Option<&str>, message: String) -> Problem {
+        Problem {
+            line,
+            severity,
+            column: column.map(str::to_string),
+            value: None,
+            message,
+        }
+    }
+}
+
+/// `warning: call_date "2030-01-01": date is in the future (today is …)`; the caller puts
+/// `PATH:LINE: ` in front.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        match (&self.column, &self.value) {
+            (Some(column), Some(value)) => {
+                write!(f, "{column} {}: {}", fields::quote(value), self.message)
+            }
+            (Some(column), None) => write!(f, "{column}: {}", self.message),
+            (None, Some(value)) => write!(f, "{}: {}", fields::quote(value), self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// What [`check_manifest`] says about each part of a manifest, in manifest order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// A problem with the manifest as a whole or its header (missing or duplicated column,
+    /// another encoding, no rows), not with one row. These come before any row's verdict,
+    /// except "no rows", which comes last. While the manifest has such an error, no row is
+    /// [`Verdict::Valid`]: a row whose only fault is the manifest's is `Invalid` with no
+    /// problems of its own.
+    Manifest(Problem),
+    /// A row that can be sent (warnings do not stop it).
+    Valid {
+        row: CheckedRow,
+        warnings: Vec<Problem>,
+    },
+    /// A row that cannot be sent; its problems (errors and warnings) in column order.
+    Invalid {
+        line: u64,
+        /// The audio path as written, when the row has one.
+        file: Option<String>,
+        problems: Vec<Problem>,
+    },
+}
+
+impl Verdict {
+    /// Every problem this verdict carries, errors and warnings, in the order to print them.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Verdict::Manifest(problem) => std::slice::from_ref(problem),
+            Verdict::Valid { warnings, .. } => warnings,
+            Verdict::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+/// Counts over one pass of [`check_manifest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Rows seen (not the header, not blank lines).
+    pub rows: u64,
+    pub valid_rows: u64,
+    pub invalid_rows: u64,
+    /// Rows with at least one error of their own.
+    pub rows_with_errors: u64,
+    /// Errors in all, the manifest's own included.
+    pub errors: u64,
+    /// Errors about the manifest as a whole or its header (see [`Verdict::Manifest`]).
+    pub manifest_errors: u64,
+    pub warnings: u64,
+    /// The visitor asked to stop before the end; the counts cover what was seen.
+    pub stopped: bool,
+}
+
+impl Summary {
+    /// No errors at all: every row may be sent.
+    pub fn is_valid(&self) -> bool {
+        self.errors == 0
+    }
+
+    fn count(&mut self, verdict: &Verdict) {
+        let errors = verdict.problems().iter().filter(|p| p.is_error()).count() as u64;
+        self.errors += errors;
+        self.warnings += verdict.problems().len() as u64 - errors;
+        match verdict {
+            Verdict::Manifest(_) => self.manifest_errors += errors,
+            Verdict::Valid { .. } => {
+                self.rows += 1;
+                self.valid_rows += 1;
+            }
+            Verdict::Invalid { .. } => {
+                self.rows += 1;
+                self.invalid_rows += 1;
+                self.rows_with_errors += u64::from(errors > 0);
+            }
+        }
+    }
+}
+
+/// `12 rows checked: 7 problems in 6 rows, 0 warnings`.
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = |n: u64, one: &str, many: &str| format!("{n} {}", plural(n, one, many));
+        write!(f, "{} checked: ", count(self.rows, "row", "rows"))?;
+        let row_errors = self.errors - self.manifest_errors;
+        let in_rows = format!("in {}", count(self.rows_with_errors, "row", "rows"));
+        match (self.manifest_errors, row_errors) {
+            (0, 0) => f.write_str("all valid")?,
+            (0, _) => write!(f, "{} {in_rows}", count(row_errors, "problem", "problems"))?,
+            (m, 0) => write!(f, "{} in the manifest", count(m, "problem", "problems"))?,
+            (m, r) => write!(
+                f,
+                "{} ({m} in the manifest, {r} {in_rows})",
+                count(m + r, "problem", "problems")
+            )?,
+        }
+        write!(f, ", {}", count(self.warnings, "warning", "warnings"))
+    }
+}
+
+/// Checks a whole manifest, streaming: each row's verdict goes to `visit` in manifest order,
+/// and `visit` may stop the pass early. Memory holds one batch of rows, and of each audio
+/// file only its first bytes. `today` decides which dates are in the future.
+///
+/// `Err` is a manifest that cannot be read at all, or flags that cannot work (a usage
+/// error); problems inside the manifest come as verdicts and are counted in the summary.
+pub fn check_manifest(
+    args: &ManifestArgs,
+    today: NaiveDate,
+    mut visit: impl FnMut(Verdict) -> ControlFlow<()>,
+) -> anyhow::Result<Summary> {
+    let settings = Settings::from_args(args)?;
+    let mut summary = Summary::default();
+    let mut emit = |verdict: Verdict, summary: &mut Summary| {
+        summary.count(&verdict);
+        let flow = visit(verdict);
+        summary.stopped = flow.is_break();
+        flow
+    };
+    let opened = Manifest::open(&settings.manifest, settings.format)
+        .with_context(|| format!("cannot read the manifest {}", settings.manifest.display()))?;
+    let mut manifest = match opened {
+        Ok(manifest) => manifest,
+        Err(unreadable) => {
+            let message = match unreadable {
+                Unreadable::Empty => "the manifest is empty: no header and no rows".to_string(),
+                Unreadable::Encoding(name) => format!(
+                    "the manifest is not UTF-8 text: it looks like {name}; save it as UTF-8"
+                ),
+            };
+            let problem = Problem::new(1, Severity::Error, None, message);
+            let _ = emit(Verdict::Manifest(problem), &mut summary);
+            return Ok(summary);
+        }
+    };
+    let (context, header_problems) = Context::new(&settings, manifest.header(), today)?;
+    for problem in header_problems {
+        if emit(Verdict::Manifest(problem), &mut summary).is_break() {
+            return Ok(summary);
+        }
+    }
+    let mut seen = Seen::default();
+    let read_error = |e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot read the manifest {}",
+            settings.manifest.display()
+        ))
+    };
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let mut more = manifest
+        .read_rows(BATCH_ROWS, &mut batch)
+        .map_err(read_error)?;
+    loop {
+        // Read the next batch while this one is checked: the reading is sequential.
+        let mut next = Vec::new();
+        let (examined, read) = rayon::join(
+            || {
+                batch
+                    .par_iter()
+                    .map(|raw| context.examine(raw))
+                    .collect::<Vec<Examined>>()
+            },
+            || {
+                more.then(|| {
+                    next.reserve(BATCH_ROWS);
+                    manifest.read_rows(BATCH_ROWS, &mut next)
+                })
+            },
+        );
+        for row in examined {
+            let verdict = seen.conclude(&context, row);
+            if emit(verdict, &mut summary).is_break() {
+                return Ok(summary);
+            }
+        }
+        match read {
+            None => break,
+            Some(read) => more = read.map_err(read_error)?,
+        }
+        batch = next;
+    }
+    if summary.rows == 0 {
+        let message = match manifest.header() {
+            Some(_) => "no rows: the manifest has a header but nothing below it",
+            None => "no rows: the manifest has no JSON objects",
+        };
+        let line = manifest.header().map_or(1, |h| h.line);
+        let _ = emit(
+            Verdict::Manifest(Problem::new(line, Severity::Error, None, message.into())),
+            &mut summary,
+        );
+    }
+    Ok(summary)
+}
+
+/// What the in-order part of the pass remembers: which files were listed on which line.
+#[derive(Default)]
+struct Seen {
+    files: HashMap<FileId, u64>,
+    /// JSONL keys already looked at for a misspelt reserved key (each is hinted once).
+    keys: std::collections::HashSet<String>,
+}
+
+impl Seen {
+    fn conclude(&mut self, context: &Context, mut row: Examined) -> Verdict {
+        if let Some(id) = row.id.take() {
+            match self.files.entry(id) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    row.problems.push(Problem {
+                        line: row.line,
+                        severity: Severity::Error,
+                        column: Some("file".into()),
+                        value: row.file.clone(),
+                        message: format!("already listed on line {}", first.get()),
+                    });
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(row.line);
+                }
+            }
+        }
+        if context.hints_per_row() {
+            let new_keys: Vec<String> = row
+                .body
+                .keys()
+                .filter(|key| !self.keys.contains(*key))
+                .cloned()
+                .collect();
+            for key in new_keys {
+                if let Some(problem) = context.optional_key_hint(row.line, &key, &row.body) {
+                    row.problems.push(problem);
+                }
+                self.keys.insert(key);
+            }
+        }
+        row.conclude(context)
+    }
+}
+
+/// `voyc-import validate`: check every row, print every problem as it is found (in line
+/// order), then a summary; exit 2 if there is any error, 0 otherwise (warnings included).
+pub fn command(args: &ValidateArgs) -> anyhow::Result<Status> {
+    let shown = args.manifest.manifest.display().to_string();
+    let today = chrono::Local::now().date_naive();
+    let stdout = io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut out: Box<dyn Write> = if terminal {
+        Box::new(stdout.lock())
+    } else {
+        Box::new(io::BufWriter::new(stdout.lock()))
+    };
+    let mut failed: Option<io::Error> = None;
+    let summary = check_manifest(&args.manifest, today, |verdict| {
+        for problem in verdict.problems() {
+            if let Err(e) = writeln!(out, "{shown}:{}: {problem}", problem.line) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    let status = if summary.is_valid() && !summary.stopped {
+        Status::Success
+    } else {
+        Status::Usage
+    };
+    let written = match failed {
+        Some(e) => Err(e),
+        None => writeln!(out, "{summary}").and_then(|()| out.flush()),
+    };
+    match written {
+        // A reader that went away (`validate … | head`) is no error of ours.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(status),
+        Err(e) => Err(e).context("cannot write to standard output"),
+        Ok(()) => Ok(status),
+    }
+}
+
+#[cfg(test)]
+mod tests;

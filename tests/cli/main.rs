@@ -1,4 +1,6 @@
 //! End-to-end tests: the real binary, real files, real sockets. One test binary for all of
 //! `tests/`, one module per command; shared helpers in `util`.
 
+mod sandbox;
 mod util;
+mod validate;

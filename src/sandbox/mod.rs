@@ -1,0 +1,558 @@
+//! The sandbox: a local stand-in for Voyc's upload API and for S3, with fault injection, so
+//! that users can rehearse a migration and our tests and benchmarks have something to hit.
+//!
+//! One server on one port: call 1 under `/api/v2/...`, the S3 side under `/s3/...`, the
+//! inspection endpoints under `/_sandbox/...`. It runs its own accept loop rather than
+//! `axum::serve` so that a handler can make its connection drop in the middle of a body, the
+//! way a flaky network does; a clean HTTP error would not test the same thing.
+
+mod api;
+mod faults;
+mod s3;
+mod sigv4;
+mod store;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::Request;
+use axum::routing::{get, post, put};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tower_service::Service as _;
+
+use crate::Status;
+use crate::cli::SandboxArgs;
+
+pub use faults::FaultCounts;
+pub use store::Conversation;
+
+/// How call 1 hands out the upload target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UploadStyle {
+    /// A presigned POST: `url` and form `fields`, as boto3's `generate_presigned_post` returns.
+    #[default]
+    Post,
+    /// A presigned PUT URL with its expiry and signature in the query.
+    Put,
+}
+
+/// How call 1 words its errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ErrorStyle {
+    /// Plain Django REST Framework: `{"detail": "..."}`, `{"call_date": ["..."]}`, 401.
+    #[default]
+    Drf,
+    /// The drf-standardized-errors envelope Voyc's live API uses: `{"type": ..., "errors": [...]}`,
+    /// and 403 `not_authenticated` for missing credentials.
+    Standardized,
+}
+
+/// Where call 1's response puts the conversation id and the upload target, so that a client's
+/// parser meets every shape PRODUCT.md says it must accept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResponseShape {
+    /// `{"conversation_id": "…", "upload": {"url", "fields"}}` or `{"conversation_id": "…", "upload_url": "…"}`.
+    #[default]
+    Flat,
+    /// `{"conversation": {"id": "…"}, "presigned_post": {"url", "fields"}}` or `{"conversation": {"id": "…"}, "presigned_url": "…"}`.
+    Nested,
+    /// `{"id": 17, "url": "…", "fields": {…}}` or `{"id": 17, "url": "…"}`: numeric ids, target at the top level.
+    Numeric,
+}
+
+/// Everything the sandbox can be told; `Default` is a well-behaved server on a free port.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Address to listen on; port 0 picks any free port.
+    pub listen: SocketAddr,
+    /// The bearer token call 1 accepts.
+    pub token: String,
+    /// When set, only this organisation id exists; others get 404.
+    pub org: Option<String>,
+    pub upload_style: UploadStyle,
+    pub error_style: ErrorStyle,
+    pub response_shape: ResponseShape,
+    /// Added before every API and S3 request is answered.
+    pub latency: Duration,
+    /// Probability that call 1 is answered 503 before it is processed.
+    pub fail_rate: f64,
+    /// Probability that call 1 is processed (the conversation exists) and then answered 500.
+    pub ambiguous_rate: f64,
+    /// Probability that call 1 is answered 429 with `Retry-After: 1`.
+    pub throttle_rate: f64,
+    /// Probability that an upload is answered 503 `SlowDown`.
+    pub s3_fail_rate: f64,
+    /// Probability that an upload's connection is closed after part of its body.
+    pub s3_drop_rate: f64,
+    /// How long a presigned POST policy or PUT URL stays valid (whole seconds).
+    pub upload_ttl: Duration,
+    /// The largest upload accepted (S3's limit for one presigned upload is 5 GiB).
+    pub max_upload_bytes: u64,
+    /// When set (200, 201 or 204), presigned POSTs carry this `success_action_status` field.
+    pub success_action_status: Option<u16>,
+    /// Seed of the fault generator (and of ids and the signing secret); random when unset.
+    pub seed: Option<u64>,
+    /// Where uploads are stored, under `{bucket}/{key}`; a temporary folder removed on stop
+    /// when unset.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: "sandbox-token".into(),
+            org: None,
+            upload_style: UploadStyle::Post,
+            error_style: ErrorStyle::Drf,
+            response_shape: ResponseShape::Flat,
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            ambiguous_rate: 0.0,
+            throttle_rate: 0.0,
+            s3_fail_rate: 0.0,
+            s3_drop_rate: 0.0,
+            upload_ttl: Duration::from_secs(3600),
+            max_upload_bytes: 5 << 30,
+            success_action_status: None,
+            seed: None,
+            data_dir: None,
+        }
+    }
+}
+
+impl SandboxConfig {
+    fn rates(&self) -> faults::Rates {
+        faults::Rates {
+            fail: self.fail_rate,
+            ambiguous: self.ambiguous_rate,
+            throttle: self.throttle_rate,
+            s3_fail: self.s3_fail_rate,
+            s3_drop: self.s3_drop_rate,
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        for (name, rate) in self.rates().named() {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&rate),
+                "the {name} must be a probability between 0 and 1, not {rate}"
+            );
+        }
+        if let Some(status) = self.success_action_status {
+            anyhow::ensure!(
+                matches!(status, 200 | 201 | 204),
+                "success_action_status must be 200, 201 or 204, not {status}"
+            );
+        }
+        anyhow::ensure!(
+            !self.token.is_empty(),
+            "the sandbox token must not be empty"
+        );
+        Ok(())
+    }
+}
+
+/// Counts of what the sandbox did, as `GET /_sandbox/stats` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub conversations: usize,
+    /// Successful uploads (a file uploaded twice counts twice).
+    pub uploads: u64,
+    pub api_requests: u64,
+    pub s3_requests: u64,
+    pub faults: FaultCounts,
+}
+
+/// The state every handler shares.
+struct Shared {
+    config: SandboxConfig,
+    bucket: String,
+    credentials: sigv4::Credentials,
+    data_dir: PathBuf,
+    store: store::Store,
+    faults: faults::Faults,
+    ids: std::sync::Mutex<fastrand::Rng>,
+    /// The last numeric conversation id handed out.
+    sequence: AtomicU64,
+    /// `127.0.0.1:PORT`: where upload targets point when a request names no `Host`.
+    authority: String,
+    api_requests: AtomicU64,
+    s3_requests: AtomicU64,
+}
+
+impl Shared {
+    /// The configured latency, added to every API and S3 request.
+    async fn delay(&self) {
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            conversations: self.store.len(),
+            uploads: self.store.uploads(),
+            api_requests: self.api_requests.load(Ordering::Relaxed),
+            s3_requests: self.s3_requests.load(Ordering::Relaxed),
+            faults: self.faults.counts(),
+        }
+    }
+}
+
+/// Lets a handler close its own connection at once, without an answer.
+#[derive(Clone, Default)]
+struct ConnectionHandle(Arc<Notify>);
+
+impl ConnectionHandle {
+    fn drop_connection(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it also stops it, abruptly.
+pub struct Sandbox {
+    base_url: String,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+    /// The temporary data folder, removed once the server has stopped.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Binds the listening socket and starts serving on the current tokio runtime.
+pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
+    config.check()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let (temp_dir, data_dir) = match &config.data_dir {
+        Some(dir) => (None, dir.clone()),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("voyc-sandbox-")
+                .tempdir()
+                .context("cannot create a temporary folder for the sandbox's uploads")?;
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
+        }
+    };
+    let bucket = "voyc-sandbox".to_string();
+    std::fs::create_dir_all(data_dir.join(&bucket)).with_context(|| {
+        format!(
+            "cannot create the upload folder {}",
+            data_dir.join(&bucket).display()
+        )
+    })?;
+    let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+    let mut secrets = fastrand::Rng::with_seed(seed ^ 0x5ec2_e7ba_5e5a_17ed);
+    let secret_key: String = std::iter::repeat_with(|| secrets.alphanumeric())
+        .take(40)
+        .collect();
+    let shared = Arc::new(Shared {
+        faults: faults::Faults::new(config.rates(), seed),
+        ids: std::sync::Mutex::new(fastrand::Rng::with_seed(seed.rotate_left(17) ^ 0x1d5)),
+        credentials: sigv4::Credentials {
+            access_key: "SANDBOXACCESSKEY".into(),
+            secret_key,
+        },
+        bucket,
+        data_dir,
+        store: store::Store::default(),
+        sequence: AtomicU64::new(0),
+        authority: address.to_string(),
+        api_requests: AtomicU64::new(0),
+        s3_requests: AtomicU64::new(0),
+        config,
+    });
+    let (shutdown, stopping) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, router(shared.clone()), stopping));
+    Ok(Sandbox {
+        base_url: format!("http://{address}"),
+        shared,
+        shutdown,
+        server: Some(server),
+        _temp_dir: temp_dir,
+    })
+}
+
+impl Sandbox {
+    /// `http://127.0.0.1:PORT`, with no trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Where uploads are stored, under `{bucket}/{key}`.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
+    /// The bearer token call 1 accepts.
+    pub fn token(&self) -> &str {
+        &self.shared.config.token
+    }
+
+    /// Every conversation, in creation order.
+    pub fn conversations(&self) -> Vec<Conversation> {
+        self.shared.store.snapshot()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Stops accepting, lets requests in flight finish (for at most two seconds), and removes
+    /// the temporary data folder if there is one.
+    pub async fn stop(mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/api/v2/workspace/{organisation_id}/conversation/upload_data/",
+            post(api::upload_data),
+        )
+        .route("/s3/{bucket}", post(s3::post_object))
+        .route("/s3/{bucket}/{*key}", put(s3::put_object))
+        .route("/_sandbox/conversations", get(store::conversations))
+        .route("/_sandbox/stats", get(store::stats))
+        .fallback(api::not_found)
+        .with_state(shared)
+}
+
+/// The accept loop: one task per connection, until told to stop.
+async fn serve(listener: TcpListener, router: Router, stopping: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    let mut stop = stopping.clone();
+    loop {
+        tokio::select! {
+            _ = until_stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(stream, router.clone(), stopping.clone()));
+                }
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // wait a moment rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+    connections.shutdown().await;
+}
+
+/// Returns once the sandbox is told to stop (or its handle is gone).
+async fn until_stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Serves one connection until it ends, a handler drops it, or the sandbox stops.
+async fn serve_connection(stream: TcpStream, router: Router, mut stopping: watch::Receiver<bool>) {
+    let handle = ConnectionHandle::default();
+    let cut = handle.0.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(handle.clone());
+        router.clone().call(request)
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    // Dropping `connection` closes the socket, whatever was in flight.
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = cut.notified() => return,
+        _ = until_stopped(&mut stopping) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = connection => {}
+        _ = cut.notified() => {}
+    }
+}
+
+impl From<&SandboxArgs> for SandboxConfig {
+    fn from(args: &SandboxArgs) -> Self {
+        SandboxConfig {
+            listen: args.listen,
+            token: args.token.clone(),
+            org: args.org.clone(),
+            upload_style: args.upload_style,
+            error_style: args.error_style,
+            response_shape: args.response_shape,
+            latency: Duration::from_millis(args.latency_ms),
+            fail_rate: args.fail_rate,
+            ambiguous_rate: args.ambiguous_rate,
+            throttle_rate: args.throttle_rate,
+            s3_fail_rate: args.s3_fail_rate,
+            s3_drop_rate: args.s3_drop_rate,
+            upload_ttl: Duration::from_secs(args.upload_ttl),
+            max_upload_bytes: args.max_upload_bytes,
+            success_action_status: args.success_action_status,
+            seed: args.seed,
+            data_dir: args.data_dir.clone(),
+        }
+    }
+}
+
+/// `voyc-import sandbox`: print the base URL, serve until Ctrl-C or SIGTERM, stop cleanly.
+pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
+    let config = SandboxConfig::from(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let sandbox = start(config).await?;
+        {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", sandbox.base_url())?;
+            stdout.flush()?;
+        }
+        let kept = if args.data_dir.is_some() {
+            ""
+        } else {
+            " (removed on exit)"
+        };
+        eprintln!(
+            "sandbox: organisation {}, token {:?}, uploads kept in {}{kept}; Ctrl-C to stop",
+            args.org.as_deref().unwrap_or("any"),
+            sandbox.token(),
+            sandbox.data_dir().display(),
+        );
+        stop_signal().await?;
+        let stats = sandbox.stats();
+        sandbox.stop().await;
+        let f = stats.faults;
+        eprintln!(
+            "sandbox: stopped; conversations {}, uploads {}; faults injected: \
+             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}",
+            stats.conversations,
+            stats.uploads,
+            f.fail,
+            f.ambiguous,
+            f.throttle,
+            f.s3_fail,
+            f.s3_drop
+        );
+        Ok(Status::Success)
+    })
+}
+
+/// Waits for Ctrl-C (or, on Unix, SIGTERM).
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot watch for Ctrl-C")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch for Ctrl-C")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    /// The in-process use `upload --sandbox` makes of it, on a single-threaded runtime.
+    #[tokio::test]
+    async fn a_started_sandbox_serves_shows_its_conversations_and_stops_cleanly() {
+        let sandbox = start(SandboxConfig {
+            upload_style: UploadStyle::Put,
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap();
+        assert!(sandbox.base_url().starts_with("http://127.0.0.1:"));
+        let http = client();
+        let answer: serde_json::Value = serde_json::from_str(
+            &http
+                .post(format!(
+                    "{}/api/v2/workspace/o/conversation/upload_data/",
+                    sandbox.base_url()
+                ))
+                .bearer_auth(sandbox.token())
+                .header("content-type", "application/json")
+                .body(r#"{"channel_id":1,"call_date":"2024-01-02","call_time":"10:00:00","agent":"A"}"#)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let url = answer["upload_url"].as_str().unwrap();
+        let status = http.put(url).body("abc").send().await.unwrap().status();
+        assert_eq!(status, reqwest::StatusCode::OK);
+        let all = sandbox.conversations();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].bytes, all[0].uploads), (Some(3), 1));
+        assert_eq!(sandbox.stats().uploads, 1);
+
+        let (address, folder) = (
+            sandbox.base_url().trim_start_matches("http://").to_string(),
+            sandbox.data_dir().to_path_buf(),
+        );
+        assert!(folder.is_dir());
+        sandbox.stop().await;
+        assert!(!folder.exists(), "the temporary folder is removed");
+        assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_rate_that_is_not_a_probability_is_refused_with_a_sentence() {
+        let err = start(SandboxConfig {
+            s3_drop_rate: 1.5,
+            ..SandboxConfig::default()
+        })
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the S3 drop rate must be a probability between 0 and 1, not 1.5"
+        );
+    }
+}

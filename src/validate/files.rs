@@ -1,0 +1,288 @@
+//! The checks on a row's audio file: it exists, is a regular readable file, is not empty, is
+//! at most 5 GiB, and is audio by its first bytes. Only those bytes are read, and the file
+//! type is taken from metadata before opening, so a named pipe never blocks the run.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::path::Path;
+
+use super::sniff::{AudioFormat, SNIFF_LEN, sniff};
+
+/// The most a single presigned upload takes (S3's limit for one PUT or POST).
+pub const MAX_FILE_BYTES: u64 = 5 << 30;
+
+/// Which file a path names, so that two spellings of one file (`calls/a.wav`,
+/// `./calls/a.wav`, a hard link) are known to be the same.
+#[cfg(unix)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileId {
+    device: u64,
+    inode: u64,
+}
+
+/// Which file a path names: its canonical path (no inode numbers to rely on here).
+#[cfg(not(unix))]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FileId(std::path::PathBuf);
+
+/// What the checks found out about one audio file.
+#[derive(Clone, Debug)]
+pub(crate) struct Inspection {
+    /// Known whenever the file exists, even if it is not acceptable.
+    pub id: Option<FileId>,
+    /// Its size and format, or why it cannot be uploaded (a message for the `file` column).
+    pub outcome: Result<(u64, AudioFormat), String>,
+}
+
+pub(crate) fn inspect(path: &Path) -> Inspection {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => {
+            let message = if e.kind() == io::ErrorKind::NotFound {
+                format!("no such file (looked in {})", path.display())
+            } else {
+                format!("cannot be read: {} ({})", io_text(&e), path.display())
+            };
+            return Inspection {
+                id: None,
+                outcome: Err(message),
+            };
+        }
+    };
+    Inspection {
+        id: file_id(path, &meta),
+        outcome: check_file(path, &meta),
+    }
+}
+
+fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String> {
+    if meta.is_dir() {
+        return Err(format!("is a folder, not a file ({})", path.display()));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "is {}, not a regular file ({})",
+            special_kind(meta),
+            path.display()
+        ));
+    }
+    let size = meta.len();
+    if size == 0 {
+        return Err("is empty (0 bytes)".to_string());
+    }
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "is {}, more than the 5 GiB a single upload takes",
+            human_size(size)
+        ));
+    }
+    let mut head = [0u8; SNIFF_LEN];
+    let read = read_head(path, &mut head)
+        .map_err(|e| format!("cannot be read: {} ({})", io_text(&e), path.display()))?;
+    let head = &head[..read];
+    match sniff(head) {
+        Some(format) => Ok((size, format)),
+        None => Err(format!(
+            "is not audio: its first bytes match no known audio format; {}",
+            describe_start(head)
+        )),
+    }
+}
+
+/// Reads up to `head.len()` leading bytes; fewer only at the end of the file.
+fn read_head(path: &Path, head: &mut [u8]) -> io::Result<usize> {
+    let mut file = File::open(path)?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// `it starts with text: "<!DOCTYPE html>…"` or `it starts with bytes 89 50 4e 47 …`.
+fn describe_start(head: &[u8]) -> String {
+    let head = &head[..head.len().min(16)];
+    match std::str::from_utf8(head) {
+        Ok(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => {
+            format!("it starts with text: {:?}", text)
+        }
+        _ => {
+            let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+            format!("it starts with bytes {}", hex.join(" "))
+        }
+    }
+}
+
+/// `6.2 GiB`.
+fn human_size(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// "permission denied", without the "(os error 13)" tail.
+pub(crate) fn io_text(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(meta: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_meta: &Metadata) -> &'static str {
+    "a special file"
+}
+
+#[cfg(unix)]
+fn file_id(_path: &Path, meta: &Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(FileId {
+        device: meta.dev(),
+        inode: meta.ino(),
+    })
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path, _meta: &Metadata) -> Option<FileId> {
+    fs::canonicalize(path).ok().map(FileId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAV: &[u8] = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00";
+
+    fn error_for(path: &Path) -> String {
+        inspect(path).outcome.unwrap_err()
+    }
+
+    #[test]
+    fn an_audio_file_reports_its_size_and_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        fs::write(&path, WAV).unwrap();
+        let inspection = inspect(&path);
+        assert_eq!(inspection.outcome, Ok((WAV.len() as u64, AudioFormat::Wav)));
+        assert!(inspection.id.is_some());
+    }
+
+    #[test]
+    fn a_missing_file_names_where_it_was_looked_for() {
+        let path = Path::new("no/such/dir/a.wav");
+        assert_eq!(
+            error_for(path),
+            "no such file (looked in no/such/dir/a.wav)"
+        );
+        assert!(inspect(path).id.is_none());
+    }
+
+    #[test]
+    fn folders_empty_files_and_non_audio_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(error_for(dir.path()).starts_with("is a folder, not a file"));
+        let empty = dir.path().join("empty.wav");
+        fs::write(&empty, b"").unwrap();
+        assert_eq!(error_for(&empty), "is empty (0 bytes)");
+        let html = dir.path().join("page.wav");
+        fs::write(&html, b"<!DOCTYPE html><html><body>404</body>").unwrap();
+        let err = error_for(&html);
+        assert!(err.starts_with("is not audio"), "{err}");
+        assert!(
+            err.ends_with(r#"it starts with text: "<!DOCTYPE html><""#),
+            "{err}"
+        );
+        let png = dir.path().join("image.wav");
+        fs::write(&png, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+        assert!(
+            error_for(&png)
+                .ends_with("it starts with bytes 89 50 4e 47 0d 0a 1a 0a 00 00 00 0d 49 48 44 52")
+        );
+    }
+
+    #[test]
+    fn a_file_over_5_gib_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.wav");
+        let file = File::create(&path).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap(); // sparse: no disk space used
+        assert_eq!(
+            error_for(&path),
+            "is 5.0 GiB, more than the 5 GiB a single upload takes"
+        );
+        file.set_len(MAX_FILE_BYTES).unwrap();
+        assert!(error_for(&path).starts_with("is not audio"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_refused_without_opening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipe.wav");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Opening a FIFO with no writer would block this test forever.
+        assert!(error_for(&path).starts_with("is a named pipe, not a regular file"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_a_read_error_and_a_dangling_link_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.wav");
+        let b = dir.path().join("b.wav");
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let err = error_for(&a);
+        assert!(
+            err.starts_with("cannot be read: too many levels of symbolic links"),
+            "{err}"
+        );
+        let dangling = dir.path().join("dangling.wav");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
+        assert!(error_for(&dangling).starts_with("no such file"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn two_spellings_and_a_hard_link_are_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        fs::write(&path, WAV).unwrap();
+        let other = dir.path().join("link.wav");
+        fs::hard_link(&path, &other).unwrap();
+        let id = inspect(&path).id;
+        assert_eq!(inspect(&dir.path().join(".").join("a.wav")).id, id);
+        assert_eq!(inspect(&other).id, id);
+    }
+
+    #[test]
+    fn io_errors_read_as_lower_case_phrases() {
+        let e = io::Error::from_raw_os_error(13);
+        assert_eq!(io_text(&e), "permission denied");
+    }
+}

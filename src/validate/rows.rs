@@ -1,0 +1,554 @@
+//! From raw manifest rows to call-1 bodies and problems: `--map` renames, `--set` fills, the
+//! `file` column taken out, empty values dropped, reserved fields checked and typed, the
+//! audio file inspected. Also the header's own problems (missing, duplicated or misspelt
+//! columns), found once for the whole manifest.
+
+use chrono::NaiveDate;
+use serde_json::{Map, Number, Value};
+
+use super::fields::{self, FieldProblem, REQUIRED, RESERVED, Severity};
+use super::files::{self, FileId};
+use super::settings::Settings;
+use super::{CheckedRow, Problem, Verdict};
+use crate::cli::Format;
+use crate::manifest::{Header, Name, RawRow, column_label, json_kind};
+
+/// The reserved keys that may be left out.
+const OPTIONAL: [&str; 3] = ["direction", "language", "speakers"];
+
+/// Everything a row's checks need to know, shared read-only by the parallel checks.
+pub(crate) struct Context<'a> {
+    settings: &'a Settings,
+    today: NaiveDate,
+    /// CSV only: the header as read, and as the checks see it.
+    header: Option<Header>,
+    layout: Option<Layout>,
+    /// The header has an error, so no row may be valid.
+    manifest_invalid: bool,
+}
+
+/// A CSV header after `--map`.
+struct Layout {
+    /// Each column's name after `--map`; `None` for a column to skip (a repeated name).
+    names: Vec<Option<String>>,
+    has_file: bool,
+    /// Required keys the header lacks (already reported once, on the header's line).
+    missing: Vec<&'static str>,
+}
+
+/// One row after the checks that can run in parallel, before the in-order ones.
+pub(crate) struct Examined {
+    pub line: u64,
+    /// The audio path as written.
+    pub file: Option<String>,
+    pub problems: Vec<Problem>,
+    /// The body as far as it could be built (for JSONL hints and, if valid, for sending).
+    pub body: Map<String, Value>,
+    pub id: Option<FileId>,
+    accepted: Option<(std::path::PathBuf, u64, super::AudioFormat)>,
+}
+
+impl<'a> Context<'a> {
+    /// The context for a manifest, and the header's problems (CSV). `Err` is a usage error:
+    /// a `--map` naming a column that is not there, or giving two columns one name.
+    pub fn new(
+        settings: &'a Settings,
+        header: Option<&Header>,
+        today: NaiveDate,
+    ) -> anyhow::Result<(Context<'a>, Vec<Problem>)> {
+        let (layout, problems) = match header {
+            Some(header) => {
+                let (layout, problems) = Layout::new(header, settings)?;
+                (Some(layout), problems)
+            }
+            None => (None, Vec::new()),
+        };
+        let context = Context {
+            settings,
+            today,
+            header: header.cloned(),
+            layout,
+            manifest_invalid: problems.iter().any(Problem::is_error),
+        };
+        Ok((context, problems))
+    }
+
+    /// JSONL has no header, so misspelt keys are looked for row by row.
+    pub fn hints_per_row(&self) -> bool {
+        self.settings.format == Format::Jsonl
+    }
+
+    /// Everything about one row that does not depend on other rows.
+    pub fn examine(&self, raw: &RawRow) -> Examined {
+        let mut row = Examined {
+            line: raw.line,
+            file: None,
+            problems: Vec::new(),
+            body: Map::new(),
+            id: None,
+            accepted: None,
+        };
+        let cells = match raw.cells(self.header.as_ref()) {
+            Ok(cells) => cells,
+            Err(e) => {
+                row.problems.push(Problem {
+                    line: raw.line,
+                    severity: Severity::Error,
+                    column: e.column,
+                    value: e.value,
+                    message: e.message,
+                });
+                return row;
+            }
+        };
+        let mut file: Option<Value> = None;
+        for (name, value) in cells {
+            let key = match &name {
+                Name::Column(index, _) => match self.column_name(*index) {
+                    Some(key) => key,
+                    None => continue,
+                },
+                Name::Key(key) => self.settings.rename(key),
+            };
+            if let (Name::Column(index, _), true) = (&name, key.is_empty()) {
+                if !fields::is_blank(&value) {
+                    row.error(
+                        Some(&column_label(*index, "")),
+                        Some(shown(&value)),
+                        "this column has no name in the header, so its value has nowhere to go",
+                    );
+                }
+                continue;
+            }
+            if key == "file" && file.is_none() {
+                file = Some(value);
+            } else if key == "file" || row.body.contains_key(key) {
+                // Only JSONL gets here: CSV names were made unique with the header.
+                row.error(
+                    Some(key),
+                    None,
+                    format!(
+                        "given twice on this line (once as {:?}, renamed by --map)",
+                        name.as_str()
+                    ),
+                );
+            } else if !fields::is_blank(&value) {
+                row.body.insert(key.to_string(), value);
+            } else if let Some(fill) = self.settings.fill(key) {
+                row.body.insert(key.to_string(), Value::String(fill.into()));
+            } else if REQUIRED.contains(&key) {
+                // Kept so the check below says "required, but empty"; never sent.
+                row.body.insert(key.to_string(), value);
+            }
+        }
+        for (key, fill) in &self.settings.fills {
+            if !row.body.contains_key(key) {
+                row.body.insert(key.clone(), Value::String(fill.clone()));
+            }
+        }
+        self.check_fields(&mut row);
+        let target = self.check_file_value(&mut row, file);
+        if let Some(path) = target {
+            let inspection = files::inspect(&path);
+            row.id = inspection.id;
+            match inspection.outcome {
+                Ok((size, format)) => {
+                    if let Some(warning) = extension_warning(row.file.as_deref(), format) {
+                        let file = row.file.clone();
+                        row.problems.push(Problem {
+                            value: file,
+                            ..Problem::new(row.line, Severity::Warning, Some("file"), warning)
+                        });
+                    }
+                    row.accepted = Some((path, size, format));
+                }
+                Err(message) => {
+                    let file = row.file.clone();
+                    row.error(Some("file"), file, message);
+                }
+            }
+        }
+        type_reserved_values(&mut row.body);
+        row
+    }
+
+    fn column_name(&self, index: usize) -> Option<&str> {
+        let layout = self.layout.as_ref()?;
+        layout.names.get(index)?.as_deref()
+    }
+
+    /// The `file` value: present, a non-empty string; returns where it points.
+    fn check_file_value(
+        &self,
+        row: &mut Examined,
+        file: Option<Value>,
+    ) -> Option<std::path::PathBuf> {
+        match file {
+            None | Some(Value::Null) => {
+                let reported_for_header = self.layout.as_ref().is_some_and(|l| !l.has_file);
+                if !reported_for_header {
+                    row.error(Some("file"), None, "required, but missing");
+                }
+                None
+            }
+            Some(Value::String(text)) => {
+                let text = text.trim();
+                if text.is_empty() {
+                    row.error(Some("file"), None, "required, but empty");
+                    return None;
+                }
+                row.file = Some(text.to_string());
+                Some(self.settings.resolve(text))
+            }
+            Some(other) => {
+                row.error(
+                    Some("file"),
+                    Some(other.to_string()),
+                    format!("expected a path as a string, found {}", json_kind(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The reserved keys, by the one shared definition in `fields`.
+    fn check_fields(&self, row: &mut Examined) {
+        let missing: Vec<&str> = REQUIRED
+            .into_iter()
+            .filter(|key| row.body.get(*key).is_none_or(Value::is_null))
+            .collect();
+        for problem in fields::check_body(&row.body, self.today) {
+            let is_missing = problem.value.is_none() && missing.contains(&problem.field.as_str());
+            if !is_missing {
+                row.problems.push(from_field(row.line, problem));
+                continue;
+            }
+            let key = problem.field.as_str();
+            if let Some(layout) = &self.layout {
+                if !layout.missing.contains(&key) {
+                    row.problems.push(from_field(row.line, problem));
+                }
+                continue;
+            }
+            let near = row
+                .body
+                .keys()
+                .find(|k| !RESERVED.contains(&k.as_str()) && is_near(k, key))
+                .cloned();
+            row.problems.push(match near {
+                Some(near) => did_you_mean(row.line, &near, key, Place::Line),
+                None => from_field(row.line, problem),
+            });
+        }
+    }
+
+    /// A warning for a JSONL key that looks like a misspelt optional reserved key.
+    pub fn optional_key_hint(
+        &self,
+        line: u64,
+        key: &str,
+        body: &Map<String, Value>,
+    ) -> Option<Problem> {
+        let reserved = OPTIONAL
+            .into_iter()
+            .find(|r| !body.contains_key(*r) && is_near(key, r))?;
+        Some(did_you_mean(line, key, reserved, Place::Line))
+    }
+}
+
+impl Examined {
+    fn error(&mut self, column: Option<&str>, value: Option<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            value,
+            ..Problem::new(self.line, Severity::Error, column, message.into())
+        });
+    }
+
+    /// The verdict, once the in-order checks (duplicates) have added their problems.
+    pub fn conclude(mut self, context: &Context) -> Verdict {
+        let rank = |problem: &Problem| match problem.column.as_deref() {
+            None => 0,
+            Some("file") => 1,
+            Some(column) => {
+                2 + self
+                    .body
+                    .keys()
+                    .position(|k| k == column)
+                    .unwrap_or(usize::MAX - 2)
+            }
+        };
+        let mut ranked: Vec<(usize, Problem)> = std::mem::take(&mut self.problems)
+            .into_iter()
+            .map(|p| (rank(&p), p))
+            .collect();
+        ranked.sort_by_key(|(rank, _)| *rank);
+        let problems: Vec<Problem> = ranked.into_iter().map(|(_, p)| p).collect();
+        let has_error = problems.iter().any(Problem::is_error);
+        match (
+            self.accepted,
+            has_error || context.manifest_invalid,
+            self.file,
+        ) {
+            (Some((path, size, format)), false, Some(file)) => Verdict::Valid {
+                row: CheckedRow {
+                    line: self.line,
+                    file,
+                    path,
+                    size,
+                    format,
+                    body: self.body,
+                },
+                warnings: problems,
+            },
+            (_, _, file) => Verdict::Invalid {
+                line: self.line,
+                file,
+                problems,
+            },
+        }
+    }
+}
+
+impl Layout {
+    /// Applies `--map` to a header and finds its problems: repeated names, required columns
+    /// missing (unless `--set` gives them), misspelt reserved names, text not in UTF-8.
+    fn new(header: &Header, settings: &Settings) -> anyhow::Result<(Layout, Vec<Problem>)> {
+        for (source, target) in &settings.renames {
+            if !header.names.contains(source) {
+                anyhow::bail!(
+                    "--map {source}={target}: the manifest has no column {source:?}; its columns are {}",
+                    list(header.names.iter().filter(|n| !n.is_empty()))
+                );
+            }
+        }
+        let line = header.line;
+        let mut problems = Vec::new();
+        if !header.utf8 {
+            problems.push(Problem::new(
+                line,
+                Severity::Error,
+                None,
+                "the header is not valid UTF-8 text; save the manifest as UTF-8 \
+                 (it may be in Latin-1 or Windows-1252)"
+                    .into(),
+            ));
+        }
+        let mut names: Vec<Option<String>> = Vec::with_capacity(header.names.len());
+        // First column of each name (a header may be a binary file's one huge line).
+        let mut first_of: std::collections::HashMap<&str, usize> = Default::default();
+        for (index, original) in header.names.iter().enumerate() {
+            let name = settings.rename(original);
+            let earlier = match name.is_empty() {
+                true => None,
+                false => first_of.get(name).copied(),
+            };
+            match earlier {
+                None => {
+                    first_of.insert(name, index);
+                    names.push(Some(name.to_string()));
+                }
+                Some(first) if header.names[first] == *original => {
+                    problems.push(Problem::new(
+                        line,
+                        Severity::Error,
+                        Some(original),
+                        format!(
+                            "the header names this column twice (columns {} and {})",
+                            first + 1,
+                            index + 1
+                        ),
+                    ));
+                    names.push(None);
+                }
+                Some(first) => anyhow::bail!(
+                    "--map: columns {:?} and {:?} would both be named {name:?}",
+                    header.names[first],
+                    original
+                ),
+            }
+        }
+        let present = |key: &str| names.iter().any(|n| n.as_deref() == Some(key));
+        let candidates: Vec<&str> = names
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|n| !n.is_empty() && *n != "file" && !RESERVED.contains(n))
+            .collect();
+        let near = |key: &str| candidates.iter().copied().find(|c| is_near(c, key));
+        let has_file = present("file");
+        if !has_file {
+            problems.push(match near("file") {
+                Some(close) => did_you_mean(line, close, "file", Place::Header),
+                None => Problem::new(
+                    line,
+                    Severity::Error,
+                    Some("file"),
+                    format!(
+                        "required, but no column has that name: it holds each row's audio path \
+                         (rename the column, or pass --map COLUMN=file); the columns are {}",
+                        list(names.iter().flatten().filter(|n| !n.is_empty()))
+                    ),
+                ),
+            });
+        }
+        let mut missing = Vec::new();
+        for key in REQUIRED {
+            if present(key) || settings.fill(key).is_some() {
+                continue;
+            }
+            missing.push(key);
+            problems.push(match near(key) {
+                Some(close) => did_you_mean(line, close, key, Place::Header),
+                None => Problem::new(
+                    line,
+                    Severity::Error,
+                    Some(key),
+                    format!(
+                        "required, but no column has that name \
+                         (add the column, or pass --map COLUMN={key} or --set {key}=VALUE)"
+                    ),
+                ),
+            });
+        }
+        for key in OPTIONAL {
+            if present(key) || settings.fill(key).is_some() {
+                continue;
+            }
+            if let Some(close) = near(key) {
+                problems.push(did_you_mean(line, close, key, Place::Header));
+            }
+        }
+        let layout = Layout {
+            names,
+            has_file,
+            missing,
+        };
+        Ok((layout, problems))
+    }
+}
+
+/// Where a misspelt name was found: a CSV header's column, or a JSONL line's key.
+#[derive(Clone, Copy)]
+enum Place {
+    Header,
+    Line,
+}
+
+/// `call_dat: did you mean "call_date"? …`: an error when `key` is required (nothing else
+/// will give it), a warning when it is optional (the value goes out as custom metadata).
+fn did_you_mean(line: u64, close: &str, key: &str, place: Place) -> Problem {
+    let (noun, absent) = match place {
+        Place::Header => ("column", "no column has that name"),
+        Place::Line => ("key", "this line has no such key"),
+    };
+    let (severity, why) = if key == "file" || REQUIRED.contains(&key) {
+        (Severity::Error, format!("{key} is required, but {absent}"))
+    } else {
+        (
+            Severity::Warning,
+            "as it is, it is sent as custom metadata".to_string(),
+        )
+    };
+    Problem::new(
+        line,
+        severity,
+        Some(close),
+        format!("did you mean {key:?}? {why} (rename the {noun} or pass --map {close}={key})"),
+    )
+}
+
+/// `"a", "b", "c"`, shortened after a dozen.
+fn list<'s>(names: impl Iterator<Item = &'s String>) -> String {
+    let names: Vec<String> = names.map(|n| format!("{n:?}")).collect();
+    match names.len() {
+        0 => "none".into(),
+        n if n > 12 => format!("{}, … ({n} in all)", names[..12].join(", ")),
+        _ => names.join(", "),
+    }
+}
+
+fn from_field(line: u64, problem: FieldProblem) -> Problem {
+    Problem {
+        line,
+        severity: problem.severity,
+        column: Some(problem.field),
+        value: problem.value,
+        message: problem.message,
+    }
+}
+
+/// A value as a person would have written it in a cell.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Reserved values as Voyc wants them: `direction` lower-case, `speakers` a JSON number.
+/// Values that fail their check are left as written (the row is invalid anyway).
+fn type_reserved_values(body: &mut Map<String, Value>) {
+    if let Some(direction) = body.get_mut("direction")
+        && let Ok(lower) = fields::parse_direction(direction)
+    {
+        *direction = Value::String(lower.to_string());
+    }
+    if let Some(speakers) = body.get_mut("speakers")
+        && let Ok(n) = fields::parse_speakers(speakers)
+    {
+        *speakers = Value::Number(Number::from(n));
+    }
+}
+
+/// A warning when the file's extension is not one its contents are saved under.
+fn extension_warning(file: Option<&str>, format: super::AudioFormat) -> Option<String> {
+    let extension = std::path::Path::new(file?)
+        .extension()
+        .and_then(|e| e.to_str());
+    if extension.is_some_and(|e| format.has_extension(e)) {
+        return None;
+    }
+    let expected = format.extensions()[0];
+    Some(match extension {
+        Some(e) => format!(
+            "the extension .{e} does not match the contents, which are {format} (expected .{expected})"
+        ),
+        None => {
+            format!("the name has no extension; the contents are {format} (expected .{expected})")
+        }
+    })
+}
+
+/// Whether a name is within two edits of a reserved key, ignoring case (but not equal).
+fn is_near(name: &str, key: &str) -> bool {
+    if name == key || name.len().abs_diff(key.len()) > 2 {
+        return false;
+    }
+    edit_distance(&name.to_lowercase(), key) <= 2
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+/// neighbours each count one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for i in 0..=a.len() {
+        for j in 0..=b.len() {
+            d[i * width + j] = if i == 0 || j == 0 {
+                i + j
+            } else {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (d[(i - 1) * width + j] + 1)
+                    .min(d[i * width + j - 1] + 1)
+                    .min(d[(i - 1) * width + j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    best = best.min(d[(i - 2) * width + j - 2] + 1);
+                }
+                best
+            };
+        }
+    }
+    d[a.len() * width + b.len()]
+}

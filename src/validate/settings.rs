@@ -1,0 +1,206 @@
+//! The manifest flags as given (`ManifestArgs`) turned into checked settings: the format,
+//! where relative audio paths resolve, and the `--map` renames and `--set` fills. A flag that
+//! cannot work is a usage error here, before any row is read.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use super::fields;
+use crate::cli::{Format, ManifestArgs};
+use crate::manifest;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub manifest: PathBuf,
+    pub format: Format,
+    /// Relative audio paths are joined to this (as typed, so messages show the user's path).
+    pub base_dir: PathBuf,
+    /// `--map SOURCE=TARGET`, in the order given.
+    pub renames: Vec<(String, String)>,
+    /// `--set KEY=VALUE`, in the order given.
+    pub fills: Vec<(String, String)>,
+}
+
+impl Settings {
+    pub fn from_args(args: &ManifestArgs) -> anyhow::Result<Settings> {
+        let format = manifest::format_of(&args.manifest, args.format)?;
+        let base_dir = match &args.base_dir {
+            Some(dir) => {
+                let meta = std::fs::metadata(dir)
+                    .with_context(|| format!("--base-dir {}: cannot open it", dir.display()))?;
+                if !meta.is_dir() {
+                    bail!("--base-dir {}: not a folder", dir.display());
+                }
+                dir.clone()
+            }
+            None => args
+                .manifest
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        };
+        Ok(Settings {
+            manifest: args.manifest.clone(),
+            format,
+            base_dir,
+            renames: parse_renames(&args.map)?,
+            fills: parse_fills(&args.set)?,
+        })
+    }
+
+    /// A manifest column's name after `--map`.
+    pub fn rename<'a>(&'a self, name: &'a str) -> &'a str {
+        self.renames
+            .iter()
+            .find(|(source, _)| source == name)
+            .map_or(name, |(_, target)| target)
+    }
+
+    /// The `--set` value for a key, if any.
+    pub fn fill(&self, key: &str) -> Option<&str> {
+        self.fills
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Where a row's audio path points: absolute as written, relative to the base folder.
+    pub fn resolve(&self, file: &str) -> PathBuf {
+        self.base_dir.join(file)
+    }
+}
+
+fn split_pair<'a>(flag: &str, given: &'a str, example: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    match given.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim(), value.trim())),
+        _ => bail!("{flag} {given:?}: expected {example}"),
+    }
+}
+
+fn parse_renames(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut renames: Vec<(String, String)> = Vec::new();
+    for map in given {
+        let (source, target) =
+            split_pair("--map", map, "SOURCE=TARGET, e.g. --map recording=file")?;
+        if target.is_empty() {
+            bail!("--map {map:?}: expected SOURCE=TARGET, e.g. --map recording=file");
+        }
+        if let Some((_, earlier)) = renames.iter().find(|(s, _)| s == source) {
+            bail!("--map {map:?}: column {source:?} is already renamed to {earlier:?}");
+        }
+        if let Some((other, _)) = renames.iter().find(|(_, t)| t == target) {
+            bail!("--map {map:?}: column {other:?} is already renamed to {target:?}");
+        }
+        renames.push((source.to_string(), target.to_string()));
+    }
+    Ok(renames)
+}
+
+fn parse_fills(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut fills: Vec<(String, String)> = Vec::new();
+    for set in given {
+        let (key, value) = split_pair("--set", set, "KEY=VALUE, e.g. --set channel_id=42")?;
+        if key == "file" {
+            bail!("--set {set:?}: every row names its own audio file; --set cannot give one");
+        }
+        if value.is_empty() {
+            bail!("--set {set:?}: the value is empty");
+        }
+        if fills.iter().any(|(k, _)| k == key) {
+            bail!("--set {set:?}: {key} is already set");
+        }
+        let json = Value::String(value.to_string());
+        let checked = match key {
+            "call_date" => fields::parse_date(&json).map(drop),
+            "call_time" => fields::parse_time(&json).map(drop),
+            "direction" => fields::parse_direction(&json).map(drop),
+            "speakers" => fields::parse_speakers(&json).map(drop),
+            _ => Ok(()),
+        };
+        if let Err(problem) = checked {
+            bail!("--set {set:?}: {problem}");
+        }
+        fills.push((key.to_string(), value.to_string()));
+    }
+    Ok(fills)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(map: &[&str], set: &[&str]) -> ManifestArgs {
+        ManifestArgs {
+            manifest: PathBuf::from("exports/today.csv"),
+            format: None,
+            base_dir: None,
+            map: map.iter().map(|s| s.to_string()).collect(),
+            set: set.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn error(map: &[&str], set: &[&str]) -> String {
+        format!("{:#}", Settings::from_args(&args(map, set)).unwrap_err())
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_manifests_folder() {
+        let settings = Settings::from_args(&args(&[], &[])).unwrap();
+        assert_eq!(
+            settings.resolve("calls/a.wav"),
+            Path::new("exports/calls/a.wav")
+        );
+        assert_eq!(settings.resolve("/abs/a.wav"), Path::new("/abs/a.wav"));
+    }
+
+    #[test]
+    fn a_base_dir_that_is_not_a_folder_is_a_usage_error() {
+        let mut a = args(&[], &[]);
+        a.base_dir = Some(PathBuf::from("/definitely/not/here"));
+        let err = format!("{:#}", Settings::from_args(&a).unwrap_err());
+        assert!(err.starts_with("--base-dir /definitely/not/here"), "{err}");
+    }
+
+    #[test]
+    fn map_and_set_take_pairs_and_apply_in_order() {
+        let settings = Settings::from_args(&args(
+            &["recording = file", "Agent Name=agent"],
+            &["channel_id=42", "direction=Inbound"],
+        ))
+        .unwrap();
+        assert_eq!(settings.rename("recording"), "file");
+        assert_eq!(settings.rename("Agent Name"), "agent");
+        assert_eq!(settings.rename("team"), "team");
+        assert_eq!(settings.fill("channel_id"), Some("42"));
+        assert_eq!(settings.fill("agent"), None);
+    }
+
+    #[test]
+    fn malformed_map_and_set_flags_say_what_was_expected() {
+        assert_eq!(
+            error(&["recording"], &[]),
+            r#"--map "recording": expected SOURCE=TARGET, e.g. --map recording=file"#
+        );
+        assert_eq!(
+            error(&[], &["=42"]),
+            r#"--set "=42": expected KEY=VALUE, e.g. --set channel_id=42"#
+        );
+        assert!(error(&["a=x", "b=x"], &[]).contains("already renamed to \"x\""));
+        assert!(error(&["a=x", "a=y"], &[]).contains("already renamed"));
+        assert!(error(&[], &["agent=", "x=1"]).contains("the value is empty"));
+        assert!(error(&[], &["file=a.wav"]).contains("every row names its own audio file"));
+    }
+
+    #[test]
+    fn a_set_value_for_a_reserved_key_is_checked_once_up_front() {
+        assert_eq!(
+            error(&[], &["call_date=2024-13-01"]),
+            r#"--set "call_date=2024-13-01": call_date "2024-13-01": not a valid date, expected YYYY-MM-DD"#
+        );
+        assert!(error(&[], &["speakers=0"]).contains("positive whole number"));
+        assert!(error(&[], &["direction=up"]).contains("inbound, outbound, internal"));
+        assert!(error(&[], &["call_time=25:00:00"]).contains("hh:mm:ss"));
+    }
+}
