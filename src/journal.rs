@@ -176,6 +176,9 @@ pub enum Change {
     Failed {
         error: String,
     },
+    /// Takes back a `Call1Started` recorded ahead of time for a new row whose call 1 was
+    /// then never sent (the run stopped first): the row is as if never seen.
+    NotStarted,
 }
 
 struct Op {
@@ -594,6 +597,13 @@ fn apply(
             )?
             .execute(params![destination, identity, op.file, line, error, at])?;
         }
+        Change::NotStarted => {
+            tx.prepare_cached(
+                "DELETE FROM rows
+                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'",
+            )?
+            .execute(params![destination, identity])?;
+        }
     }
     Ok(())
 }
@@ -727,6 +737,34 @@ mod tests {
         let four = journal.lookup(&id(4)).unwrap().unwrap();
         assert_eq!(four.state, State::Failed);
         assert_eq!(four.error.as_deref(), Some("call 1: HTTP 400: bad"));
+    }
+
+    #[tokio::test]
+    async fn a_call_1_never_sent_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
+        journal
+            .record(id(1), "f", 2, Change::Call1Started)
+            .await
+            .unwrap();
+        journal
+            .record(id(1), "f", 2, Change::NotStarted)
+            .await
+            .unwrap();
+        assert_eq!(journal.lookup(&id(1)).unwrap(), None);
+        // Only a row still at call1_started is taken back.
+        journal
+            .record(id(2), "f", 3, Change::Failed { error: "x".into() })
+            .await
+            .unwrap();
+        journal
+            .record(id(2), "f", 3, Change::NotStarted)
+            .await
+            .unwrap();
+        assert_eq!(
+            journal.lookup(&id(2)).unwrap().unwrap().state,
+            State::Failed
+        );
     }
 
     #[tokio::test]

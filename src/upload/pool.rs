@@ -170,9 +170,15 @@ impl Engine {
     /// Takes one row through both calls and says how it ended. The row is ready for the
     /// report once [`Settled::committed`] says the journal has it.
     pub async fn process(&self, job: &Job) -> Settled {
+        self.process_started(job, None).await
+    }
+
+    /// [`Engine::process`] for a row whose "call 1 started" change was handed to the journal
+    /// while it waited for a worker (see [`Pool::submit`]).
+    async fn process_started(&self, job: &Job, started_change: Option<Pending>) -> Settled {
         let started = Instant::now();
         let mut tally = Tally::default();
-        let end = self.run_row(job, &mut tally).await;
+        let end = self.run_row(job, &mut tally, started_change).await;
         let mut row = ReportRow::new(job.line, job.file.clone(), RowStatus::Failed);
         if tally.ambiguous_retries > 0 {
             let last = tally.last_ambiguous.take().unwrap_or_default();
@@ -224,13 +230,13 @@ impl Engine {
         Settled { row, pending }
     }
 
-    async fn run_row(&self, job: &Job, tally: &mut Tally) -> End {
+    async fn run_row(&self, job: &Job, tally: &mut Tally, mut started: Option<Pending>) -> End {
         let mut known = self.resumable_target(job, &mut tally.notes);
         let mut renewed = false;
         loop {
             let (conversation, target) = match known.take() {
                 Some(known) => known,
-                None => match self.call1(job, tally).await {
+                None => match self.call1(job, tally, started.take()).await {
                     Ok(response) => (response.conversation_id, response.target),
                     Err(end) => return end,
                 },
@@ -310,8 +316,17 @@ impl Engine {
         }
     }
 
-    async fn call1(&self, job: &Job, tally: &mut Tally) -> Result<Call1Response, End> {
-        if let Err(err) = self.record(job, Change::Call1Started).await {
+    async fn call1(
+        &self,
+        job: &Job,
+        tally: &mut Tally,
+        started: Option<Pending>,
+    ) -> Result<Call1Response, End> {
+        let committed = match started {
+            Some(pending) => pending.committed().await,
+            None => self.record(job, Change::Call1Started).await,
+        };
+        if let Err(err) = committed {
             return Err(self.journal_broke(err, None));
         }
         let mut retry = 0;
@@ -556,25 +571,48 @@ impl Pool {
 
     /// Waits for a free worker, then starts the row. A row handed in after a stop is
     /// settled at once as not attempted.
+    ///
+    /// A new row's "call 1 started" change goes to the journal while it waits, so that its
+    /// commit is not on the way of its call 1 (it is taken back if the run stops first).
     pub async fn submit(&self, job: Job) {
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => permit.expect("the pool's semaphore is never closed"),
-            () = self.engine.control.stop.cancelled() => {
-                self.settle_unstarted(job);
-                return;
-            }
-        };
         if self.engine.control.is_stopping() {
             self.settle_unstarted(job);
             return;
         }
+        let started = if job.resume.is_none() {
+            self.engine
+                .journal
+                .begin(job.identity, &job.file, job.line, Change::Call1Started)
+                .ok()
+        } else {
+            None
+        };
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => Some(permit.expect("the pool's semaphore is never closed")),
+            () = self.engine.control.stop.cancelled() => None,
+        };
+        let permit = match permit {
+            Some(permit) if !self.engine.control.is_stopping() => permit,
+            _ => {
+                if started.is_some() {
+                    let _ = self.engine.journal.begin(
+                        job.identity,
+                        &job.file,
+                        job.line,
+                        Change::NotStarted,
+                    );
+                }
+                self.settle_unstarted(job);
+                return;
+            }
+        };
         let engine = self.engine.clone();
         let outcomes = self.outcomes.clone();
         let mut tasks = self.tasks.lock().expect("pool tasks");
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             let settled = tokio::select! {
-                settled = engine.process(&job) => Some(settled),
+                settled = engine.process_started(&job, started) => Some(settled),
                 () = engine.control.abort.cancelled() => None,
             };
             // The worker is free while its last change is committed.
