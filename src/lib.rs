@@ -49,6 +49,7 @@ impl From<Status> for ExitCode {
 pub fn run(cli: cli::Cli) -> anyhow::Result<Status> {
     match cli.command {
         cli::Command::Validate(args) => validate::command(&args),
+        cli::Command::Upload(args) => upload::command::command(&args),
         cli::Command::Sandbox(args) => sandbox::command(&args),
     }
 }

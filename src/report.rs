@@ -376,10 +376,12 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// `42s`, `11m02s`, `3h05m09s` (`0.4s` under ten seconds).
+/// `420ms`, `4.2s`, `42s`, `11m02s`, `3h05m09s`.
 pub fn human_elapsed(elapsed: Duration) -> String {
     let seconds = elapsed.as_secs();
-    if seconds < 10 {
+    if seconds == 0 {
+        format!("{}ms", elapsed.as_millis())
+    } else if seconds < 10 {
         format!("{:.1}s", elapsed.as_secs_f64())
     } else if seconds < 60 {
         format!("{seconds}s")
@@ -400,7 +402,8 @@ pub fn human_elapsed(elapsed: Duration) -> String {
 pub enum Ending {
     Done,
     Interrupted,
-    /// Stopped before the end for a reason already printed (a refused token, say).
+    /// Stopped before the end for a reason printed just before (a refused token, say), which
+    /// says what to do.
     Stopped,
 }
 
@@ -432,9 +435,7 @@ pub fn summary_line(counts: &Counts, elapsed: Duration, report: &Path, ending: E
         Ending::Interrupted => {
             format!("interrupted: {list}; report {report}; run the same command to resume")
         }
-        Ending::Stopped => {
-            format!("stopped: {list}; report {report}; run the same command to resume")
-        }
+        Ending::Stopped => format!("stopped: {list}; report {report}"),
     }
 }
 
@@ -592,7 +593,8 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(10_522_669_875), "9.8 GiB");
         assert_eq!(human_bytes(35_336_192), "33.7 MiB");
-        assert_eq!(human_elapsed(Duration::from_millis(420)), "0.4s");
+        assert_eq!(human_elapsed(Duration::from_millis(420)), "420ms");
+        assert_eq!(human_elapsed(Duration::from_millis(4_250)), "4.2s");
         assert_eq!(human_elapsed(Duration::from_secs(42)), "42s");
         assert_eq!(human_elapsed(Duration::from_secs(662)), "11m02s");
         assert_eq!(human_elapsed(Duration::from_secs(11_109)), "3h05m09s");

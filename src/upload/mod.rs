@@ -2,6 +2,7 @@
 //! bounded pool of workers with retries, a crash-safe journal and the results report.
 
 pub mod client;
+pub mod command;
 pub mod pool;
 pub mod response;
 pub mod retry;

@@ -2,5 +2,6 @@
 //! `tests/`, one module per command; shared helpers in `util`.
 
 mod sandbox;
+mod upload;
 mod util;
 mod validate;
