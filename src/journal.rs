@@ -299,6 +299,42 @@ impl Journal {
         })
     }
 
+    /// Opens an existing journal only to look rows up, writing nothing (not even the
+    /// destination). `None` when there is no journal, or it has never seen this destination.
+    pub fn open_for_lookups(
+        path: &Path,
+        destination: &Destination,
+    ) -> anyhow::Result<Option<Journal>> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let reader = connect(path)?;
+        let known: Option<i64> = reader
+            .query_row(
+                "SELECT id FROM destinations WHERE label = ?1",
+                [&destination.label],
+                |r| r.get(0),
+            )
+            .optional()
+            .or_else(|err| match err {
+                // A file with no tables yet (an import stopped at once): nothing is known.
+                rusqlite::Error::SqliteFailure(_, Some(ref message))
+                    if message.starts_with("no such table") =>
+                {
+                    Ok(None)
+                }
+                other => Err(other),
+            })
+            .with_context(|| format!("cannot read the journal {}", path.display()))?;
+        Ok(known.map(|destination_id| Journal {
+            path: path.to_path_buf(),
+            destination_id,
+            reader: Mutex::new(reader),
+            writer: Mutex::new(None),
+            thread: Mutex::new(None),
+        }))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -737,6 +773,54 @@ mod tests {
         let four = journal.lookup(&id(4)).unwrap().unwrap();
         assert_eq!(four.state, State::Failed);
         assert_eq!(four.error.as_deref(), Some("call 1: HTTP 400: bad"));
+    }
+
+    #[tokio::test]
+    async fn a_journal_opened_for_lookups_sees_rows_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        assert!(
+            Journal::open_for_lookups(&path, &destination())
+                .unwrap()
+                .is_none()
+        );
+        assert!(!path.exists(), "nothing created");
+        {
+            let journal = Journal::open(&path, &destination()).unwrap();
+            journal
+                .record(
+                    id(1),
+                    "f",
+                    2,
+                    Change::Uploaded {
+                        bytes: 1,
+                        sha256: "a".into(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let lookups = Journal::open_for_lookups(&path, &destination())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            lookups.lookup(&id(1)).unwrap().unwrap().state,
+            State::Uploaded
+        );
+        assert!(
+            lookups
+                .record(id(2), "f", 3, Change::Call1Started)
+                .await
+                .is_err()
+        );
+        let other = Destination::voyc("https://api.app.voyc.ai", "7");
+        assert!(Journal::open_for_lookups(&path, &other).unwrap().is_none());
+        drop(lookups);
+        let db = Connection::open(&path).unwrap();
+        let destinations: i64 = db
+            .query_row("SELECT count(*) FROM destinations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(destinations, 1, "looking up another destination adds none");
     }
 
     #[tokio::test]

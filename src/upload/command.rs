@@ -140,11 +140,11 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
             base_url,
             organisation,
             ..
-        } if settings.journal.is_file() && !args.dry_run => Some(Journal::open(
+        } => Journal::open_for_lookups(
             &settings.journal,
             &Destination::voyc(base_url.as_str(), organisation),
-        )?),
-        _ => None,
+        )?,
+        Target::Sandbox { .. } => None,
     };
 
     // Pass 1: validate everything, print every problem, count what there is to send.
