@@ -1086,9 +1086,18 @@ fn a_rerun_of_a_finished_import_uploads_nothing_and_exits_0() {
     );
     let dry = corpus.upload(&sandbox).arg("--dry-run").output().unwrap();
     let stdout = String::from_utf8_lossy(&dry.stdout);
-    assert!(stdout.contains("manifest.csv:3: calls/0001.wav: already uploaded"), "{stdout}");
-    assert!(stdout.contains("dry run: 0 rows, 0 B would be sent to"), "{stdout}");
-    assert!(stdout.contains("(4 already uploaded); nothing was sent"), "{stdout}");
+    assert!(
+        stdout.contains("manifest.csv:3: calls/0001.wav: already uploaded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("dry run: 0 rows, 0 B would be sent to"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(4 already uploaded); nothing was sent"),
+        "{stdout}"
+    );
     assert_eq!(sandbox.conversations().len(), 4);
     // Changing a row's metadata makes it a new row.
     let manifest = std::fs::read_to_string(corpus.manifest())
