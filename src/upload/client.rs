@@ -476,6 +476,18 @@ async fn read_limited(
 /// A failure without an answer: connect errors happened before anything was sent.
 fn transport_failure(call: Call, err: reqwest::Error) -> Failure {
     let sent = !err.is_connect();
+    if let Some(problem) = certificate_problem(&err) {
+        let host = err.url().map(host_and_port).unwrap_or_default();
+        return Failure {
+            untrusted_certificate: true,
+            ..Failure::permanent(
+                call,
+                format!(
+                    "the TLS certificate of {host} is not trusted ({problem}); if a corporate proxy inspects TLS, pass its root certificate with --ca-cert PEM"
+                ),
+            )
+        };
+    }
     let message = if err.is_connect() {
         let host = err
             .url()
@@ -488,6 +500,26 @@ fn transport_failure(call: Call, err: reqwest::Error) -> Failure {
         format!("connection failed: {}", root_cause(&err))
     };
     Failure::from_transport(call, sent, message)
+}
+
+/// rustls' verdict on the server's certificate, if that is why the connection failed. It
+/// travels inside an `io::Error`, whose `source()` skips it, hence `get_ref`.
+fn certificate_problem(err: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(rustls::Error::InvalidCertificate(problem)) =
+            current.downcast_ref::<rustls::Error>()
+        {
+            return Some(format!("{problem:?}"));
+        }
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 fn host_and_port(url: &Url) -> String {

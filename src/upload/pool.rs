@@ -448,6 +448,13 @@ impl Engine {
     /// Guarantee 9: a 401, 403 or 404 from call 1 before any success stops the run as
     /// misconfigured; a refused token later stops it as expired.
     fn check_for_stop(&self, failure: &Failure) {
+        if failure.untrusted_certificate && !self.control.any_success() {
+            self.control.stop(StopReason::Misconfigured(format!(
+                "call 1 could not be made: {}",
+                failure.message
+            )));
+            return;
+        }
         let Some(status) = failure.status else {
             return;
         };

@@ -50,6 +50,8 @@ pub struct Failure {
     pub about_credentials: bool,
     /// Upload only: S3 says the presigned target expired (call 1 may be made again, once).
     pub expired_target: bool,
+    /// The server's TLS certificate is not trusted: no retry helps, `--ca-cert` may.
+    pub untrusted_certificate: bool,
     /// One line for the report, without the call's name: `HTTP 400: call_date: ...`.
     pub message: String,
 }
@@ -64,6 +66,7 @@ impl Failure {
             status: None,
             about_credentials: false,
             expired_target: false,
+            untrusted_certificate: false,
             message: message.into(),
         }
     }

@@ -1128,3 +1128,208 @@ fn without_a_terminal_progress_is_plain_lines_and_quiet_prints_only_the_summary(
         "{stderr}"
     );
 }
+
+/// `openssl s_server` with a certificate from a private CA, stopped when dropped.
+struct TlsServer {
+    child: Child,
+    url: String,
+    ca: PathBuf,
+}
+
+impl TlsServer {
+    fn start(dir: &Dir) -> TlsServer {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl (CI installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {}", show(&out));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=voyc-test-ca",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "leaf.key",
+                    "-out",
+                    "leaf.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        dir.write(
+            "leaf.ext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+        ]);
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+                "leaf.pem",
+                "-key",
+                "leaf.key",
+                "-www",
+                "-quiet",
+            ])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsServer {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            ca: dir.join("ca.pem"),
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_untrusted_certificate_stops_the_run_at_once_and_ca_cert_lets_it_through() {
+    let corpus = Corpus::new(3, |_| 1_000);
+    let server = TlsServer::start(&corpus.dir);
+    let out = voyc(corpus.path())
+        .env("VOYC_TOKEN", TOKEN)
+        .args([
+            "upload",
+            "manifest.csv",
+            "--org",
+            "1",
+            "--base-url",
+            &server.url,
+        ])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("is not trusted (UnknownIssuer); if a corporate proxy inspects TLS, pass its root certificate with --ca-cert PEM"),
+        "{stderr}"
+    );
+    for row in corpus.report().iter().filter(|r| r["status"] == "failed") {
+        assert_eq!(row["attempts"], "1", "not retried: {row:?}");
+    }
+
+    // With the CA trusted the handshake succeeds; s_server then never answers the POST.
+    let out = voyc(corpus.path())
+        .env("VOYC_TOKEN", TOKEN)
+        .args([
+            "upload",
+            "manifest.csv",
+            "--org",
+            "1",
+            "--base-url",
+            &server.url,
+            "--retries",
+            "0",
+            "--timeout",
+            "1s",
+            "--concurrency",
+            "1",
+            "--limit",
+            "1",
+        ])
+        .arg("--ca-cert")
+        .arg(&server.ca)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(
+        corpus.report()[0]["error"],
+        "call 1: no complete answer within 1s (--timeout)"
+    );
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    let sandbox = Sandbox::start(&["--latency-ms", "800"]);
+    let corpus = Corpus::new(6, |_| 2_000);
+    let mut child = corpus.spawn_upload(&sandbox, &["--concurrency", "1"]);
+    wait_for_conversations(&sandbox, 1, &mut child);
+    signal(&child, "TERM");
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let statuses: Vec<String> = corpus
+        .report()
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "uploaded",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted"
+        ]
+    );
+}
