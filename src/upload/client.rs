@@ -299,6 +299,9 @@ impl VoycClient {
             let status = response.status();
             let headers = response.headers().clone();
             let body = if status.is_success() {
+                // Read it (S3 may send `<PostResponse>`) so that the connection can carry the
+                // next upload; the status already says the upload is stored.
+                let _ = read_limited(response, MAX_S3_ANSWER).await;
                 Vec::new()
             } else {
                 read_limited(response, MAX_S3_ANSWER)

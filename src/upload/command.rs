@@ -154,7 +154,12 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
         .then(|| std::io::BufWriter::new(std::io::stdout().lock()));
     let summary = check_manifest(&args.manifest, today, |verdict| {
         for problem in verdict.problems() {
-            progress.failure(&format!("{}:{}: {problem}", settings.shown, problem.line));
+            let line = format!("{}:{}: {problem}", settings.shown, problem.line);
+            if problem.is_error() {
+                progress.failure(&line);
+            } else {
+                progress.say(&line);
+            }
         }
         match verdict {
             Verdict::Manifest(problem) if problem.is_error() => plan.manifest_errors += 1,
