@@ -811,7 +811,13 @@ fn a_second_ctrl_c_aborts_the_rows_in_flight() {
     let sandbox = Sandbox::start(&["--latency-ms", "3000"]);
     let corpus = Corpus::new(6, |_| 2_000);
     let child = corpus.spawn_upload(&sandbox, &["--concurrency", "2"]);
-    std::thread::sleep(Duration::from_millis(800));
+    // The journal appears just before the signal handler is installed and call 1 is sent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !corpus.dir.join("manifest.report.csv.journal").exists() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     signal(&child, "INT");
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, "INT");
