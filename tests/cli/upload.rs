@@ -149,6 +149,11 @@ impl Corpus {
 
     /// The upload command in the corpus folder, with the sandbox's token.
     fn upload(&self, sandbox: &Sandbox) -> assert_cmd::Command {
+        self.upload_to(&sandbox.url)
+    }
+
+    /// The upload command in the corpus folder, to any base URL, as organisation 118.
+    fn upload_to(&self, base_url: &str) -> assert_cmd::Command {
         let mut cmd = voyc(self.path());
         cmd.env("VOYC_TOKEN", TOKEN)
             .args([
@@ -157,7 +162,7 @@ impl Corpus {
                 "--org",
                 "118",
                 "--base-url",
-                &sandbox.url,
+                base_url,
             ])
             .timeout(Duration::from_secs(120));
         cmd
@@ -606,6 +611,15 @@ fn serve_connection(
     }
 }
 
+/// Call 1's answer for conversation `c-N`, with a presigned PUT on the same server.
+fn created(n: usize) -> (u16, &'static str, String) {
+    (
+        201,
+        "application/json",
+        format!(r#"{{"conversation_id": "c-{n}", "upload_url": "/s3/b/{n}"}}"#),
+    )
+}
+
 #[test]
 fn a_400_from_call_1_fails_only_its_row_with_the_servers_own_message() {
     let corpus = Corpus::new(4, |_| 300);
@@ -621,26 +635,9 @@ fn a_400_from_call_1_fails_only_its_row_with_the_servers_own_message() {
                 r#"{"type":"validation_error","errors":[{"code":"invalid","detail":"Unknown channel.","attr":"channel_id"}]}"#.into(),
             );
         }
-        let n = conversation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        (
-            201,
-            "application/json",
-            format!(r#"{{"conversation_id": "c-{n}", "upload_url": "/s3/b/{n}"}}"#),
-        )
+        created(conversation.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
     });
-    let out = voyc(corpus.path())
-        .env("VOYC_TOKEN", TOKEN)
-        .args([
-            "upload",
-            "manifest.csv",
-            "--org",
-            "118",
-            "--base-url",
-            &server.url,
-        ])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let out = corpus.upload_to(&server.url).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let report = corpus.report();
     assert_eq!(report[2]["status"], "failed");
@@ -681,26 +678,11 @@ fn an_expired_target_is_renewed_once_and_noted() {
             }
             return (200, "text/plain", String::new());
         }
-        let n = conversation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        (
-            201,
-            "application/json",
-            format!(r#"{{"conversation_id": "c-{n}", "upload_url": "/s3/b/{n}"}}"#),
-        )
+        created(conversation.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
     });
-    let out = voyc(corpus.path())
-        .env("VOYC_TOKEN", TOKEN)
-        .args([
-            "upload",
-            "manifest.csv",
-            "--org",
-            "118",
-            "--base-url",
-            &server.url,
-            "--concurrency",
-            "1",
-        ])
-        .timeout(Duration::from_secs(60))
+    let out = corpus
+        .upload_to(&server.url)
+        .args(["--concurrency", "1"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -947,18 +929,7 @@ fn a_token_file_is_read_and_a_missing_token_is_a_usage_error() {
 #[test]
 fn plain_http_to_a_remote_host_is_refused_before_anything_is_sent() {
     let corpus = Corpus::new(1, |_| 1_000);
-    let out = voyc(corpus.path())
-        .env("VOYC_TOKEN", TOKEN)
-        .args([
-            "upload",
-            "manifest.csv",
-            "--org",
-            "1",
-            "--base-url",
-            "http://api.example.com",
-        ])
-        .output()
-        .unwrap();
+    let out = corpus.upload_to("http://api.example.com").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(stderr_of(&out).contains("plain http:// to a host that is not loopback"));
 }
@@ -1259,19 +1230,7 @@ impl Drop for TlsServer {
 fn an_untrusted_certificate_stops_the_run_at_once_and_ca_cert_lets_it_through() {
     let corpus = Corpus::new(3, |_| 1_000);
     let server = TlsServer::start(&corpus.dir);
-    let out = voyc(corpus.path())
-        .env("VOYC_TOKEN", TOKEN)
-        .args([
-            "upload",
-            "manifest.csv",
-            "--org",
-            "1",
-            "--base-url",
-            &server.url,
-        ])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let out = corpus.upload_to(&server.url).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = stderr_of(&out);
     assert!(
@@ -1283,15 +1242,9 @@ fn an_untrusted_certificate_stops_the_run_at_once_and_ca_cert_lets_it_through() 
     }
 
     // With the CA trusted the handshake succeeds; s_server then never answers the POST.
-    let out = voyc(corpus.path())
-        .env("VOYC_TOKEN", TOKEN)
+    let out = corpus
+        .upload_to(&server.url)
         .args([
-            "upload",
-            "manifest.csv",
-            "--org",
-            "1",
-            "--base-url",
-            &server.url,
             "--retries",
             "0",
             "--timeout",
