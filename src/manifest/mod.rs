@@ -3,6 +3,10 @@
 //! Reading streams: [`Manifest::read_rows`] hands out a bounded batch of raw rows at a time,
 //! so memory holds one batch, never the whole file. Turning a raw row into named cells
 //! ([`RawRow::cells`]) is a pure function, so callers can do it in parallel.
+//!
+//! Whatever the file holds, memory stays bounded: a row longer than [`MAX_ROW_BYTES`] (a
+//! binary file, or a quote left open that swallows the rest of the file) is read through and
+//! reported, not kept.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -33,6 +37,13 @@ pub fn format_of(path: &Path, explicit: Option<Format>) -> anyhow::Result<Format
     }
 }
 
+/// The longest row (a CSV record, a JSONL line) that is kept; a longer one is an error.
+pub const MAX_ROW_BYTES: u64 = 1 << 20;
+/// The longest value a row may hold: no call metadata is this long, a broken manifest is.
+pub const MAX_VALUE_BYTES: usize = 64 << 10;
+/// The most columns a header (or keys a JSONL line) may have.
+pub const MAX_COLUMNS: usize = 1000;
+
 /// Why a manifest cannot be read as text at all. The manifest is otherwise readable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unreadable {
@@ -50,6 +61,10 @@ pub struct Header {
     pub names: Vec<String>,
     /// Whether every name was valid UTF-8 (if not, `names` hold replacement characters).
     pub utf8: bool,
+    /// The line a quote opened on that never closed (the header then runs to the end of the file).
+    pub unclosed_quote: Option<u64>,
+    /// The header row is longer than [`MAX_ROW_BYTES`] (its names are not kept).
+    pub oversized: bool,
 }
 
 /// One row as read, before its cells are decoded.
@@ -64,6 +79,8 @@ pub struct RawRow {
 enum Content {
     Csv(Record),
     Jsonl(Vec<u8>),
+    /// A row longer than [`MAX_ROW_BYTES`], read through and not kept.
+    Oversized(u64),
 }
 
 /// One CSV record's fields, unescaped, back to back.
@@ -72,6 +89,10 @@ struct Record {
     bytes: Vec<u8>,
     /// Where each field ends in `bytes`.
     ends: Vec<usize>,
+    /// The line a quote opened on that never closed: the record ran to the end of the file.
+    unclosed_quote: Option<u64>,
+    /// The bytes read for the record, when it was too long to keep.
+    oversized: Option<u64>,
 }
 
 impl Record {
@@ -88,7 +109,47 @@ impl Record {
 
     /// A line of only spaces reads as one blank field: no row, like an empty line.
     fn is_blank(&self) -> bool {
-        self.len() == 1 && self.bytes.iter().all(u8::is_ascii_whitespace)
+        self.len() == 1
+            && self.bytes.iter().all(u8::is_ascii_whitespace)
+            && self.unclosed_quote.is_none()
+            && self.oversized.is_none()
+    }
+}
+
+/// Where csv-core's parser is within a record, followed byte by byte alongside it (it does not
+/// say), so that a quote still open at the end of the file can be reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quoting {
+    StartRecord,
+    StartField,
+    InField,
+    InQuoted,
+    /// A quote inside a quoted field: the field's end, or the first of `""`.
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    /// The state after `byte`, with csv-core's defaults: `,` between fields, `"` quotes,
+    /// `""` a quote inside quotes, CR, LF or CRLF between records.
+    fn next(self, byte: u8) -> Quoting {
+        let ends_record = byte == b'\r' || byte == b'\n';
+        match self {
+            Quoting::StartRecord if ends_record => Quoting::StartRecord,
+            Quoting::StartRecord | Quoting::StartField => match byte {
+                b'"' => Quoting::InQuoted,
+                b',' => Quoting::StartField,
+                _ if ends_record => Quoting::StartRecord,
+                _ => Quoting::InField,
+            },
+            Quoting::InField | Quoting::QuoteInQuoted => match byte {
+                b'"' if self == Quoting::QuoteInQuoted => Quoting::InQuoted,
+                b',' => Quoting::StartField,
+                _ if ends_record => Quoting::StartRecord,
+                _ => Quoting::InField,
+            },
+            Quoting::InQuoted if byte == b'"' => Quoting::QuoteInQuoted,
+            Quoting::InQuoted => Quoting::InQuoted,
+        }
     }
 }
 
@@ -102,6 +163,9 @@ struct CsvReader {
     line: u64,
     /// The last byte read was a CR (so a LF right after it ends no further line).
     after_cr: bool,
+    quoting: Quoting,
+    /// The line the last opening quote was on.
+    quote_line: u64,
 }
 
 impl CsvReader {
@@ -111,6 +175,8 @@ impl CsvReader {
             input,
             line: 1,
             after_cr: false,
+            quoting: Quoting::StartRecord,
+            quote_line: 1,
         }
     }
 
@@ -129,11 +195,13 @@ impl CsvReader {
         let mut record = Record {
             bytes: vec![0; 256],
             ends: vec![0; 16],
+            ..Record::default()
         };
-        let (mut written, mut ended) = (0, 0);
+        let (mut written, mut ended, mut consumed) = (0, 0, 0u64);
         let mut start: Option<u64> = None;
         loop {
             let input = self.input.fill_buf()?;
+            let at_end = input.is_empty();
             let (result, read, wrote, ends) = self.core.read_record(
                 input,
                 &mut record.bytes[written..],
@@ -143,6 +211,12 @@ impl CsvReader {
                 if start.is_none() && byte != b'\n' && byte != b'\r' {
                     start = Some(self.line);
                 }
+                let quoting = self.quoting.next(byte);
+                let opens = !matches!(self.quoting, Quoting::InQuoted | Quoting::QuoteInQuoted);
+                if quoting == Quoting::InQuoted && opens {
+                    self.quote_line = self.line;
+                }
+                self.quoting = quoting;
                 // LF, CRLF and a lone CR each end a line, as editors count them.
                 self.line += u64::from(byte == b'\r' || (byte == b'\n' && !self.after_cr));
                 self.after_cr = byte == b'\r';
@@ -150,12 +224,22 @@ impl CsvReader {
             self.input.consume(read);
             written += wrote;
             ended += ends;
+            if start.is_some() {
+                consumed += read as u64;
+            }
+            if consumed > MAX_ROW_BYTES {
+                // Too long to keep: read on to its end, keeping nothing.
+                record.oversized = Some(consumed);
+                (written, ended) = (0, 0);
+            }
             match result {
                 ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull if record.oversized.is_some() => {}
                 ReadRecordResult::OutputFull => {
                     let grown = record.bytes.len() * 2;
                     record.bytes.resize(grown, 0);
                 }
+                ReadRecordResult::OutputEndsFull if record.oversized.is_some() => {}
                 ReadRecordResult::OutputEndsFull => {
                     let grown = record.ends.len() * 2;
                     record.ends.resize(grown, 0);
@@ -163,6 +247,9 @@ impl CsvReader {
                 ReadRecordResult::Record => {
                     record.bytes.truncate(written);
                     record.ends.truncate(ended);
+                    if at_end && self.quoting == Quoting::InQuoted {
+                        record.unclosed_quote = Some(self.quote_line);
+                    }
                     return Ok(Some((start.unwrap_or(self.line), record)));
                 }
                 ReadRecordResult::End => return Ok(None),
@@ -232,6 +319,8 @@ impl Manifest {
                     line,
                     names: record.iter().map(|n| lossy(n).trim().to_string()).collect(),
                     utf8: record.iter().all(|n| std::str::from_utf8(n).is_ok()),
+                    unclosed_quote: record.unclosed_quote,
+                    oversized: record.oversized.is_some(),
                 };
                 Reader::Csv {
                     csv: Box::new(csv),
@@ -270,10 +359,16 @@ impl Manifest {
             })),
             Reader::Jsonl { lines, line } => loop {
                 let mut bytes = Vec::new();
-                if lines.read_until(b'\n', &mut bytes)? == 0 {
+                let Some(length) = read_line_capped(lines, &mut bytes)? else {
                     return Ok(None);
-                }
+                };
                 *line += 1;
+                if length > MAX_ROW_BYTES {
+                    return Ok(Some(RawRow {
+                        line: *line,
+                        content: Content::Oversized(length),
+                    }));
+                }
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -286,6 +381,36 @@ impl Manifest {
     }
 }
 
+/// Reads a line up to and including its LF, keeping at most [`MAX_ROW_BYTES`] of it; the
+/// line's whole length, or `None` at the end of the file.
+fn read_line_capped(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<u64>> {
+    let mut length = 0u64;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok((length > 0).then_some(length));
+        }
+        let (take, done) = match memchr_lf(available) {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        if length + (take as u64) <= MAX_ROW_BYTES {
+            line.extend_from_slice(&available[..take]);
+        } else {
+            line.clear();
+        }
+        length += take as u64;
+        input.consume(take);
+        if done {
+            return Ok(Some(length));
+        }
+    }
+}
+
+fn memchr_lf(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|b| *b == b'\n')
+}
+
 impl RawRow {
     /// The row's cells as `(name, value)` in manifest order, names as the header (CSV) or the
     /// object (JSONL) has them. CSV values are strings with surrounding whitespace trimmed;
@@ -295,6 +420,13 @@ impl RawRow {
         header: Option<&'h Header>,
     ) -> Result<Vec<(Name<'h>, Value)>, RowError> {
         match (&self.content, header) {
+            (Content::Oversized(length), _) => Err(oversized(*length)),
+            (Content::Csv(record), _) if record.unclosed_quote.is_some() => {
+                Err(unclosed_quote(record.unclosed_quote.unwrap_or(self.line)))
+            }
+            (Content::Csv(record), _) if record.oversized.is_some() => {
+                Err(oversized(record.oversized.unwrap_or_default()))
+            }
             (Content::Csv(record), Some(header)) => csv_cells(record, header),
             (Content::Jsonl(bytes), _) => jsonl_cells(bytes),
             (Content::Csv(_), None) => Err(RowError::new("a CSV row without a header")),
@@ -315,6 +447,46 @@ impl Name<'_> {
             Name::Column(_, name) => name,
             Name::Key(key) => key,
         }
+    }
+}
+
+/// A row longer than [`MAX_ROW_BYTES`].
+fn oversized(length: u64) -> RowError {
+    RowError::new(format!(
+        "this row is {} long; a row may be at most 1 MiB (is this the right file?)",
+        human_bytes(length)
+    ))
+}
+
+/// A quote that opened and never closed: it swallowed the rest of the file.
+pub fn unclosed_quote(line: u64) -> RowError {
+    RowError::new(format!(
+        "a quote opens a value on line {line} and never closes, so everything after it was read \
+         as that one value; close the quote (a quote inside a value is written as two: \"\")"
+    ))
+}
+
+/// `1.0 MiB`, `12 KiB`, `300 bytes`.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Why a value cannot be sent as it is, if it cannot: longer than [`MAX_VALUE_BYTES`], or
+/// holding a NUL (no text does; a binary file or UTF-16 without a byte-order mark does).
+fn value_problem(text: &str) -> Option<&'static str> {
+    if text.len() > MAX_VALUE_BYTES {
+        Some("longer than the 64 KiB a value may be (is a quote left open above it?)")
+    } else if text.contains('\0') {
+        Some(
+            "holds a NUL byte, which text never does; is the manifest a binary file, \
+             or UTF-16 text without a byte-order mark?",
+        )
+    } else {
+        None
     }
 }
 
@@ -340,6 +512,13 @@ fn csv_cells<'h>(record: &Record, header: &'h Header) -> Result<Vec<(Name<'h>, V
                       (it may be in Latin-1 or Windows-1252)"
                 .to_string(),
         })?;
+        if let Some(message) = value_problem(text) {
+            return Err(RowError {
+                column: Some(column_label(index, name)),
+                value: Some(text.to_string()),
+                message: message.to_string(),
+            });
+        }
         cells.push((
             Name::Column(index, name.as_str()),
             Value::String(text.trim().to_string()),
@@ -373,14 +552,44 @@ fn jsonl_cells<'h>(bytes: &[u8]) -> Result<Vec<(Name<'h>, Value)>, RowError> {
         ))
     })?;
     match value {
-        Value::Object(object) => Ok(object
-            .into_iter()
-            .map(|(key, value)| (Name::Key(key), value))
-            .collect::<Vec<_>>()),
+        Value::Object(object) if object.len() > MAX_COLUMNS => Err(RowError::new(format!(
+            "this line has {} keys; a line may have at most {MAX_COLUMNS}",
+            object.len()
+        ))),
+        Value::Object(object) => {
+            for (key, value) in &object {
+                if let Some((text, message)) = json_value_problem(key, value) {
+                    return Err(RowError {
+                        column: Some(key.clone()),
+                        value: Some(text.to_string()),
+                        message: message.to_string(),
+                    });
+                }
+            }
+            Ok(object
+                .into_iter()
+                .map(|(key, value)| (Name::Key(key), value))
+                .collect::<Vec<_>>())
+        }
         other => Err(RowError::new(format!(
             "expected a JSON object ({{\"file\": …}}), found {}",
             json_kind(&other)
         ))),
+    }
+}
+
+/// The first key or string, at any depth, that [`value_problem`] refuses.
+fn json_value_problem<'v>(key: &'v str, value: &'v Value) -> Option<(&'v str, &'static str)> {
+    if let Some(message) = value_problem(key) {
+        return Some((key, message));
+    }
+    match value {
+        Value::String(text) => value_problem(text).map(|message| (text.as_str(), message)),
+        Value::Array(items) => items.iter().find_map(|item| json_value_problem("", item)),
+        Value::Object(object) => object
+            .iter()
+            .find_map(|(key, value)| json_value_problem(key, value)),
+        _ => None,
     }
 }
 
@@ -619,6 +828,128 @@ mod tests {
         assert_eq!(
             Manifest::open(&path, Format::Csv).unwrap().err(),
             Some(Unreadable::Empty)
+        );
+    }
+
+    #[test]
+    fn a_quote_that_never_closes_is_an_error_naming_its_line_not_a_silent_loss_of_the_rows_below() {
+        // Before: the last row's agent swallowed the two rows below it, and the manifest was valid.
+        let rows = read_all(
+            b"file,agent\na.wav,\"Ann\nb.wav,Bob\nc.wav,Cy\n",
+            Format::Csv,
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, 2);
+        let message = rows[0].1.as_ref().unwrap_err();
+        assert!(
+            message.starts_with("a quote opens a value on line 2 and never closes"),
+            "{message}"
+        );
+        // A quote that opens a later field of a row is found too, on its own line.
+        let rows = read_all(b"file,agent\na.wav,x\n\nb.wav,\"y\nc.wav,z", Format::Csv);
+        assert_eq!(rows[0], (2, Ok(json!({"file": "a.wav", "agent": "x"}))));
+        assert!(
+            rows[1].1.as_ref().unwrap_err().contains("on line 4"),
+            "{rows:?}"
+        );
+    }
+
+    #[test]
+    fn quotes_that_close_are_not_taken_for_open_ones() {
+        let rows = read_all(
+            b"file,agent\na.wav,\"x \"\"y\"\"\"\nb.wav,An\"n\nc.wav,\"\"\n\"d.wav\",\"z\"",
+            Format::Csv,
+        );
+        let ok: Vec<bool> = rows.iter().map(|r| r.1.is_ok()).collect();
+        assert_eq!(ok, [true, true, true, true], "{rows:?}");
+        assert_eq!(rows[1].1, Ok(json!({"file": "b.wav", "agent": "An\"n"})));
+    }
+
+    #[test]
+    fn a_header_whose_quote_never_closes_says_so() {
+        let (_dir, path) = write(b"\"file,agent\na.wav,x\n", "m.csv");
+        let manifest = Manifest::open(&path, Format::Csv).unwrap().unwrap();
+        assert_eq!(manifest.header().unwrap().unclosed_quote, Some(1));
+    }
+
+    #[test]
+    fn a_row_over_1_mib_is_reported_with_its_line_and_not_kept_in_memory() {
+        let mut csv = b"file,agent\na.wav,x\n".to_vec();
+        csv.extend(std::iter::repeat_n(b'y', 3 << 20));
+        csv.extend_from_slice(b",z\nc.wav,w\n");
+        let (_dir, path) = write(&csv, "m.csv");
+        let mut manifest = Manifest::open(&path, Format::Csv).unwrap().unwrap();
+        let mut rows = Vec::new();
+        manifest.read_rows(10, &mut rows).unwrap();
+        assert_eq!(rows.len(), 3);
+        let Content::Csv(record) = &rows[1].content else {
+            panic!("a CSV row")
+        };
+        assert!(
+            record.bytes.capacity() <= 4 << 20,
+            "{}",
+            record.bytes.capacity()
+        );
+        assert_eq!(
+            rows[1].cells(manifest.header()).unwrap_err().message,
+            "this row is 3.0 MiB long; a row may be at most 1 MiB (is this the right file?)"
+        );
+        assert!(rows[2].cells(manifest.header()).is_ok());
+
+        let mut jsonl = vec![b'['; 2 << 20];
+        jsonl.extend_from_slice(b"\n{\"file\": \"a.wav\"}\n");
+        let rows = read_all(&jsonl, Format::Jsonl);
+        assert_eq!(rows[0].0, 1);
+        assert!(
+            rows[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .starts_with("this row is 2.0 MiB long")
+        );
+        assert_eq!(rows[1], (2, Ok(json!({"file": "a.wav"}))));
+    }
+
+    #[test]
+    fn a_value_over_64_kib_or_holding_a_nul_is_an_error_naming_its_column() {
+        let mut csv = b"file,agent,note\na.wav,x,".to_vec();
+        csv.extend(std::iter::repeat_n(b'n', 70_000));
+        csv.extend_from_slice(b"\nb.wav,A\0B,\n");
+        let (_dir, path) = write(&csv, "m.csv");
+        let mut manifest = Manifest::open(&path, Format::Csv).unwrap().unwrap();
+        let mut rows = Vec::new();
+        manifest.read_rows(10, &mut rows).unwrap();
+        let long = rows[0].cells(manifest.header()).unwrap_err();
+        assert_eq!(long.column.as_deref(), Some("note"));
+        assert!(
+            long.message.starts_with("longer than the 64 KiB"),
+            "{long:?}"
+        );
+        let nul = rows[1].cells(manifest.header()).unwrap_err();
+        assert_eq!(nul.column.as_deref(), Some("agent"));
+        assert!(nul.message.starts_with("holds a NUL byte"), "{nul:?}");
+
+        let rows = read_all(
+            b"{\"file\": \"a.wav\", \"crm\": {\"n\": [\"a\\u0000b\"]}}\n",
+            Format::Jsonl,
+        );
+        assert!(
+            rows[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .starts_with("holds a NUL byte")
+        );
+    }
+
+    #[test]
+    fn a_jsonl_line_with_more_than_1000_keys_is_an_error() {
+        let keys: Vec<String> = (0..1001).map(|i| format!("\"k{i}\": 1")).collect();
+        let line = format!("{{{}}}\n", keys.join(", "));
+        let rows = read_all(line.as_bytes(), Format::Jsonl);
+        assert_eq!(
+            rows[0].1,
+            Err("this line has 1001 keys; a line may have at most 1000".into())
         );
     }
 

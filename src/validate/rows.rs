@@ -11,7 +11,7 @@ use super::files::{self, FileId};
 use super::settings::Settings;
 use super::{CheckedRow, Problem, Verdict};
 use crate::cli::Format;
-use crate::manifest::{Header, Name, RawRow, column_label, json_kind};
+use crate::manifest::{Header, MAX_COLUMNS, Name, RawRow, column_label, json_kind};
 
 /// The reserved keys that may be left out.
 const OPTIONAL: [&str; 3] = ["direction", "language", "speakers"];
@@ -323,6 +323,29 @@ impl Layout {
         }
         let line = header.line;
         let mut problems = Vec::new();
+        let mut whole = |message: String| {
+            problems.push(Problem::new(line, Severity::Error, None, message));
+        };
+        if let Some(quote) = header.unclosed_quote {
+            whole(crate::manifest::unclosed_quote(quote).message);
+        }
+        if header.oversized {
+            whole("the header row is over 1 MiB long; is this the right file?".into());
+        }
+        if header.names.len() > MAX_COLUMNS {
+            whole(format!(
+                "the header has {} columns; a manifest may have at most {MAX_COLUMNS} \
+                 (is this the right file, with its columns separated by commas?)",
+                header.names.len()
+            ));
+        }
+        if header.names.iter().any(|name| name.contains('\0')) {
+            whole(
+                "the header holds a NUL byte, which text never does; is the manifest a binary \
+                 file, or UTF-16 text without a byte-order mark?"
+                    .into(),
+            );
+        }
         if !header.utf8 {
             problems.push(Problem::new(
                 line,
@@ -459,7 +482,7 @@ fn did_you_mean(line: u64, close: &str, key: &str, place: Place) -> Problem {
 
 /// `"a", "b", "c"`, shortened after a dozen.
 fn list<'s>(names: impl Iterator<Item = &'s String>) -> String {
-    let names: Vec<String> = names.map(|n| format!("{n:?}")).collect();
+    let names: Vec<String> = names.map(|n| fields::quote(n)).collect();
     match names.len() {
         0 => "none".into(),
         n if n > 12 => format!("{}, … ({n} in all)", names[..12].join(", ")),
