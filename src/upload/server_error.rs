@@ -66,7 +66,7 @@ impl S3Error {
     pub fn render(&self) -> String {
         match (self.code.is_empty(), self.message.is_empty()) {
             (false, false) => cut_short(&format!("{}: {}", self.code, self.message)),
-            (false, true) => self.code.clone(),
+            (false, true) => cut_short(&self.code),
             _ => cut_short(&self.message),
         }
     }
@@ -219,9 +219,17 @@ fn strip_tags(html: &str) -> String {
     decode_entities(&out)
 }
 
-/// All runs of whitespace (newlines included) become one space.
+/// All runs of whitespace (newlines included) become one space, and other control characters
+/// `�`: a server's words go to a terminal, where an escape sequence would be obeyed.
 pub fn fold(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .map(|word| {
+            word.chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// At most [`MAX_CHARS`] characters, with `…` where it was cut.

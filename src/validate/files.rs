@@ -39,9 +39,9 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
         Ok(meta) => meta,
         Err(e) => {
             let message = if e.kind() == io::ErrorKind::NotFound {
-                format!("no such file (looked in {})", path.display())
+                format!("no such file (looked in {})", shown(path))
             } else {
-                format!("cannot be read: {} ({})", io_text(&e), path.display())
+                format!("cannot be read: {} ({})", io_text(&e), shown(path))
             };
             return Inspection {
                 id: None,
@@ -57,13 +57,13 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
 
 fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String> {
     if meta.is_dir() {
-        return Err(format!("is a folder, not a file ({})", path.display()));
+        return Err(format!("is a folder, not a file ({})", shown(path)));
     }
     if !meta.is_file() {
         return Err(format!(
             "is {}, not a regular file ({})",
             special_kind(meta),
-            path.display()
+            shown(path)
         ));
     }
     let size = meta.len();
@@ -78,7 +78,7 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
     }
     let mut head = [0u8; SNIFF_LEN];
     let read = read_head(path, &mut head)
-        .map_err(|e| format!("cannot be read: {} ({})", io_text(&e), path.display()))?;
+        .map_err(|e| format!("cannot be read: {} ({})", io_text(&e), shown(path)))?;
     let head = &head[..read];
     match sniff(head) {
         Some(format) => Ok((size, format)),
@@ -116,6 +116,26 @@ fn describe_start(head: &[u8]) -> String {
             format!("it starts with bytes {}", hex.join(" "))
         }
     }
+}
+
+/// A path for a message: control characters escaped (a file name may hold a line break or a
+/// terminal escape), and cut short (a hostile manifest may name a megabyte-long path).
+pub(crate) fn shown(path: &Path) -> String {
+    const MAX_CHARS: usize = 200;
+    let text = path.display().to_string();
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `6.2 GiB`.
