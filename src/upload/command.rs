@@ -86,6 +86,7 @@ impl Settings {
                 token,
             }
         };
+        check_manifest_is_a_file(&args.manifest.manifest)?;
         let report = args
             .report
             .clone()
@@ -113,6 +114,22 @@ impl Settings {
             journal,
         })
     }
+}
+
+/// Upload reads the manifest twice (to check every row, then to send them), which a named
+/// pipe cannot give; and opening one that nobody writes to would wait for ever.
+fn check_manifest_is_a_file(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    if meta.is_file() || meta.is_dir() {
+        // A folder is refused with its own message when it is opened.
+        return Ok(());
+    }
+    bail!(
+        "the manifest {} is not a regular file (a named pipe or a device): upload reads it twice, \
+         once to check every row and once to send them; save it to a file first",
+        path.display()
+    )
 }
 
 /// What pass 1 found.
