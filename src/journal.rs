@@ -12,7 +12,12 @@
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
-//! Tables (see the README for queries): `destinations`, `rows`, `conversations`, `meta`.
+//! Tables (see the README for queries): `destinations`, `rows`, `conversations`,
+//! `unknown_conversations`, `meta`. The last two together account for every conversation
+//! without audio a run may leave: those whose id call 1 returned, and one line for each call 1
+//! that may have created a conversation whose id never reached us (an ambiguous failure, an
+//! answer that could not be used, a run that stopped during call 1). Reports are written at the
+//! end of a run, so a kill -9 loses that run's notes; these tables keep what the notes said.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,6 +68,12 @@ CREATE TABLE IF NOT EXISTS conversations (
     created_at      TEXT NOT NULL,
     PRIMARY KEY (destination, conversation_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unknown_conversations (
+    destination INTEGER NOT NULL REFERENCES destinations(id),
+    identity    TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
 ";
 
 /// The most operations one transaction commits.
@@ -175,6 +186,11 @@ pub enum Change {
     /// Keeps the conversation and target, so a rerun can still use a valid target.
     Failed {
         error: String,
+    },
+    /// Call 1 may have created a conversation whose id we never learned; `reason` says how.
+    /// Leaves the row's state as it is.
+    MaybeConversation {
+        reason: String,
     },
     /// Takes back a `Call1Started` recorded ahead of time for a new row whose call 1 was
     /// then never sent (the run stopped first): the row is as if never seen.
@@ -381,6 +397,21 @@ impl Journal {
             sha256,
             error,
         }))
+    }
+
+    /// Why call 1 may have left conversations whose ids we never learned for this row, oldest
+    /// first (see `unknown_conversations`).
+    pub fn unknown_conversations(&self, identity: &RowIdentity) -> anyhow::Result<Vec<String>> {
+        let reader = self.reader.lock().expect("journal reader");
+        let mut statement = reader.prepare_cached(
+            "SELECT reason FROM unknown_conversations
+             WHERE destination = ?1 AND identity = ?2 ORDER BY rowid",
+        )?;
+        let reasons = statement
+            .query_map(params![self.destination_id, identity.hex()], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        Ok(reasons)
     }
 
     /// Records a change and waits until it is committed to disk.
@@ -632,6 +663,13 @@ fn apply(
                    error = excluded.error, updated_at = excluded.updated_at",
             )?
             .execute(params![destination, identity, op.file, line, error, at])?;
+        }
+        Change::MaybeConversation { reason } => {
+            tx.prepare_cached(
+                "INSERT INTO unknown_conversations (destination, identity, reason, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![destination, identity, reason, at])?;
         }
         Change::NotStarted => {
             tx.prepare_cached(

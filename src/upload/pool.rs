@@ -293,6 +293,7 @@ impl Engine {
         let stored = job.resume.as_ref()?;
         match (stored.state, &stored.conversation_id, &stored.target) {
             (State::Call1Started, _, _) => {
+                self.note_unknown_conversation(job, "a run stopped during call 1".into());
                 notes.push(
                     "an earlier run stopped during this row's call 1, so Voyc may hold a conversation without audio for it"
                         .to_string(),
@@ -347,6 +348,17 @@ impl Engine {
                 Err(failure) => failure,
             };
             let retrying = failure.is_transient() && retry < self.retries;
+            if failure.ambiguous {
+                self.note_unknown_conversation(
+                    job,
+                    format!("call 1 failed after it was sent ({})", failure.message),
+                );
+            } else if let Some(status) = failure.status.filter(|s| (200..300).contains(s)) {
+                self.note_unknown_conversation(
+                    job,
+                    format!("call 1 answered HTTP {status}, but its answer could not be used"),
+                );
+            }
             if failure.ambiguous && retrying {
                 tally.ambiguous_retries += 1;
                 tally.last_ambiguous = Some(failure.message.clone());
@@ -482,6 +494,19 @@ impl Engine {
                 "call 1 answered {} after earlier rows succeeded: the token has expired or was revoked; get a new one and run the same command to resume",
                 failure.message
             )));
+        }
+    }
+
+    /// Keeps in the journal that call 1 may have created a conversation whose id we never
+    /// learned: the row's notes say so too, but a kill -9 loses a run's report, not its journal.
+    /// Not waited for: the journal commits a row's changes in order, before its next step's.
+    fn note_unknown_conversation(&self, job: &Job, reason: String) {
+        let change = Change::MaybeConversation { reason };
+        if let Err(err) = self
+            .journal
+            .begin(job.identity, &job.file, job.line, change)
+        {
+            self.control.stop(StopReason::Journal(format!("{err:#}")));
         }
     }
 
@@ -865,6 +890,33 @@ mod tests {
                 "call 1 retried after an ambiguous failure (HTTP 502 Bad Gateway); Voyc may hold an extra conversation without audio for this row"
             ]
         );
+        // The journal keeps it too: a kill -9 would have lost the report, not this.
+        assert_eq!(
+            setup
+                .engine
+                .journal
+                .unknown_conversations(&job(&setup, 0).identity)
+                .unwrap(),
+            ["call 1 failed after it was sent (HTTP 502 Bad Gateway)"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_cannot_be_used_is_kept_in_the_journal_as_an_unknown_conversation() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(201, "<html>ok</html>"));
+        let setup = setup(fake).await;
+        let job = job(&setup, 0);
+        let row = settle(&setup.engine, &job).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert_eq!(
+            setup
+                .engine
+                .journal
+                .unknown_conversations(&job.identity)
+                .unwrap(),
+            ["call 1 answered HTTP 201, but its answer could not be used"]
+        );
     }
 
     #[tokio::test]
@@ -1069,6 +1121,14 @@ mod tests {
             [
                 "an earlier run stopped during this row's call 1, so Voyc may hold a conversation without audio for it"
             ]
+        );
+        assert_eq!(
+            setup
+                .engine
+                .journal
+                .unknown_conversations(&job0.identity)
+                .unwrap(),
+            ["a run stopped during call 1"]
         );
     }
 
