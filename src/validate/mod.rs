@@ -83,20 +83,29 @@ impl Problem {
 }
 
 /// `warning: call_date "2030-01-01": date is in the future (today is …)`; the caller puts
-/// `PATH:LINE: ` in front.
+/// `PATH:LINE: ` in front. Always one line: a control character a column name or message
+/// may hold (a quoted CSV header can hold a line break) is escaped (`\n`, `\t`, `\u{1b}`).
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match (&self.column, &self.value) {
+            (Some(column), Some(value)) => {
+                format!("{column} {}: {}", fields::quote(value), self.message)
+            }
+            (Some(column), None) => format!("{column}: {}", self.message),
+            (None, Some(value)) => format!("{}: {}", fields::quote(value), self.message),
+            (None, None) => self.message.clone(),
+        };
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        match (&self.column, &self.value) {
-            (Some(column), Some(value)) => {
-                write!(f, "{column} {}: {}", fields::quote(value), self.message)
+        for c in text.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
             }
-            (Some(column), None) => write!(f, "{column}: {}", self.message),
-            (None, Some(value)) => write!(f, "{}: {}", fields::quote(value), self.message),
-            (None, None) => f.write_str(&self.message),
         }
+        Ok(())
     }
 }
 
