@@ -25,8 +25,10 @@ use super::retry::{Backoff, Failure, Sleeper};
 use crate::journal::{Change, Journal, Pending, RowIdentity, State, Stored};
 use crate::report::{ReportRow, RowStatus};
 
-/// A target from an earlier run is reused only if it stays valid at least this long by our
-/// clock (S3 checks the expiry when an upload starts).
+/// A target from an earlier run is tried again unless our clock says it expired more than this
+/// long ago: S3 decides (it checks the expiry when an upload starts), and our clock may be
+/// skewed against it. Reusing the target is what keeps a file the earlier run may have stored
+/// in one conversation.
 pub const TARGET_MARGIN: Duration = Duration::from_secs(5);
 
 /// One valid row, ready for the pool.
@@ -231,7 +233,7 @@ impl Engine {
     }
 
     async fn run_row(&self, job: &Job, tally: &mut Tally, mut started: Option<Pending>) -> End {
-        let mut known = self.resumable_target(job, &mut tally.notes);
+        let (mut known, uploading) = self.resumable_target(job, &mut tally.notes);
         let mut renewed = false;
         loop {
             let (conversation, target) = match known.take() {
@@ -266,9 +268,13 @@ impl Engine {
                 }
                 Err(UploadEnd::Expired(why)) if !renewed => {
                     renewed = true;
-                    tally.notes.push(format!(
-                        "the upload target expired ({why}); call 1 was made again, and conversation {conversation} keeps no audio"
-                    ));
+                    tally.notes.push(if uploading.as_ref() == Some(&conversation) {
+                        maybe_twice_note(&conversation, &why)
+                    } else {
+                        format!(
+                            "the upload target expired ({why}); call 1 was made again, and conversation {conversation} keeps no audio"
+                        )
+                    });
                 }
                 Err(UploadEnd::Expired(why)) => {
                     let error = format!("upload: the target expired again ({why})");
@@ -284,14 +290,25 @@ impl Engine {
     }
 
     /// A target from an earlier run that may still be used, with a note saying where the
-    /// row stands.
+    /// row stands; and the conversation an earlier run stopped while uploading to, which may
+    /// hold the file already.
     fn resumable_target(
         &self,
         job: &Job,
         notes: &mut Vec<String>,
-    ) -> Option<(ConversationId, UploadTarget)> {
-        let stored = job.resume.as_ref()?;
-        match (stored.state, &stored.conversation_id, &stored.target) {
+    ) -> (
+        Option<(ConversationId, UploadTarget)>,
+        Option<ConversationId>,
+    ) {
+        let Some(stored) = job.resume.as_ref() else {
+            return (None, None);
+        };
+        // "Call 1 done" at the start of a run: the last run stopped after recording the target,
+        // so while (or just before) uploading to it. S3 may hold the file; nobody can ask.
+        let uploading = (stored.state == State::Call1Done)
+            .then(|| stored.conversation_id.clone())
+            .flatten();
+        let known = match (stored.state, &stored.conversation_id, &stored.target) {
             (State::Call1Started, _, _) => {
                 self.note_unknown_conversation(job, "a run stopped during call 1".into());
                 notes.push(
@@ -301,11 +318,14 @@ impl Engine {
                 None
             }
             (State::Call1Done | State::Failed, Some(conversation), Some(target)) => {
-                if still_valid(target) {
+                if may_still_be_valid(target) {
                     notes.push(format!(
                         "resumed with the upload target of conversation {conversation} from an earlier run"
                     ));
                     Some((conversation.clone(), target.clone()))
+                } else if uploading.as_ref() == Some(conversation) {
+                    notes.push(maybe_twice_note(conversation, "by our clock"));
+                    None
                 } else {
                     notes.push(format!(
                         "the upload target from an earlier run had expired; call 1 was made again, and conversation {conversation} keeps no audio"
@@ -314,7 +334,8 @@ impl Engine {
                 }
             }
             _ => None,
-        }
+        };
+        (known, uploading)
     }
 
     async fn call1(
@@ -566,10 +587,20 @@ enum UploadEnd {
     End(End),
 }
 
-fn still_valid(target: &UploadTarget) -> bool {
+fn may_still_be_valid(target: &UploadTarget) -> bool {
     target.expires_at().is_none_or(|at| {
-        at - chrono::Duration::from_std(TARGET_MARGIN).unwrap_or_default() > Utc::now()
+        at + chrono::Duration::from_std(TARGET_MARGIN).unwrap_or_default() > Utc::now()
     })
+}
+
+/// The one case no client can settle: an earlier run stopped while uploading to `conversation`,
+/// and its target expired before this run could finish it with the same target (S3 gives no
+/// way to ask whether it stored the file). The file goes to a new conversation rather than
+/// risk losing it, and the note names both so that a duplicate can be found.
+fn maybe_twice_note(conversation: &ConversationId, why: &str) -> String {
+    format!(
+        "an earlier run stopped while uploading this file to conversation {conversation}, and that upload target has expired ({why}), so whether {conversation} holds the audio cannot be known: call 1 was made again and the file uploaded to the new conversation; if {conversation} has audio too, it is a duplicate"
+    )
 }
 
 /// The rows in flight, at most `concurrency`.
@@ -1099,8 +1130,41 @@ mod tests {
         assert_eq!(
             row.notes,
             [
-                "the upload target from an earlier run had expired; call 1 was made again, and conversation c-old keeps no audio"
+                "an earlier run stopped while uploading this file to conversation c-old, and that upload target has expired (by our clock), so whether c-old holds the audio cannot be known: call 1 was made again and the file uploaded to the new conversation; if c-old has audio too, it is a duplicate"
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_journaled_target_that_our_clock_says_just_expired_is_still_tried_first() {
+        // S3 decides, not our clock: reusing the target keeps a file the killed run may have
+        // stored in one conversation.
+        let setup = setup(Arc::new(Fake::default())).await;
+        let job0 = job(&setup, 0);
+        let old = UploadTarget::Put {
+            url: Url::parse(&put_url(&setup.server.url.authority().to_string(), 7, -1)).unwrap(),
+        };
+        setup
+            .engine
+            .journal
+            .record(
+                job0.identity,
+                &job0.file,
+                job0.line,
+                Change::Call1Done {
+                    conversation_id: ConversationId("c-7".into()),
+                    target: old,
+                },
+            )
+            .await
+            .unwrap();
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
+        assert_eq!(row.conversation_id.as_deref(), Some("c-7"));
+        assert_eq!(
+            requests_to(&setup.server, "/api/"),
+            0,
+            "no new conversation"
         );
     }
 
