@@ -75,14 +75,27 @@ impl fmt::Display for FieldProblem {
 /// Quotes a value for a message: escaped like a Rust string, cut short if very long
 /// (a 1 MiB cell must not become a 1 MiB error line).
 pub fn quote(value: &str) -> String {
-    const MAX_CHARS: usize = 80;
-    match value.char_indices().nth(MAX_CHARS) {
+    match cut_point(value) {
         None => format!("{value:?}"),
-        Some((cut, _)) => {
+        Some(cut) => {
             let shown = format!("{:?}", &value[..cut]);
             format!("{}…\" ({} bytes)", &shown[..shown.len() - 1], value.len())
         }
     }
+}
+
+/// Where to cut `text` so that it shows in at most 80 characters once escaped (a control
+/// character escapes to as many as 10, `\u{10ffff}`); `None` if it fits whole.
+pub fn cut_point(text: &str) -> Option<usize> {
+    const MAX_CHARS: usize = 80;
+    let mut width = 0;
+    for (at, c) in text.char_indices() {
+        width += c.escape_debug().count();
+        if width > MAX_CHARS {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Checks the reserved keys of a call-1 body. `today` is the caller's current date, used

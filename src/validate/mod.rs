@@ -87,7 +87,15 @@ impl Problem {
 /// may hold (a quoted CSV header can hold a line break) is escaped (`\n`, `\t`, `\u{1b}`).
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match (&self.column, &self.value) {
+        // A column name is shown as the manifest has it, but no longer than a value.
+        let column = self
+            .column
+            .as_deref()
+            .map(|column| match fields::cut_point(column) {
+                Some(cut) => format!("{}…", &column[..cut]),
+                None => column.to_string(),
+            });
+        let text = match (&column, &self.value) {
             (Some(column), Some(value)) => {
                 format!("{column} {}: {}", fields::quote(value), self.message)
             }

@@ -481,11 +481,22 @@ fn did_you_mean(line: u64, close: &str, key: &str, place: Place) -> Problem {
 }
 
 /// `"a", "b", "c"`, shortened after a dozen.
+/// `"file", "agent", … (40 in all)`: as many names as fit in about 300 characters.
 fn list<'s>(names: impl Iterator<Item = &'s String>) -> String {
+    const MAX_CHARS: usize = 300;
     let names: Vec<String> = names.map(|n| fields::quote(n)).collect();
+    let mut shown = 0;
+    let mut width = 0;
+    for name in &names {
+        if shown == 12 || (shown > 0 && width + name.chars().count() > MAX_CHARS) {
+            break;
+        }
+        width += name.chars().count() + 2;
+        shown += 1;
+    }
     match names.len() {
         0 => "none".into(),
-        n if n > 12 => format!("{}, … ({n} in all)", names[..12].join(", ")),
+        n if n > shown => format!("{}, … ({n} in all)", names[..shown].join(", ")),
         _ => names.join(", "),
     }
 }
