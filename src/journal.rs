@@ -261,45 +261,14 @@ impl Journal {
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         let writer = connect(path)?;
-        writer
-            .execute_batch(SCHEMA)
-            .with_context(|| format!("cannot set up the journal {}", path.display()))?;
-        let version: Option<String> = writer
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match version.as_deref() {
-            None => {
-                writer.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION],
-                )?;
-            }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => bail!(
-                "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
-                path.display(),
-                env!("CARGO_PKG_VERSION")
-            ),
-        }
-        writer.execute(
-            "INSERT INTO destinations (label, base_url, organisation, created_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
-            params![
-                destination.label,
-                destination.base_url,
-                destination.organisation,
-                now()
-            ],
-        )?;
-        let destination_id: i64 = writer.query_row(
-            "SELECT id FROM destinations WHERE label = ?1",
-            [&destination.label],
-            |r| r.get(0),
-        )?;
+        // SQLite's own errors (a full disk) say nothing of which file: name it.
+        let destination_id = set_up(&writer, path, destination).map_err(|err| match err
+            .is::<rusqlite::Error>(
+        ) {
+            true => err.context(format!("cannot set up the journal {}", path.display())),
+            false => err,
+        })?;
+
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -496,6 +465,50 @@ impl Drop for Journal {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Creates the tables if needed, checks the schema version and registers the destination;
+/// its id back.
+fn set_up(writer: &Connection, path: &Path, destination: &Destination) -> anyhow::Result<i64> {
+    writer.execute_batch(SCHEMA)?;
+    let version: Option<String> = writer
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match version.as_deref() {
+        None => {
+            writer.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => bail!(
+            "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+    writer.execute(
+        "INSERT INTO destinations (label, base_url, organisation, created_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
+        params![
+            destination.label,
+            destination.base_url,
+            destination.organisation,
+            now()
+        ],
+    )?;
+    writer
+        .query_row(
+            "SELECT id FROM destinations WHERE label = ?1",
+            [&destination.label],
+            |r| r.get(0),
+        )
+        .map_err(Into::into)
 }
 
 fn connect(path: &Path) -> anyhow::Result<Connection> {

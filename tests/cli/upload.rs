@@ -18,13 +18,13 @@ use crate::util::{Dir, samples, show, voyc};
 const TOKEN: &str = "sandbox-token";
 
 /// A `voyc-import sandbox` process on a free port, killed when dropped.
-struct Sandbox {
+pub(crate) struct Sandbox {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Sandbox {
-    fn start(args: &[&str]) -> Sandbox {
+    pub(crate) fn start(args: &[&str]) -> Sandbox {
         let mut child = Command::new(env!("CARGO_BIN_EXE_voyc-import"))
             .args(["sandbox", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -49,7 +49,7 @@ impl Sandbox {
     }
 
     /// `GET /_sandbox/conversations`, by conversation id.
-    fn conversations(&self) -> HashMap<String, Value> {
+    pub(crate) fn conversations(&self) -> HashMap<String, Value> {
         let Value::Array(all) =
             serde_json::from_str(&http_get(&self.url, "/_sandbox/conversations"))
                 .expect("the inspection endpoint answers JSON")
@@ -197,7 +197,7 @@ impl Corpus {
 }
 
 /// A WAV header and `size` bytes in all (at least the header).
-fn wav(seed: usize, size: usize) -> Vec<u8> {
+pub(crate) fn wav(seed: usize, size: usize) -> Vec<u8> {
     let size = size.max(44);
     let mut bytes = Vec::with_capacity(size);
     bytes.extend_from_slice(b"RIFF");
@@ -222,7 +222,7 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn read_report(path: &Path) -> Vec<HashMap<String, String>> {
+pub(crate) fn read_report(path: &Path) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path)
         .unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
     let headers = reader.headers().unwrap().clone();
