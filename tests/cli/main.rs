@@ -2,6 +2,7 @@
 //! `tests/`, one module per command; shared helpers in `util`.
 
 mod fuzz_regressions;
+mod hostile;
 mod sandbox;
 mod upload;
 mod util;
