@@ -249,6 +249,17 @@ mod tests {
     }
 
     #[test]
+    fn a_servers_words_cannot_put_a_terminal_escape_or_a_long_code_on_stderr() {
+        assert_eq!(
+            text("bad \x1b[31mred\x1b[0m\r\nrequest\u{7}"),
+            "bad \u{fffd}[31mred\u{fffd}[0m request\u{fffd}"
+        );
+        let code = "C".repeat(5000);
+        let error = s3_error(format!("<Error><Code>{code}</Code></Error>").as_bytes()).unwrap();
+        assert_eq!(error.render().chars().count(), MAX_CHARS + 1);
+    }
+
+    #[test]
     fn the_standardized_envelope_renders_each_error_with_its_attribute() {
         let body = r#"{"type":"validation_error","errors":[
             {"code":"invalid","detail":"Date has wrong format. Use YYYY-MM-DD.","attr":"call_date"},

@@ -199,6 +199,18 @@ mod tests {
     }
 
     #[test]
+    fn a_path_in_a_message_is_cut_short_and_its_control_characters_escaped() {
+        let path = format!("calls/\x1b[2J{}\n.wav", "x".repeat(1000));
+        let message = error_for(Path::new(&path));
+        assert!(
+            message.starts_with("no such file (looked in calls/\\u{1b}[2Jxxx"),
+            "{message}"
+        );
+        assert!(message.ends_with("xxx…)"), "{message}");
+        assert!(message.chars().count() < 260, "{message}");
+    }
+
+    #[test]
     fn an_audio_file_reports_its_size_and_format() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
