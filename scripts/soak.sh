@@ -120,35 +120,40 @@ check soak "$runs" 0 "$soak_seconds" || soak_ok=1
 stop_sandbox
 
 # The torture: kill -9 at random moments, restart each time, until a run exits 0. Each moment
-# is drawn from 0 to the soak's time shared by the kills, so they land anywhere in a run: in
-# pass 1, in call 1, mid-upload, between commits, and all of them before the import is done.
+# is drawn uniformly from 0 to twice the time the rest of the import would take (by the soak's
+# pace and the rows the journal says are uploaded) shared by the kills still to come: they land
+# anywhere in a run (pass 1, call 1, mid-upload, between commits) and all along the import.
 mkdir -p "$work/torture"
 start_sandbox torture "$((seed + 1))" "$torture_ttl"
 RANDOM=$seed
-window_ms=$(awk -v s="$soak_seconds" -v k="$kills" 'BEGIN { printf "%d", s * 500 / (k > 0 ? k : 1) + 200 }')
 touch "$work/torture/kills.jsonl"
+uploaded=0
 started=$(date +%s.%N)
 runs=0 killed=0
 while :; do
     runs=$((runs + 1))
     start_upload torture
     if [ "$killed" -lt "$kills" ]; then
+        window_ms=$(awk -v s="$soak_seconds" -v n="$files" -v u="$uploaded" -v k="$((kills - killed))" \
+            'BEGIN { printf "%d", 2000 * s * (n - u) / n / (k + 1) + 100 }')
         delay_ms=$(( (RANDOM * 32768 + RANDOM) % window_ms ))
         sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
         if upload_running && kill -9 "$upload_pid" 2>/dev/null; then
             wait "$upload_pid" 2>/dev/null || true
             upload_pid=
             killed=$((killed + 1))
-            # What the journal held at the kill: rows in call 1 and rows uploading.
+            # What the journal held at the kill: rows in call 1, uploading, uploaded.
             python3 - "$work/torture/journal" >>"$work/torture/kills.jsonl" <<'EOF'
 import json, sqlite3, sys
 try:
     db = sqlite3.connect(sys.argv[1])
     rows = lambda state: [i for (i,) in db.execute("SELECT identity FROM rows WHERE state = ?", (state,))]
-    print(json.dumps({"call1_started": rows("call1_started"), "call1_done": rows("call1_done")}))
+    print(json.dumps({"call1_started": rows("call1_started"), "call1_done": rows("call1_done"),
+                      "uploaded": len(rows("uploaded"))}))
 except sqlite3.Error:
-    print(json.dumps({"call1_started": [], "call1_done": []}))
+    print(json.dumps({"call1_started": [], "call1_done": [], "uploaded": 0}))
 EOF
+            uploaded=$(tail -1 "$work/torture/kills.jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["uploaded"])')
             continue
         fi
     fi

@@ -228,9 +228,9 @@ def main() -> int:
         f"api requests {stats['api_requests']}, s3 requests {stats['s3_requests']}; "
         f"kills survived {args.kills}; rows lost {lost}; double uploads {double}"
         f"{f' ({doubles_after_kills} after a kill whose target expired before the rerun)' if double else ''}; "
-        f"same-target re-sends after a kill {resent} ({resent_explained} caught uploading by a kill); "
+        f"same-target re-sends {resent} on {len(resent_rows)} rows ({resent_explained} caught uploading by a kill); "
         f"orphan conversations {len(orphans)} (explained {renewed + by_unknown} / unexplained {unexplained}: "
-        f"{renewed} renewed targets, {by_unknown} unknown ids; {started_at_kills} rows in call 1 at a kill); "
+        f"{renewed} renewed targets, {by_unknown} unknown ids; {started_at_kills} rows in call 1 at the kills); "
         f"report {statuses.get('uploaded', 0)} uploaded + {statuses.get('already_uploaded', 0)} already uploaded"
     )
     return 1 if problems else 0
