@@ -250,18 +250,44 @@ fn resolve(url: &str, base: &Url, key: &str, top: &Map<String, Value>) -> Result
 }
 
 /// `conversation_id, upload.{url, fields.{key, policy}}`: the keys two levels deep, no values.
+/// A hostile answer's keys are shown with control characters escaped, each cut to 40
+/// characters, and the whole cut to about 300 (the error goes to a terminal and a report cell).
 pub fn describe_keys(object: &Map<String, Value>) -> String {
+    const MAX_CHARS: usize = 300;
+    fn key_text(key: &str) -> String {
+        let mut out = String::new();
+        for (n, c) in key.chars().enumerate() {
+            if n == 40 {
+                out.push('…');
+                break;
+            }
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
     fn describe(object: &Map<String, Value>, depth: usize) -> String {
-        object
-            .iter()
-            .map(|(key, value)| match value {
-                Value::Object(inner) if depth < 2 && !inner.is_empty() => {
-                    format!("{key}.{{{}}}", describe(inner, depth + 1))
-                }
-                _ => key.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut out = String::new();
+        for (n, (key, value)) in object.iter().enumerate() {
+            if out.chars().count() > MAX_CHARS {
+                out.push_str(&format!(", … ({} keys)", object.len()));
+                break;
+            }
+            if n > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&key_text(key));
+            if let Value::Object(inner) = value
+                && depth < 2
+                && !inner.is_empty()
+            {
+                out.push_str(&format!(".{{{}}}", describe(inner, depth + 1)));
+            }
+        }
+        out
     }
     if object.is_empty() {
         "none".to_string()
@@ -447,6 +473,26 @@ mod tests {
             "the answer holds no upload target (looked for url with fields, upload_url, presigned_url, url); keys: conversation_id, upload.{link, token.{a}}"
         );
         assert!(!err.contains("SECRET"));
+    }
+
+    #[test]
+    fn hostile_keys_are_escaped_and_cut_short_in_the_error() {
+        let many: Vec<String> = (0..1000).map(|i| format!(r#""key{i}": 1"#)).collect();
+        let json = format!(
+            r#"{{"upl\u007fad\n": 1, "{}": 2, {}}}"#,
+            "k".repeat(100),
+            many.join(", ")
+        );
+        let err = parse_json(&json).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "the answer holds no conversation id (looked for conversation_id, conversation.id, id); keys: upl\\u{{7f}}ad\\n, {}…, key0, key1",
+                "k".repeat(40)
+            )),
+            "{err}"
+        );
+        assert!(err.ends_with(", … (1002 keys)"), "{err}");
+        assert!(err.chars().count() < 500, "{err}");
     }
 
     #[test]
