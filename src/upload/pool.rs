@@ -1142,7 +1142,7 @@ mod tests {
         let setup = setup(Arc::new(Fake::default())).await;
         let job0 = job(&setup, 0);
         let old = UploadTarget::Put {
-            url: Url::parse(&put_url(&setup.server.url.authority().to_string(), 7, -1)).unwrap(),
+            url: Url::parse(&put_url(setup.server.url.authority(), 7, -1)).unwrap(),
         };
         setup
             .engine
