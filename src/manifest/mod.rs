@@ -39,6 +39,8 @@ pub fn format_of(path: &Path, explicit: Option<Format>) -> anyhow::Result<Format
 
 /// The longest row (a CSV record, a JSONL line) that is kept; a longer one is an error.
 pub const MAX_ROW_BYTES: u64 = 1 << 20;
+/// The most row bytes [`Manifest::read_rows`] puts in one batch (at least one row).
+pub const BATCH_BYTES: usize = 4 << 20;
 /// The longest value a row may hold: no call metadata is this long, a broken manifest is.
 pub const MAX_VALUE_BYTES: usize = 64 << 10;
 /// The most columns a header (or keys a JSONL line) may have.
@@ -341,11 +343,22 @@ impl Manifest {
 
     /// Appends up to `max` rows to `rows`; returns false once the manifest is exhausted.
     /// Blank lines are no rows.
+    ///
+    /// A batch also ends once its rows hold [`BATCH_BYTES`]: a row is checked as a few times
+    /// its size in memory, so a manifest of wide rows (1,000 columns) keeps to the same budget
+    /// as one of narrow rows.
     pub fn read_rows(&mut self, max: usize, rows: &mut Vec<RawRow>) -> io::Result<bool> {
+        let mut bytes = 0;
         for _ in 0..max {
             match self.next_row()? {
-                Some(row) => rows.push(row),
+                Some(row) => {
+                    bytes += row.size();
+                    rows.push(row);
+                }
                 None => return Ok(false),
+            }
+            if bytes >= BATCH_BYTES {
+                break;
             }
         }
         Ok(true)
@@ -412,6 +425,15 @@ fn memchr_lf(bytes: &[u8]) -> Option<usize> {
 }
 
 impl RawRow {
+    /// How many bytes the row holds as read.
+    fn size(&self) -> usize {
+        match &self.content {
+            Content::Csv(record) => record.bytes.len() + 8 * record.ends.len(),
+            Content::Jsonl(bytes) => bytes.len(),
+            Content::Oversized(_) => 0,
+        }
+    }
+
     /// The row's cells as `(name, value)` in manifest order, names as the header (CSV) or the
     /// object (JSONL) has them. CSV values are strings with surrounding whitespace trimmed;
     /// JSONL values are kept as JSON. `header` is the manifest's header (CSV only).
@@ -951,6 +973,30 @@ mod tests {
             rows[0].1,
             Err("this line has 1001 keys; a line may have at most 1000".into())
         );
+    }
+
+    #[test]
+    fn a_batch_of_wide_rows_stops_at_its_byte_budget_and_loses_none() {
+        let value = "v".repeat(60_000);
+        let mut csv = String::from("file,note\n");
+        for i in 0..200 {
+            csv.push_str(&format!("{i}.wav,{value}\n"));
+        }
+        let (_dir, path) = write(csv.as_bytes(), "m.csv");
+        let mut manifest = Manifest::open(&path, Format::Csv).unwrap().unwrap();
+        let mut batch = Vec::new();
+        assert!(manifest.read_rows(2048, &mut batch).unwrap());
+        assert_eq!(batch.len(), BATCH_BYTES.div_ceil(60_000 + 16 + 5));
+        let mut total = batch.len();
+        loop {
+            let mut next = Vec::new();
+            let more = manifest.read_rows(2048, &mut next).unwrap();
+            total += next.len();
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(total, 200);
     }
 
     #[test]
