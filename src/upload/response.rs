@@ -190,7 +190,8 @@ fn upload_target(
     }
     for (key, value) in object {
         if let Value::Object(inner) = value
-            && let Some(target) = presigned_post(inner, &format!("{key}."), object, base)?
+            && let Some(target) =
+                presigned_post(inner, &format!("{}.", shown_key(key)), object, base)?
         {
             return Ok(Some(target));
         }
@@ -226,7 +227,7 @@ fn presigned_post(
             Value::Number(number) => Ok((name.clone(), number.to_string())),
             Value::Bool(flag) => Ok((name.clone(), flag.to_string())),
             _ => Err(ShapeError::BadField {
-                key: format!("{prefix}fields.{name}"),
+                key: format!("{prefix}fields.{}", shown_key(name)),
                 keys: describe_keys(top),
             }),
         })
@@ -249,26 +250,28 @@ fn resolve(url: &str, base: &Url, key: &str, top: &Map<String, Value>) -> Result
     }
 }
 
+/// A key of the answer for a message: control characters escaped, cut to 40 characters.
+fn shown_key(key: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in key.chars().enumerate() {
+        if n == 40 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `conversation_id, upload.{url, fields.{key, policy}}`: the keys two levels deep, no values.
 /// A hostile answer's keys are shown with control characters escaped, each cut to 40
 /// characters, and the whole cut to about 300 (the error goes to a terminal and a report cell).
 pub fn describe_keys(object: &Map<String, Value>) -> String {
     const MAX_CHARS: usize = 300;
-    fn key_text(key: &str) -> String {
-        let mut out = String::new();
-        for (n, c) in key.chars().enumerate() {
-            if n == 40 {
-                out.push('…');
-                break;
-            }
-            if c.is_control() {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
     fn describe(object: &Map<String, Value>, depth: usize) -> String {
         let mut out = String::new();
         for (n, (key, value)) in object.iter().enumerate() {
@@ -279,7 +282,7 @@ pub fn describe_keys(object: &Map<String, Value>) -> String {
             if n > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&key_text(key));
+            out.push_str(&shown_key(key));
             if let Value::Object(inner) = value
                 && depth < 2
                 && !inner.is_empty()
