@@ -181,9 +181,18 @@ pub fn call1_response(data: &[u8]) {
         Err(error) => {
             let text = error.to_string();
             assert_printable_line(&text, 1000, "a shape error");
-            let allowed = format!("{} {}", keys.join(" "), SHAPE_ERROR_WORDS);
+            // Keys may be shown: take them out (whole, and as cut to 40 characters), so that
+            // a value found in what is left came from nowhere but the answer's values.
+            let mut residue = text.clone();
+            let mut keys = keys.clone();
+            keys.sort_by_key(|key| std::cmp::Reverse(key.len()));
+            for key in keys.iter().filter(|key| !key.is_empty()) {
+                residue = residue.replace(key.as_str(), "\u{1}");
+                let cut: String = key.chars().take(40).collect();
+                residue = residue.replace(&cut, "\u{1}");
+            }
             for value in &values {
-                assert_not_shown(&text, value, &allowed, "a shape error");
+                assert_not_shown(&residue, value, SHAPE_ERROR_WORDS, "a shape error");
             }
         }
     }
