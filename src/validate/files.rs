@@ -124,16 +124,18 @@ pub(crate) fn shown(path: &Path) -> String {
     const MAX_CHARS: usize = 200;
     let text = path.display().to_string();
     let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
-        if n == MAX_CHARS {
+    let mut width = 0;
+    for c in text.chars() {
+        let escaped: String = match c.is_control() {
+            true => c.escape_default().collect(),
+            false => c.to_string(),
+        };
+        width += escaped.chars().count();
+        if width > MAX_CHARS {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+        out.push_str(&escaped);
     }
     out
 }
@@ -207,6 +209,9 @@ mod tests {
             "{message}"
         );
         assert!(message.ends_with("xxx…)"), "{message}");
+        assert!(message.chars().count() < 260, "{message}");
+        // Cut by the width it shows with, not by characters: each \u{7f} shows as six.
+        let message = error_for(Path::new(&"\u{7f}".repeat(300)));
         assert!(message.chars().count() < 260, "{message}");
     }
 
