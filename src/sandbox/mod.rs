@@ -7,6 +7,7 @@
 //! way a flaky network does; a clean HTTP error would not test the same thing.
 
 mod api;
+mod external;
 mod faults;
 mod s3;
 mod sigv4;
@@ -35,6 +36,7 @@ use tower_service::Service as _;
 use crate::Status;
 use crate::cli::SandboxArgs;
 
+pub use external::S3Storage;
 pub use faults::FaultCounts;
 pub use store::Conversation;
 
@@ -107,6 +109,9 @@ pub struct SandboxConfig {
     /// Where uploads are stored, under `{bucket}/{key}`; a temporary folder removed on stop
     /// when unset.
     pub data_dir: Option<PathBuf>,
+    /// When set, call 1 presigns uploads for this S3 server instead of the sandbox's own
+    /// stand-in, and the inspection endpoint reports what that server holds.
+    pub s3: Option<S3Storage>,
 }
 
 impl Default for SandboxConfig {
@@ -129,6 +134,7 @@ impl Default for SandboxConfig {
             success_action_status: None,
             seed: None,
             data_dir: None,
+            s3: None,
         }
     }
 }
@@ -161,6 +167,13 @@ impl SandboxConfig {
             !self.token.is_empty(),
             "the sandbox token must not be empty"
         );
+        if self.s3.is_some() {
+            anyhow::ensure!(
+                self.s3_fail_rate == 0.0 && self.s3_drop_rate == 0.0,
+                "the S3 fail and drop rates act on the sandbox's own S3 stand-in; \
+                 with --s3-endpoint uploads go to that server instead"
+            );
+        }
         Ok(())
     }
 }
@@ -183,6 +196,8 @@ struct Shared {
     credentials: sigv4::Credentials,
     data_dir: PathBuf,
     store: store::Store,
+    /// The S3 server uploads go to in external-storage mode.
+    external: Option<external::External>,
     faults: faults::Faults,
     ids: std::sync::Mutex<fastrand::Rng>,
     /// The last numeric conversation id handed out.
@@ -239,6 +254,14 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let external = match &config.s3 {
+        Some(storage) => {
+            let external = external::External::new(storage.clone())?;
+            external.ensure_bucket().await?;
+            Some(external)
+        }
+        None => None,
+    };
     let (temp_dir, data_dir) = match &config.data_dir {
         Some(dir) => (None, dir.clone()),
         None => {
@@ -272,6 +295,7 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         bucket,
         data_dir,
         store: store::Store::default(),
+        external,
         sequence: AtomicU64::new(0),
         authority: address.to_string(),
         api_requests: AtomicU64::new(0),
@@ -295,7 +319,13 @@ impl Sandbox {
         &self.base_url
     }
 
-    /// Where uploads are stored, under `{bucket}/{key}`.
+    /// In external-storage mode, the S3 server and bucket uploads go to.
+    pub fn s3_bucket(&self) -> Option<(&str, &str)> {
+        let external = self.shared.external.as_ref()?;
+        Some((external.endpoint(), external.bucket()))
+    }
+
+    /// Where uploads are stored, under `{bucket}/{key}` (not used in external-storage mode).
     pub fn data_dir(&self) -> &Path {
         &self.shared.data_dir
     }
@@ -305,7 +335,8 @@ impl Sandbox {
         &self.shared.config.token
     }
 
-    /// Every conversation, in creation order.
+    /// Every conversation, in creation order, with the uploads the sandbox itself received (in
+    /// external-storage mode it receives none: `GET /_sandbox/conversations` asks the server).
     pub fn conversations(&self) -> Vec<Conversation> {
         self.shared.store.snapshot()
     }
@@ -400,9 +431,18 @@ async fn serve_connection(stream: TcpStream, router: Router, mut stopping: watch
     }
 }
 
-impl From<&SandboxArgs> for SandboxConfig {
-    fn from(args: &SandboxArgs) -> Self {
-        SandboxConfig {
+impl TryFrom<&SandboxArgs> for SandboxConfig {
+    type Error = anyhow::Error;
+
+    /// Fails only when `--s3-endpoint` is given without credentials in the environment.
+    fn try_from(args: &SandboxArgs) -> anyhow::Result<Self> {
+        let s3 = match (&args.s3_endpoint, &args.s3_bucket) {
+            (Some(endpoint), Some(bucket)) => {
+                Some(S3Storage::from_env(endpoint, bucket, &args.s3_region)?)
+            }
+            _ => None,
+        };
+        Ok(SandboxConfig {
             listen: args.listen,
             token: args.token.clone(),
             org: args.org.clone(),
@@ -420,13 +460,14 @@ impl From<&SandboxArgs> for SandboxConfig {
             success_action_status: args.success_action_status,
             seed: args.seed,
             data_dir: args.data_dir.clone(),
-        }
+            s3,
+        })
     }
 }
 
 /// `voyc-import sandbox`: print the base URL, serve until Ctrl-C or SIGTERM, stop cleanly.
 pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
-    let config = SandboxConfig::from(args);
+    let config = SandboxConfig::try_from(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -438,31 +479,33 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
             writeln!(stdout, "{}", sandbox.base_url())?;
             stdout.flush()?;
         }
-        let kept = if args.data_dir.is_some() {
-            ""
-        } else {
-            " (removed on exit)"
+        let uploads = match sandbox.s3_bucket() {
+            Some((endpoint, bucket)) => format!("uploads go to the bucket {bucket} on {endpoint}"),
+            None if args.data_dir.is_some() => {
+                format!("uploads kept in {}", sandbox.data_dir().display())
+            }
+            None => format!(
+                "uploads kept in {} (removed on exit)",
+                sandbox.data_dir().display()
+            ),
         };
         eprintln!(
-            "sandbox: organisation {}, token {:?}, uploads kept in {}{kept}; Ctrl-C to stop",
+            "sandbox: organisation {}, token {:?}, {uploads}; Ctrl-C to stop",
             args.org.as_deref().unwrap_or("any"),
             sandbox.token(),
-            sandbox.data_dir().display(),
         );
         stop_signal().await?;
         let stats = sandbox.stats();
+        let uploads = match sandbox.s3_bucket() {
+            Some(_) => "uploads went to the S3 server".to_string(),
+            None => format!("uploads {}", stats.uploads),
+        };
         sandbox.stop().await;
         let f = stats.faults;
         eprintln!(
-            "sandbox: stopped; conversations {}, uploads {}; faults injected: \
+            "sandbox: stopped; conversations {}, {uploads}; faults injected: \
              fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}",
-            stats.conversations,
-            stats.uploads,
-            f.fail,
-            f.ambiguous,
-            f.throttle,
-            f.s3_fail,
-            f.s3_drop
+            stats.conversations, f.fail, f.ambiguous, f.throttle, f.s3_fail, f.s3_drop
         );
         Ok(Status::Success)
     })
