@@ -113,6 +113,10 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub s3_drop_rate: f64,
 
+    /// Probability that call 1 hands out an upload target that has already expired.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub expired_rate: f64,
+
     /// How long upload targets stay valid, in seconds (0: they are expired when used).
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub upload_ttl: u64,

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -285,8 +285,7 @@ pub(super) fn object_key(conversation_id: &str) -> String {
 
 /// Where this conversation's audio goes: presigned for the sandbox's own S3 stand-in, or for
 /// the S3 server of external-storage mode.
-fn upload_target(shared: &Shared, host: &str, key: &str) -> Target {
-    let now = Utc::now();
+fn upload_target(shared: &Shared, host: &str, key: &str, now: DateTime<Utc>) -> Target {
     let config = &shared.config;
     let ttl = config.upload_ttl.as_secs();
     let post = config.upload_style == UploadStyle::Post;
@@ -324,10 +323,16 @@ fn upload_target(shared: &Shared, host: &str, key: &str) -> Target {
     }
 }
 
-/// Call 1's success body, in the configured shape.
-fn success_body(shared: &Shared, host: &str, id: Value, key: &str) -> Value {
+/// Call 1's success body, in the configured shape, with a target signed at `signed_at`.
+fn success_body(
+    shared: &Shared,
+    host: &str,
+    id: Value,
+    key: &str,
+    signed_at: DateTime<Utc>,
+) -> Value {
     let shape = shared.config.response_shape;
-    match upload_target(shared, host, key) {
+    match upload_target(shared, host, key, signed_at) {
         Target::Post { url, fields } => {
             let fields: Map<String, Value> = fields
                 .into_iter()
@@ -402,7 +407,19 @@ pub(super) async fn upload_data(
         other => other.to_string(),
     };
     let key = object_key(&id_text);
-    let answer = success_body(&shared, request_host(&headers, &shared), id, &key);
+    let mut signed_at = Utc::now();
+    if shared.faults.draw_expired() {
+        shared.faults.count(Fault::Expired);
+        // `check` keeps the TTL within a century, so this cannot overflow.
+        signed_at -= chrono::Duration::seconds(shared.config.upload_ttl.as_secs() as i64 + 60);
+    }
+    let answer = success_body(
+        &shared,
+        request_host(&headers, &shared),
+        id,
+        &key,
+        signed_at,
+    );
     shared.store.create(id_text, organisation_id, metadata, key);
     if draw.ambiguous {
         shared.faults.count(Fault::Ambiguous);

@@ -74,6 +74,9 @@ pub enum ResponseShape {
     Numeric,
 }
 
+/// The longest `upload_ttl`: far beyond any use, and short enough for date arithmetic.
+const MAX_UPLOAD_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Everything the sandbox can be told; `Default` is a well-behaved server on a free port.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
@@ -98,6 +101,9 @@ pub struct SandboxConfig {
     pub s3_fail_rate: f64,
     /// Probability that an upload's connection is closed after part of its body.
     pub s3_drop_rate: f64,
+    /// Probability that call 1 hands out an upload target that has already expired (signed as
+    /// if `upload_ttl` and another minute had passed), so that S3 refuses it as expired.
+    pub expired_rate: f64,
     /// How long a presigned POST policy or PUT URL stays valid (whole seconds).
     pub upload_ttl: Duration,
     /// The largest upload accepted (S3's limit for one presigned upload is 5 GiB).
@@ -129,6 +135,7 @@ impl Default for SandboxConfig {
             throttle_rate: 0.0,
             s3_fail_rate: 0.0,
             s3_drop_rate: 0.0,
+            expired_rate: 0.0,
             upload_ttl: Duration::from_secs(3600),
             max_upload_bytes: 5 << 30,
             success_action_status: None,
@@ -147,6 +154,7 @@ impl SandboxConfig {
             throttle: self.throttle_rate,
             s3_fail: self.s3_fail_rate,
             s3_drop: self.s3_drop_rate,
+            expired: self.expired_rate,
         }
     }
 
@@ -166,6 +174,12 @@ impl SandboxConfig {
         anyhow::ensure!(
             !self.token.is_empty(),
             "the sandbox token must not be empty"
+        );
+        anyhow::ensure!(
+            self.upload_ttl <= MAX_UPLOAD_TTL,
+            "the upload TTL must be at most {} seconds (a century), not {}",
+            MAX_UPLOAD_TTL.as_secs(),
+            self.upload_ttl.as_secs()
         );
         if self.s3.is_some() {
             anyhow::ensure!(
@@ -455,6 +469,7 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
             throttle_rate: args.throttle_rate,
             s3_fail_rate: args.s3_fail_rate,
             s3_drop_rate: args.s3_drop_rate,
+            expired_rate: args.expired_rate,
             upload_ttl: Duration::from_secs(args.upload_ttl),
             max_upload_bytes: args.max_upload_bytes,
             success_action_status: args.success_action_status,
@@ -504,8 +519,8 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
         let f = stats.faults;
         eprintln!(
             "sandbox: stopped; conversations {}, {uploads}; faults injected: \
-             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}",
-            stats.conversations, f.fail, f.ambiguous, f.throttle, f.s3_fail, f.s3_drop
+             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}, expired {}",
+            stats.conversations, f.fail, f.ambiguous, f.throttle, f.s3_fail, f.s3_drop, f.expired
         );
         Ok(Status::Success)
     })

@@ -182,6 +182,31 @@ async fn expired_targets_are_refused_with_s3s_own_message() {
 
 #[tokio::test]
 #[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn expired_rate_1_hands_out_targets_the_server_refuses_as_expired() {
+    let s3 = seaweed();
+    let post = s3.sandbox("voyc-expired-rate", &["--expired-rate", "1"]);
+    let answer = post.create().await;
+    let (status, body) = post.upload_post(&answer, b"RIFF").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        message(&body),
+        "Invalid according to Policy: Policy expired",
+        "{body}"
+    );
+    let put = s3.sandbox(
+        "voyc-expired-rate",
+        &["--expired-rate", "1", "--upload-style", "put"],
+    );
+    let answer = put.create().await;
+    let (status, body) = put
+        .upload_put(answer["upload_url"].as_str().unwrap(), b"RIFF")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(message(&body), "Request has expired", "{body}");
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
 async fn a_post_over_the_size_limit_is_entity_too_large_and_the_limit_itself_passes() {
     let s3 = seaweed();
     let sandbox = s3.sandbox("voyc-oversize", &["--max-upload-bytes", "1000"]);

@@ -805,6 +805,31 @@ async fn s3_fail_rate_1_answers_slow_down() {
 }
 
 #[tokio::test]
+async fn expired_rate_1_hands_out_targets_that_are_already_expired() {
+    let post = Sandbox::start(&["--expired-rate", "1"]);
+    let answer = post.create().await;
+    let (status, body) = post.upload_post(&answer, b"RIFF").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("<Message>Invalid according to Policy: Policy expired.</Message>"),
+        "{body}"
+    );
+
+    let put = Sandbox::start(&["--expired-rate", "1", "--upload-style", "put"]);
+    let answer = put.create().await;
+    let (status, body) = put
+        .upload_put(answer["upload_url"].as_str().unwrap(), b"RIFF")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("<Message>Request has expired</Message>"),
+        "{body}"
+    );
+    assert_eq!(put.conversations().await[0]["uploaded"], false);
+    assert_eq!(put.faults().await["expired"], 1);
+}
+
+#[tokio::test]
 async fn s3_drop_rate_1_closes_the_connection_without_an_answer() {
     for style in ["post", "put"] {
         let sandbox = Sandbox::start(&["--s3-drop-rate", "1", "--upload-style", style]);
