@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Check every row of a manifest and print every problem, without sending anything.
     Validate(ValidateArgs),
+    /// Upload every row of a manifest to Voyc: call 1 with its metadata, then the audio to S3.
+    Upload(UploadArgs),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
 }
@@ -167,4 +169,67 @@ fn success_status(text: &str) -> Result<u16, String> {
         "200" | "201" | "204" => Ok(text.parse().expect("digits")),
         _ => Err(format!("expected 200, 201 or 204, not {text:?}")),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// Your Voyc organisation id (the number in the upload URL).
+    #[arg(long, env = "VOYC_ORG_ID", value_name = "ORG_ID")]
+    pub org: Option<String>,
+
+    /// Voyc's API for your organisation (https; plain http only to a loopback address).
+    #[arg(long, env = "VOYC_BASE_URL", value_name = "URL", default_value = crate::upload::client::DEFAULT_BASE_URL)]
+    pub base_url: String,
+
+    /// Upload to an in-process sandbox instead of Voyc: no token or organisation needed.
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// Read the bearer token from this file [default: the VOYC_TOKEN environment variable].
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Rows in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// Retries per call after a transient failure (connection errors, timeouts, 408, 425, 429, 5xx).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+
+    /// Bounds connecting, any idle gap, and the whole of call 1 (e.g. 30s, 500ms, 2m); an upload
+    /// is bounded by idle time only.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::upload::client::parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// The results report, .csv or .jsonl [default: <manifest stem>.report.csv here].
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// The journal that makes reruns resume [default: the report path plus .journal].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
+    /// Also trust the certificates in this PEM file (a corporate TLS-inspecting proxy).
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Print what would be sent (rows, bodies, total bytes), send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Take only the first N valid rows (a pilot); the rest are reported not_attempted.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Upload the valid rows even if some are invalid; those are reported as invalid.
+    #[arg(long)]
+    pub skip_invalid: bool,
+
+    /// Print only failed rows and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

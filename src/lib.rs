@@ -4,8 +4,13 @@
 //! outcomes → journal + report. `main.rs` only parses the command line and calls [`run`].
 
 pub mod cli;
+pub mod journal;
 pub mod manifest;
+pub mod progress;
+pub mod report;
 pub mod sandbox;
+pub mod secret;
+pub mod upload;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -44,6 +49,7 @@ impl From<Status> for ExitCode {
 pub fn run(cli: cli::Cli) -> anyhow::Result<Status> {
     match cli.command {
         cli::Command::Validate(args) => validate::command(&args),
+        cli::Command::Upload(args) => upload::command::command(&args),
         cli::Command::Sandbox(args) => sandbox::command(&args),
     }
 }

@@ -3,5 +3,6 @@
 
 mod real_s3;
 mod sandbox;
+mod upload;
 mod util;
 mod validate;

@@ -1,0 +1,1125 @@
+//! The crash-safe record of what each row has reached; it is how a rerun resumes.
+//!
+//! A SQLite database (WAL, `synchronous=FULL`, so a commit survives kill -9 and power loss;
+//! mode 0600). Rows are keyed by the destination (base URL and organisation; an in-process
+//! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path as
+//! written, the file's size and the exact call-1 body — so moving the whole archive keeps
+//! identities, and changing a row's metadata makes it a new row.
+//!
+//! Every state change is committed before the step that relies on it: "call 1 started"
+//! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
+//! conversation id and target before the upload, "uploaded" before the row is reported.
+//! One writer thread owns the connection and commits whatever is pending in one transaction
+//! (group commit), so 32 workers share each fsync instead of queueing for their own.
+//!
+//! Tables (see the README for queries): `destinations`, `rows`, `conversations`, `meta`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::upload::response::{ConversationId, UploadTarget};
+
+const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS destinations (
+    id           INTEGER PRIMARY KEY,
+    label        TEXT NOT NULL UNIQUE,
+    base_url     TEXT NOT NULL,
+    organisation TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rows (
+    destination       INTEGER NOT NULL REFERENCES destinations(id),
+    identity          TEXT NOT NULL,
+    file              TEXT NOT NULL,
+    line              INTEGER NOT NULL,
+    state             TEXT NOT NULL
+                      CHECK (state IN ('call1_started', 'call1_done', 'uploaded', 'failed')),
+    conversation_id   TEXT,
+    target            TEXT,
+    target_expires_at TEXT,
+    bytes             INTEGER,
+    sha256            TEXT,
+    error             TEXT,
+    updated_at        TEXT NOT NULL,
+    PRIMARY KEY (destination, identity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversations (
+    destination     INTEGER NOT NULL REFERENCES destinations(id),
+    conversation_id TEXT NOT NULL,
+    identity        TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (destination, conversation_id)
+) WITHOUT ROWID;
+";
+
+/// The most operations one transaction commits.
+const MAX_BATCH: usize = 4096;
+
+/// Who rows are uploaded to: the same manifest sent to two organisations is two sets of rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The key: `https://api.app.voyc.ai org 118`, or `sandbox <instance id>`.
+    pub label: String,
+    pub base_url: String,
+    pub organisation: String,
+}
+
+impl Destination {
+    pub fn voyc(base_url: &str, organisation: &str) -> Destination {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        Destination {
+            label: format!("{base_url} org {organisation}"),
+            base_url,
+            organisation: organisation.to_string(),
+        }
+    }
+
+    /// An in-process sandbox: a new destination every run, even if its port repeats.
+    pub fn fresh_sandbox(base_url: &str, organisation: &str) -> Destination {
+        let instance = format!("{:016x}{:08x}", fastrand::u64(..), std::process::id());
+        Destination {
+            label: format!("sandbox {instance}"),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            organisation: organisation.to_string(),
+        }
+    }
+}
+
+/// A row's identity: SHA-256 over the path as written in the manifest, the file's size and
+/// the exact call-1 body (each length-prefixed, so no two inputs run together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowIdentity([u8; 32]);
+
+impl RowIdentity {
+    pub fn new(file_as_written: &str, size: u64, body: &[u8]) -> RowIdentity {
+        let mut hasher = Sha256::new();
+        hasher.update(b"voyc-import row v1\0");
+        hasher.update((file_as_written.len() as u64).to_le_bytes());
+        hasher.update(file_as_written.as_bytes());
+        hasher.update(size.to_le_bytes());
+        hasher.update((body.len() as u64).to_le_bytes());
+        hasher.update(body);
+        RowIdentity(hasher.finalize().into())
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// How far a row got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Call 1 was sent (or about to be) and no answer was recorded: a conversation may exist.
+    Call1Started,
+    /// Call 1 answered; the upload target is recorded.
+    Call1Done,
+    /// Both calls succeeded.
+    Uploaded,
+    /// The last attempt failed; `error` says why.
+    Failed,
+}
+
+impl State {
+    fn parse(text: &str) -> Option<State> {
+        Some(match text {
+            "call1_started" => State::Call1Started,
+            "call1_done" => State::Call1Done,
+            "uploaded" => State::Uploaded,
+            "failed" => State::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// What the journal holds for a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub state: State,
+    pub conversation_id: Option<ConversationId>,
+    /// The upload target while it may still be used (cleared once uploaded).
+    pub target: Option<UploadTarget>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One state change for one row.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// About to send call 1: forgets any earlier target (its conversation stays in
+    /// `conversations`).
+    Call1Started,
+    Call1Done {
+        conversation_id: ConversationId,
+        target: UploadTarget,
+    },
+    Uploaded {
+        bytes: u64,
+        sha256: String,
+    },
+    /// Keeps the conversation and target, so a rerun can still use a valid target.
+    Failed {
+        error: String,
+    },
+    /// Takes back a `Call1Started` recorded ahead of time for a new row whose call 1 was
+    /// then never sent (the run stopped first): the row is as if never seen.
+    NotStarted,
+}
+
+struct Op {
+    identity: RowIdentity,
+    file: String,
+    line: u64,
+    change: Change,
+    done: Reply,
+}
+
+enum Reply {
+    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Blocking(mpsc::SyncSender<Result<(), String>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), String>) {
+        // The waiting side may have gone (a run aborted); the commit stands either way.
+        match self {
+            Reply::Async(tx) => drop(tx.send(result)),
+            Reply::Blocking(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+/// A change on its way to disk.
+#[derive(Debug)]
+pub struct Pending {
+    rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    path: PathBuf,
+}
+
+impl Pending {
+    /// Waits until the change is committed.
+    pub async fn committed(self) -> anyhow::Result<()> {
+        let result = self
+            .rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))?;
+        result.map_err(|err| {
+            anyhow::anyhow!("cannot write the journal {}: {err}", self.path.display())
+        })
+    }
+}
+
+/// The open journal: lookups on a reading connection, changes through the writer thread.
+pub struct Journal {
+    path: PathBuf,
+    destination_id: i64,
+    reader: Mutex<Connection>,
+    writer: Mutex<Option<mpsc::Sender<Op>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating it with mode 0600 if needed) the journal at `path` for `destination`.
+    pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
+        create_private(path)
+            .with_context(|| format!("cannot create the journal {}", path.display()))?;
+        let writer = connect(path)?;
+        writer
+            .execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up the journal {}", path.display()))?;
+        let version: Option<String> = writer
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match version.as_deref() {
+            None => {
+                writer.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => bail!(
+                "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+        writer.execute(
+            "INSERT INTO destinations (label, base_url, organisation, created_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
+            params![
+                destination.label,
+                destination.base_url,
+                destination.organisation,
+                now()
+            ],
+        )?;
+        let destination_id: i64 = writer.query_row(
+            "SELECT id FROM destinations WHERE label = ?1",
+            [&destination.label],
+            |r| r.get(0),
+        )?;
+        let reader = connect(path)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || write_loop(writer, destination_id, rx))
+            .context("cannot start the journal's writer thread")?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            destination_id,
+            reader: Mutex::new(reader),
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Opens an existing journal only to look rows up, writing nothing (not even the
+    /// destination). `None` when there is no journal, or it has never seen this destination.
+    pub fn open_for_lookups(
+        path: &Path,
+        destination: &Destination,
+    ) -> anyhow::Result<Option<Journal>> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let reader = connect(path)?;
+        let known: Option<i64> = reader
+            .query_row(
+                "SELECT id FROM destinations WHERE label = ?1",
+                [&destination.label],
+                |r| r.get(0),
+            )
+            .optional()
+            .or_else(|err| match err {
+                // A file with no tables yet (an import stopped at once): nothing is known.
+                rusqlite::Error::SqliteFailure(_, Some(ref message))
+                    if message.starts_with("no such table") =>
+                {
+                    Ok(None)
+                }
+                other => Err(other),
+            })
+            .with_context(|| format!("cannot read the journal {}", path.display()))?;
+        Ok(known.map(|destination_id| Journal {
+            path: path.to_path_buf(),
+            destination_id,
+            reader: Mutex::new(reader),
+            writer: Mutex::new(None),
+            thread: Mutex::new(None),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the journal holds for a row at this destination.
+    pub fn lookup(&self, identity: &RowIdentity) -> anyhow::Result<Option<Stored>> {
+        let reader = self.reader.lock().expect("journal reader");
+        let mut statement = reader.prepare_cached(
+            "SELECT state, conversation_id, target, target_expires_at, bytes, sha256, error
+             FROM rows WHERE destination = ?1 AND identity = ?2",
+        )?;
+        let row = statement
+            .query_row(params![self.destination_id, identity.hex()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })
+            .optional()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        let Some((state, conversation_id, target, expires_at, bytes, sha256, error)) = row else {
+            return Ok(None);
+        };
+        let state = State::parse(&state).with_context(|| {
+            format!(
+                "the journal {} holds an unknown state {state:?}",
+                self.path.display()
+            )
+        })?;
+        Ok(Some(Stored {
+            state,
+            conversation_id: conversation_id.map(ConversationId),
+            // A target that does not parse is as good as none: call 1 is made again.
+            target: target.and_then(|json| serde_json::from_str(&json).ok()),
+            expires_at: expires_at
+                .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+                .map(|at| at.with_timezone(&Utc)),
+            bytes: bytes.and_then(|b| u64::try_from(b).ok()),
+            sha256,
+            error,
+        }))
+    }
+
+    /// Records a change and waits until it is committed to disk.
+    pub async fn record(
+        &self,
+        identity: RowIdentity,
+        file: &str,
+        line: u64,
+        change: Change,
+    ) -> anyhow::Result<()> {
+        self.begin(identity, file, line, change)?.committed().await
+    }
+
+    /// Hands a change to the writer at once; await [`Pending::committed`] to know it is on
+    /// disk. Lets a worker start its next row while its last change is being committed.
+    pub fn begin(
+        &self,
+        identity: RowIdentity,
+        file: &str,
+        line: u64,
+        change: Change,
+    ) -> anyhow::Result<Pending> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(identity, file, line, change, Reply::Async(tx))?;
+        Ok(Pending {
+            rx,
+            path: self.path.clone(),
+        })
+    }
+
+    /// [`Journal::record`] for code outside the async runtime.
+    pub fn record_blocking(
+        &self,
+        identity: RowIdentity,
+        file: &str,
+        line: u64,
+        change: Change,
+    ) -> anyhow::Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(identity, file, line, change, Reply::Blocking(tx))?;
+        let result = rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))?;
+        result.map_err(|err| {
+            anyhow::anyhow!("cannot write the journal {}: {err}", self.path.display())
+        })
+    }
+
+    fn submit(
+        &self,
+        identity: RowIdentity,
+        file: &str,
+        line: u64,
+        change: Change,
+        done: Reply,
+    ) -> anyhow::Result<()> {
+        let writer = self.writer.lock().expect("journal writer");
+        let Some(writer) = writer.as_ref() else {
+            bail!("the journal {} is closed", self.path.display());
+        };
+        writer
+            .send(Op {
+                identity,
+                file: file.to_string(),
+                line,
+                change,
+                done,
+            })
+            .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))
+    }
+
+    /// Waits for every pending change to be committed, then stops the writer.
+    pub fn close(&self) {
+        drop(self.writer.lock().expect("journal writer").take());
+        if let Some(thread) = self.thread.lock().expect("journal thread").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn connect(path: &Path) -> anyhow::Result<Connection> {
+    let connection = Connection::open(path)
+        .with_context(|| format!("cannot open the journal {}", path.display()))?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(60))
+        .context("cannot configure the journal")?;
+    // WAL so lookups never wait for the writer; FULL so a committed change survives power loss.
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .with_context(|| format!("cannot put the journal {} in WAL mode", path.display()))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!(
+            "the journal {} cannot use WAL mode (got {mode}); put it on a local disk",
+            path.display()
+        );
+    }
+    // An 8 MiB page cache and a 16 MiB WAL between checkpoints: fewer random page reads and
+    // fewer checkpoint fsyncs at 10^6 rows, within the memory budget.
+    connection
+        .execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 4000;",
+        )
+        .context("cannot configure the journal")?;
+    Ok(connection)
+}
+
+/// Creates the file readable by its owner only (it holds presigned targets); tightens an
+/// existing one that is wider.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        let mode = file.metadata()?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    // Elsewhere the file inherits the folder's ACL: keep the journal in a private folder.
+    #[cfg(not(unix))]
+    options.open(path)?;
+    Ok(())
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The writer thread: take what is pending, commit it as one transaction, answer each.
+fn write_loop(mut connection: Connection, destination: i64, rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut connection, destination, &batch).map_err(|err| format!("{err:#}"));
+        for op in batch.drain(..) {
+            op.done.send(result.clone());
+        }
+    }
+}
+
+fn commit(connection: &mut Connection, destination: i64, batch: &[Op]) -> anyhow::Result<()> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let at = now();
+    for op in batch {
+        apply(&tx, destination, op, &at)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    destination: i64,
+    op: &Op,
+    at: &str,
+) -> anyhow::Result<()> {
+    let identity = op.identity.hex();
+    let line = i64::try_from(op.line).unwrap_or(i64::MAX);
+    match &op.change {
+        Change::Call1Started => {
+            tx.prepare_cached(
+                "INSERT INTO rows (destination, identity, file, line, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5)
+                 ON CONFLICT (destination, identity) DO UPDATE SET
+                   file = excluded.file, line = excluded.line, state = 'call1_started',
+                   conversation_id = NULL, target = NULL, target_expires_at = NULL,
+                   bytes = NULL, sha256 = NULL, error = NULL, updated_at = excluded.updated_at",
+            )?
+            .execute(params![destination, identity, op.file, line, at])?;
+        }
+        Change::Call1Done {
+            conversation_id,
+            target,
+        } => {
+            let expires_at = target
+                .expires_at()
+                .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true));
+            tx.prepare_cached(
+                "INSERT INTO rows (destination, identity, file, line, state, conversation_id,
+                                   target, target_expires_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_done', ?5, ?6, ?7, ?8)
+                 ON CONFLICT (destination, identity) DO UPDATE SET
+                   file = excluded.file, line = excluded.line, state = 'call1_done',
+                   conversation_id = excluded.conversation_id, target = excluded.target,
+                   target_expires_at = excluded.target_expires_at,
+                   bytes = NULL, sha256 = NULL, error = NULL, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                destination,
+                identity,
+                op.file,
+                line,
+                conversation_id.0,
+                serde_json::to_string(target)?,
+                expires_at,
+                at
+            ])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO conversations
+                   (destination, conversation_id, identity, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![destination, conversation_id.0, identity, at])?;
+        }
+        Change::Uploaded { bytes, sha256 } => {
+            tx.prepare_cached(
+                "INSERT INTO rows (destination, identity, file, line, state, bytes, sha256, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'uploaded', ?5, ?6, ?7)
+                 ON CONFLICT (destination, identity) DO UPDATE SET
+                   file = excluded.file, line = excluded.line, state = 'uploaded',
+                   target = NULL, target_expires_at = NULL,
+                   bytes = excluded.bytes, sha256 = excluded.sha256, error = NULL,
+                   updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                destination,
+                identity,
+                op.file,
+                line,
+                i64::try_from(*bytes).unwrap_or(i64::MAX),
+                sha256,
+                at
+            ])?;
+        }
+        Change::Failed { error } => {
+            tx.prepare_cached(
+                "INSERT INTO rows (destination, identity, file, line, state, error, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6)
+                 ON CONFLICT (destination, identity) DO UPDATE SET
+                   file = excluded.file, line = excluded.line, state = 'failed',
+                   error = excluded.error, updated_at = excluded.updated_at",
+            )?
+            .execute(params![destination, identity, op.file, line, error, at])?;
+        }
+        Change::NotStarted => {
+            tx.prepare_cached(
+                "DELETE FROM rows
+                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'",
+            )?
+            .execute(params![destination, identity])?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use reqwest::Url;
+
+    use super::*;
+
+    fn destination() -> Destination {
+        Destination::voyc("https://api.app.voyc.ai/", "118")
+    }
+
+    fn target() -> UploadTarget {
+        UploadTarget::Put {
+            url: Url::parse("https://s3.test/b/k?X-Amz-Date=20240501T120000Z&X-Amz-Expires=600")
+                .unwrap(),
+        }
+    }
+
+    fn id(n: u64) -> RowIdentity {
+        RowIdentity::new(&format!("calls/{n}.wav"), n, b"{}")
+    }
+
+    #[test]
+    fn a_row_identity_depends_on_path_size_and_body_only() {
+        let a = RowIdentity::new("calls/1.wav", 10, br#"{"agent":"a"}"#);
+        assert_eq!(a, RowIdentity::new("calls/1.wav", 10, br#"{"agent":"a"}"#));
+        assert_ne!(a, RowIdentity::new("calls/2.wav", 10, br#"{"agent":"a"}"#));
+        assert_ne!(a, RowIdentity::new("calls/1.wav", 11, br#"{"agent":"a"}"#));
+        assert_ne!(a, RowIdentity::new("calls/1.wav", 10, br#"{"agent":"b"}"#));
+        // Length prefixes keep the parts apart.
+        assert_ne!(
+            RowIdentity::new("ab", 1, b"c"),
+            RowIdentity::new("a", 1, b"bc")
+        );
+        assert_eq!(a.hex().len(), 64);
+    }
+
+    #[tokio::test]
+    async fn each_state_change_is_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.journal");
+        {
+            let journal = Journal::open(&path, &destination()).unwrap();
+            assert_eq!(journal.lookup(&id(1)).unwrap(), None);
+            journal
+                .record(id(1), "calls/1.wav", 2, Change::Call1Started)
+                .await
+                .unwrap();
+            journal
+                .record(id(2), "calls/2.wav", 3, Change::Call1Started)
+                .await
+                .unwrap();
+            journal
+                .record(
+                    id(2),
+                    "calls/2.wav",
+                    3,
+                    Change::Call1Done {
+                        conversation_id: ConversationId("c-2".into()),
+                        target: target(),
+                    },
+                )
+                .await
+                .unwrap();
+            journal
+                .record(id(3), "calls/3.wav", 4, Change::Call1Started)
+                .await
+                .unwrap();
+            journal
+                .record(
+                    id(3),
+                    "calls/3.wav",
+                    4,
+                    Change::Call1Done {
+                        conversation_id: ConversationId("c-3".into()),
+                        target: target(),
+                    },
+                )
+                .await
+                .unwrap();
+            journal
+                .record(
+                    id(3),
+                    "calls/3.wav",
+                    4,
+                    Change::Uploaded {
+                        bytes: 3,
+                        sha256: "ab".into(),
+                    },
+                )
+                .await
+                .unwrap();
+            journal
+                .record(
+                    id(4),
+                    "calls/4.wav",
+                    5,
+                    Change::Failed {
+                        error: "call 1: HTTP 400: bad".into(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let journal = Journal::open(&path, &destination()).unwrap();
+        assert_eq!(
+            journal.lookup(&id(1)).unwrap().unwrap().state,
+            State::Call1Started
+        );
+        let two = journal.lookup(&id(2)).unwrap().unwrap();
+        assert_eq!(two.state, State::Call1Done);
+        assert_eq!(two.conversation_id, Some(ConversationId("c-2".into())));
+        assert_eq!(two.target, Some(target()));
+        assert_eq!(
+            two.expires_at.unwrap().to_rfc3339(),
+            "2024-05-01T12:10:00+00:00"
+        );
+        let three = journal.lookup(&id(3)).unwrap().unwrap();
+        assert_eq!(three.state, State::Uploaded);
+        assert_eq!(three.conversation_id, Some(ConversationId("c-3".into())));
+        assert_eq!(three.target, None, "a used target is not kept");
+        assert_eq!(
+            (three.bytes, three.sha256.as_deref()),
+            (Some(3), Some("ab"))
+        );
+        let four = journal.lookup(&id(4)).unwrap().unwrap();
+        assert_eq!(four.state, State::Failed);
+        assert_eq!(four.error.as_deref(), Some("call 1: HTTP 400: bad"));
+    }
+
+    #[tokio::test]
+    async fn a_journal_opened_for_lookups_sees_rows_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        assert!(
+            Journal::open_for_lookups(&path, &destination())
+                .unwrap()
+                .is_none()
+        );
+        assert!(!path.exists(), "nothing created");
+        {
+            let journal = Journal::open(&path, &destination()).unwrap();
+            journal
+                .record(
+                    id(1),
+                    "f",
+                    2,
+                    Change::Uploaded {
+                        bytes: 1,
+                        sha256: "a".into(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let lookups = Journal::open_for_lookups(&path, &destination())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            lookups.lookup(&id(1)).unwrap().unwrap().state,
+            State::Uploaded
+        );
+        assert!(
+            lookups
+                .record(id(2), "f", 3, Change::Call1Started)
+                .await
+                .is_err()
+        );
+        let other = Destination::voyc("https://api.app.voyc.ai", "7");
+        assert!(Journal::open_for_lookups(&path, &other).unwrap().is_none());
+        drop(lookups);
+        let db = Connection::open(&path).unwrap();
+        let destinations: i64 = db
+            .query_row("SELECT count(*) FROM destinations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(destinations, 1, "looking up another destination adds none");
+    }
+
+    #[tokio::test]
+    async fn a_call_1_never_sent_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
+        journal
+            .record(id(1), "f", 2, Change::Call1Started)
+            .await
+            .unwrap();
+        journal
+            .record(id(1), "f", 2, Change::NotStarted)
+            .await
+            .unwrap();
+        assert_eq!(journal.lookup(&id(1)).unwrap(), None);
+        // Only a row still at call1_started is taken back.
+        journal
+            .record(id(2), "f", 3, Change::Failed { error: "x".into() })
+            .await
+            .unwrap();
+        journal
+            .record(id(2), "f", 3, Change::NotStarted)
+            .await
+            .unwrap();
+        assert_eq!(
+            journal.lookup(&id(2)).unwrap().unwrap().state,
+            State::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn another_destination_does_not_see_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.journal");
+        let journal = Journal::open(&path, &destination()).unwrap();
+        journal
+            .record(id(1), "calls/1.wav", 2, Change::Call1Started)
+            .await
+            .unwrap();
+        let other =
+            Journal::open(&path, &Destination::voyc("https://api.app.voyc.ai", "119")).unwrap();
+        assert_eq!(other.lookup(&id(1)).unwrap(), None);
+        let sandbox = Journal::open(
+            &path,
+            &Destination::fresh_sandbox("http://127.0.0.1:1", "1"),
+        )
+        .unwrap();
+        assert_eq!(sandbox.lookup(&id(1)).unwrap(), None);
+        assert_ne!(
+            Destination::fresh_sandbox("http://127.0.0.1:1", "1"),
+            Destination::fresh_sandbox("http://127.0.0.1:1", "1")
+        );
+        let same =
+            Journal::open(&path, &Destination::voyc("https://api.app.voyc.ai", "118")).unwrap();
+        assert!(
+            same.lookup(&id(1)).unwrap().is_some(),
+            "trailing slash ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_call_1_forgets_the_old_target_but_keeps_its_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
+        for conversation in ["old", "new"] {
+            journal
+                .record(id(1), "calls/1.wav", 2, Change::Call1Started)
+                .await
+                .unwrap();
+            assert_eq!(journal.lookup(&id(1)).unwrap().unwrap().target, None);
+            journal
+                .record(
+                    id(1),
+                    "calls/1.wav",
+                    2,
+                    Change::Call1Done {
+                        conversation_id: ConversationId(conversation.into()),
+                        target: target(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        journal
+            .record(
+                id(1),
+                "calls/1.wav",
+                2,
+                Change::Failed {
+                    error: "upload: HTTP 400".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let stored = journal.lookup(&id(1)).unwrap().unwrap();
+        assert_eq!(stored.state, State::Failed);
+        assert_eq!(stored.conversation_id, Some(ConversationId("new".into())));
+        assert_eq!(
+            stored.target,
+            Some(target()),
+            "a failed row keeps its target"
+        );
+        journal.close();
+        let db = Connection::open(dir.path().join("j")).unwrap();
+        let conversations: Vec<String> = db
+            .prepare("SELECT conversation_id FROM conversations ORDER BY conversation_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(conversations, ["new", "old"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_writers_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(&dir.path().join("j"), &destination()).unwrap());
+        let tasks: Vec<_> = (0..32u64)
+            .map(|worker| {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    for n in 0..50 {
+                        let row = worker * 1000 + n;
+                        journal
+                            .record(id(row), "f", row, Change::Call1Started)
+                            .await
+                            .unwrap();
+                        journal
+                            .record(
+                                id(row),
+                                "f",
+                                row,
+                                Change::Uploaded {
+                                    bytes: row,
+                                    sha256: "x".into(),
+                                },
+                            )
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        for worker in 0..32u64 {
+            for n in 0..50 {
+                let row = worker * 1000 + n;
+                let stored = journal.lookup(&id(row)).unwrap().unwrap();
+                assert_eq!((stored.state, stored.bytes), (State::Uploaded, Some(row)));
+            }
+        }
+    }
+
+    #[test]
+    fn two_processes_worth_of_journals_share_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let a = Journal::open(&path, &destination()).unwrap();
+        let b = Journal::open(&path, &destination()).unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for n in 0..200 {
+                    a.record_blocking(id(n), "f", n, Change::Call1Started)
+                        .unwrap();
+                }
+            });
+            scope.spawn(|| {
+                for n in 200..400 {
+                    b.record_blocking(id(n), "f", n, Change::Call1Started)
+                        .unwrap();
+                }
+            });
+        });
+        assert!(a.lookup(&id(399)).unwrap().is_some());
+        assert!(b.lookup(&id(0)).unwrap().is_some());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let journal = Journal::open(&path, &destination()).unwrap();
+        journal
+            .record_blocking(id(1), "f", 1, Change::Call1Started)
+            .unwrap();
+        for file in ["j", "j-wal"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        drop(Journal::open(&path, &destination()).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+                [],
+            )
+            .unwrap();
+        let err = Journal::open(&path, &destination())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, "line,file\n2,x\n".repeat(100)).unwrap();
+        let err = format!("{:#}", Journal::open(&path, &destination()).unwrap_err());
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+
+    /// The scale figure: `cargo test --release --lib journal::tests::a_million_rows -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a benchmark: a million rows through three state changes each"]
+    async fn a_million_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let journal = Arc::new(Journal::open(&path, &destination()).unwrap());
+        let started = std::time::Instant::now();
+        let workers = 32u64;
+        let rows: u64 = std::env::var("VOYC_JOURNAL_ROWS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        let tasks: Vec<_> = (0..workers)
+            .map(|worker| {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    let mut row = worker;
+                    while row < rows {
+                        let identity = id(row);
+                        journal
+                            .record(identity, "calls/x.wav", row, Change::Call1Started)
+                            .await
+                            .unwrap();
+                        journal
+                            .record(
+                                identity,
+                                "calls/x.wav",
+                                row,
+                                Change::Call1Done {
+                                    conversation_id: ConversationId(format!("c-{row}")),
+                                    target: target(),
+                                },
+                            )
+                            .await
+                            .unwrap();
+                        journal
+                            .record(
+                                identity,
+                                "calls/x.wav",
+                                row,
+                                Change::Uploaded {
+                                    bytes: 1000,
+                                    sha256: "a".repeat(64),
+                                },
+                            )
+                            .await
+                            .unwrap();
+                        row += workers;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let written = started.elapsed();
+        let started = std::time::Instant::now();
+        for row in (0..rows).step_by(7) {
+            assert!(journal.lookup(&id(row)).unwrap().is_some());
+        }
+        let looked_up = started.elapsed();
+        journal.close();
+        let size = std::fs::metadata(&path).unwrap().len();
+        println!(
+            "journal: {rows} rows x 3 changes in {:.1}s ({:.0} changes/s); {} lookups in {:.1}s; file {} MiB",
+            written.as_secs_f64(),
+            (3 * rows) as f64 / written.as_secs_f64(),
+            rows / 7 + 1,
+            looked_up.as_secs_f64(),
+            size >> 20
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! What the user sees while a run goes: a live bar on a terminal, plain log lines otherwise.
+//!
+//! Whether stderr is a terminal is decided once, at the start. On a terminal: an indicatif
+//! bar with files, bytes, rate, ETA and failures. Otherwise (cron, a pipe, a CI log): one
+//! plain line every 10 seconds and one line per failed row, never a control character.
+//! With `--quiet`: only failed rows and the summary. Nothing in `upload/` knows about this.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::report::{human_bytes, human_count, human_elapsed};
+
+/// How often a log line is printed when stderr is not a terminal.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How progress is shown, decided once per run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A live bar on stderr (a terminal).
+    Bar,
+    /// A plain line every [`LOG_EVERY`], and each failure (stderr is a file or a pipe).
+    Log,
+    /// Only failures and the summary (`--quiet`).
+    Quiet,
+}
+
+impl Mode {
+    pub fn detect(quiet: bool) -> Mode {
+        if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar
+        } else {
+            Mode::Log
+        }
+    }
+}
+
+/// Counters the workers update and the display reads.
+#[derive(Debug)]
+struct Counters {
+    started: Instant,
+    rows_total: AtomicU64,
+    rows_done: AtomicU64,
+    failed: AtomicU64,
+    bytes_total: AtomicU64,
+    /// Bytes sent so far, counted as they stream (wound back when an attempt fails).
+    bytes: Arc<AtomicU64>,
+}
+
+impl Counters {
+    /// `21,944/48,210 files, 9.8 GiB/21.7 GiB, 41 files/s, ETA 10m41s, 2 failed`.
+    fn line(&self) -> String {
+        let done = self.rows_done.load(Ordering::Relaxed);
+        let total = self.rows_total.load(Ordering::Relaxed);
+        let mut line = format!(
+            "{}/{} files, {}, {}",
+            human_count(done),
+            human_count(total),
+            self.transfer(),
+            self.rate()
+        );
+        if let Some(eta) = self.eta() {
+            let _ = write!(line, ", ETA {eta}");
+        }
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let _ = write!(line, ", {} failed", human_count(failed));
+        }
+        line
+    }
+
+    fn transfer(&self) -> String {
+        format!(
+            "{}/{}",
+            human_bytes(self.bytes.load(Ordering::Relaxed)),
+            human_bytes(self.bytes_total.load(Ordering::Relaxed))
+        )
+    }
+
+    fn rate(&self) -> String {
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = self.rows_done.load(Ordering::Relaxed) as f64 / seconds;
+        if rate >= 10.0 {
+            format!("{rate:.0} files/s")
+        } else {
+            format!("{rate:.1} files/s")
+        }
+    }
+
+    /// By bytes when there are any (files differ in size), else by files.
+    fn eta(&self) -> Option<String> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let (done, total) = match self.bytes_total.load(Ordering::Relaxed) {
+            0 => (
+                self.rows_done.load(Ordering::Relaxed),
+                self.rows_total.load(Ordering::Relaxed),
+            ),
+            total => (self.bytes.load(Ordering::Relaxed), total),
+        };
+        if done == 0 || seconds < 1.0 {
+            return None;
+        }
+        let remaining = total.saturating_sub(done) as f64 * seconds / done as f64;
+        Some(human_elapsed(Duration::from_secs_f64(remaining.min(1e9))))
+    }
+}
+
+/// The run's progress display.
+pub struct Progress {
+    mode: Mode,
+    counters: Arc<Counters>,
+    bar: Mutex<Option<ProgressBar>>,
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+    ticker: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    log_every: Duration,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl Progress {
+    /// Progress on stderr.
+    pub fn new(mode: Mode) -> Progress {
+        Progress::with_output(mode, Box::new(std::io::stderr()), LOG_EVERY)
+    }
+
+    /// Progress into `out` (tests), logging every `log_every` in [`Mode::Log`].
+    pub fn with_output(mode: Mode, out: Box<dyn Write + Send>, log_every: Duration) -> Progress {
+        Progress {
+            mode,
+            counters: Arc::new(Counters {
+                started: Instant::now(),
+                rows_total: AtomicU64::new(0),
+                rows_done: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                bytes_total: AtomicU64::new(0),
+                bytes: Arc::new(AtomicU64::new(0)),
+            }),
+            bar: Mutex::new(None),
+            out: Arc::new(Mutex::new(out)),
+            ticker: Mutex::new(None),
+            log_every,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The counter uploads add their bytes to.
+    pub fn bytes_counter(&self) -> Arc<AtomicU64> {
+        self.counters.bytes.clone()
+    }
+
+    /// Starts the bar or the log ticker for `rows` files of `bytes` in total.
+    pub fn start(&self, rows: u64, bytes: u64) {
+        self.counters.rows_total.store(rows, Ordering::Relaxed);
+        self.counters.bytes_total.store(bytes, Ordering::Relaxed);
+        match self.mode {
+            Mode::Bar => *self.bar.lock().expect("progress bar") = Some(self.make_bar(rows)),
+            Mode::Log => self.start_ticker(),
+            Mode::Quiet => {}
+        }
+    }
+
+    fn make_bar(&self, rows: u64) -> ProgressBar {
+        let transfer = {
+            let counters = self.counters.clone();
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&counters.transfer());
+            }
+        };
+        let rate = {
+            let counters = self.counters.clone();
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&counters.rate());
+            }
+        };
+        let eta = {
+            let counters = self.counters.clone();
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&counters.eta().unwrap_or_else(|| "-".into()));
+            }
+        };
+        let failed = {
+            let counters = self.counters.clone();
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let failed = counters.failed.load(Ordering::Relaxed);
+                if failed > 0 {
+                    let _ = write!(w, "  {} failed", human_count(failed));
+                }
+            }
+        };
+        let style = ProgressStyle::with_template(
+            "[{bar:24}] {human_pos}/{human_len}  {transfer}  {rate}  ETA {eta_by_bytes}{failed}",
+        )
+        .expect("a valid progress template")
+        .with_key("transfer", transfer)
+        .with_key("rate", rate)
+        .with_key("eta_by_bytes", eta)
+        .with_key("failed", failed)
+        .progress_chars("=> ");
+        let bar = ProgressBar::with_draw_target(Some(rows), ProgressDrawTarget::stderr());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    }
+
+    fn start_ticker(&self) {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let counters = self.counters.clone();
+        let out = self.out.clone();
+        let every = self.log_every;
+        let thread = std::thread::Builder::new()
+            .name("progress-log".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    let line = format!("progress: {}", counters.line());
+                    let mut out = out.lock().expect("progress output");
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            })
+            .expect("start the progress log thread");
+        *self.ticker.lock().expect("progress ticker") = Some((stop, thread));
+    }
+
+    /// A row is settled (uploaded, failed, or given up on).
+    pub fn row_done(&self, failed: bool) {
+        self.counters.rows_done.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(bar) = self.bar.lock().expect("progress bar").as_ref() {
+            bar.inc(1);
+        }
+    }
+
+    /// A status line (`resuming: ...`); not shown with `--quiet`.
+    pub fn say(&self, line: &str) {
+        if self.mode != Mode::Quiet {
+            self.print(line);
+        }
+    }
+
+    /// A failed row or an error; shown in every mode.
+    pub fn failure(&self, line: &str) {
+        self.print(line);
+    }
+
+    /// A line above the bar, or on its own.
+    pub fn print(&self, line: &str) {
+        let bar = self.bar.lock().expect("progress bar").clone();
+        match bar {
+            Some(bar) => bar.suspend(|| self.write_line(line)),
+            None => self.write_line(line),
+        }
+    }
+
+    fn write_line(&self, line: &str) {
+        let mut out = self.out.lock().expect("progress output");
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    /// Removes the bar and stops the log ticker; later lines print plainly.
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("progress bar").take() {
+            bar.finish_and_clear();
+        }
+        if let Some((stop, thread)) = self.ticker.lock().expect("progress ticker").take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Write` whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_progress_is_plain_periodic_lines() {
+        let out = Captured::default();
+        let progress =
+            Progress::with_output(Mode::Log, Box::new(out.clone()), Duration::from_millis(30));
+        progress.start(4, 4096);
+        progress.bytes_counter().fetch_add(2048, Ordering::Relaxed);
+        progress.row_done(false);
+        progress.row_done(true);
+        progress.failure("manifest.csv:3: calls/2.wav: failed: call 1: HTTP 400: bad");
+        std::thread::sleep(Duration::from_millis(120));
+        progress.finish();
+        let text = out.text();
+        assert!(
+            text.contains("manifest.csv:3: calls/2.wav: failed: call 1: HTTP 400: bad\n"),
+            "{text}"
+        );
+        let log = text
+            .lines()
+            .find(|line| line.starts_with("progress: "))
+            .unwrap_or_else(|| panic!("no log line in {text:?}"));
+        assert!(
+            log.starts_with("progress: 2/4 files, 2.0 KiB/4.0 KiB, ")
+                && log.contains(" files/s")
+                && log.ends_with(", 1 failed"),
+            "{log}"
+        );
+        assert!(!text.contains('\x1b'), "no escape codes in logs: {text:?}");
+        assert!(!text.contains('\r'));
+    }
+
+    #[test]
+    fn quiet_shows_only_failures() {
+        let out = Captured::default();
+        let progress = Progress::with_output(
+            Mode::Quiet,
+            Box::new(out.clone()),
+            Duration::from_millis(10),
+        );
+        progress.start(2, 10);
+        progress.say("resuming: 1 row already uploaded");
+        progress.row_done(true);
+        progress.failure("x: failed");
+        std::thread::sleep(Duration::from_millis(50));
+        progress.finish();
+        assert_eq!(out.text(), "x: failed\n");
+    }
+
+    #[test]
+    fn the_eta_follows_bytes_when_there_are_any() {
+        let counters = Counters {
+            started: Instant::now() - Duration::from_secs(10),
+            rows_total: AtomicU64::new(100),
+            rows_done: AtomicU64::new(50),
+            failed: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(1000),
+            bytes: Arc::new(AtomicU64::new(250)),
+        };
+        // A quarter of the bytes in 10 s: 30 s to go, whatever the file count says.
+        assert_eq!(counters.eta().as_deref(), Some("30s"));
+        assert_eq!(counters.rate(), "5.0 files/s");
+    }
+}

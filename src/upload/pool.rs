@@ -1,0 +1,1161 @@
+//! The pool: at most `--concurrency` rows in flight, each taken through call 1 and the upload
+//! with retries, every step committed to the journal before the next relies on it.
+//!
+//! A row's way through: resume from the journal if it holds a target that is still valid
+//! (no second conversation), else call 1; then the upload with the same target, retried on
+//! transient failures; if S3 says the target expired, call 1 once more (noted). Ambiguous
+//! call-1 retries are noted (guarantee 6). The first 401/403/404 before any success stops
+//! the run as misconfigured, a later 401 as a refused token (guarantee 9). A stop (Ctrl-C,
+//! or one of those) hands out no more rows and lets rows in flight finish; an abort (a
+//! second Ctrl-C) drops them where they are, which the journal makes safe to resume.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{Uploaded, VoycClient};
+use super::response::{Call1Response, ConversationId, UploadTarget};
+use super::retry::{Backoff, Failure, Sleeper};
+use crate::journal::{Change, Journal, Pending, RowIdentity, State, Stored};
+use crate::report::{ReportRow, RowStatus};
+
+/// A target from an earlier run is reused only if it stays valid at least this long by our
+/// clock (S3 checks the expiry when an upload starts).
+pub const TARGET_MARGIN: Duration = Duration::from_secs(5);
+
+/// One valid row, ready for the pool.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The row's position among all manifest rows (0 for the first): its place in the report.
+    pub seq: u64,
+    /// The manifest line the row starts on.
+    pub line: u64,
+    /// The audio path as written in the manifest.
+    pub file: String,
+    /// The audio path resolved.
+    pub path: PathBuf,
+    pub size: u64,
+    /// The exact call-1 body.
+    pub body: Bytes,
+    pub identity: RowIdentity,
+    /// What the journal held for this row when it was handed out.
+    pub resume: Option<Stored>,
+}
+
+/// A settled row, for the report.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub seq: u64,
+    pub row: ReportRow,
+}
+
+/// Why a run stopped handing out rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// Guarantee 9: 401, 403 or 404 before any row succeeded; a wrong token, organisation or
+    /// base URL. Exit 2.
+    Misconfigured(String),
+    /// A 401 after rows succeeded: the token expired or was revoked. Exit 1, resumable.
+    TokenRefused(String),
+    /// The journal could not be written: going on could upload rows twice later.
+    Journal(String),
+}
+
+/// Stop and abort signals shared by the feeder, the workers and the signal handler.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    any_success: AtomicBool,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl RunControl {
+    pub fn new() -> RunControl {
+        RunControl::default()
+    }
+
+    /// Stops handing out rows; the first reason given is the one kept. True if this call
+    /// was the one that stopped the run.
+    pub fn stop(&self, reason: StopReason) -> bool {
+        let mut kept = self.reason.lock().expect("stop reason");
+        if kept.is_some() {
+            return false;
+        }
+        *kept = Some(reason);
+        self.stop.cancel();
+        true
+    }
+
+    /// Drops the rows in flight (a second Ctrl-C).
+    pub fn abort(&self) {
+        self.stop(StopReason::Interrupted);
+        self.abort.cancel();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_cancelled()
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.lock().expect("stop reason").clone()
+    }
+
+    /// True once any call 1 has succeeded in this run: from then on a 401 means the token
+    /// expired rather than that it was wrong from the start.
+    pub fn any_success(&self) -> bool {
+        self.any_success.load(Ordering::Relaxed)
+    }
+}
+
+/// What a row's way through the calls needs.
+#[derive(Debug)]
+pub struct Engine {
+    pub client: VoycClient,
+    pub journal: Arc<Journal>,
+    pub control: Arc<RunControl>,
+    /// Retries per call (`--retries`).
+    pub retries: u32,
+    pub backoff: Mutex<Backoff>,
+    pub sleeper: Sleeper,
+    /// Bytes sent so far, for progress.
+    pub sent: Arc<AtomicU64>,
+    /// For messages: `--org`.
+    pub organisation: String,
+}
+
+/// How a row's attempt ended.
+enum End {
+    Uploaded {
+        conversation: ConversationId,
+        uploaded: Uploaded,
+        /// The "uploaded" change, on its way to disk.
+        commit: Option<Pending>,
+    },
+    Failed {
+        conversation: Option<ConversationId>,
+        error: String,
+    },
+    /// Stopped before it could finish; the journal holds where it got to.
+    Abandoned {
+        conversation: Option<ConversationId>,
+        note: String,
+    },
+}
+
+/// Bookkeeping for one row in one run.
+#[derive(Default)]
+struct Tally {
+    /// Requests sent for this row (0: nothing left the machine).
+    requests: u32,
+    retries: u32,
+    ambiguous_retries: u32,
+    last_ambiguous: Option<String>,
+    notes: Vec<String>,
+}
+
+impl Engine {
+    /// Takes one row through both calls and says how it ended. The row is ready for the
+    /// report once [`Settled::committed`] says the journal has it.
+    pub async fn process(&self, job: &Job) -> Settled {
+        self.process_started(job, None).await
+    }
+
+    /// [`Engine::process`] for a row whose "call 1 started" change was handed to the journal
+    /// while it waited for a worker (see [`Pool::submit`]).
+    async fn process_started(&self, job: &Job, started_change: Option<Pending>) -> Settled {
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        let end = self.run_row(job, &mut tally, started_change).await;
+        let mut row = ReportRow::new(job.line, job.file.clone(), RowStatus::Failed);
+        if tally.ambiguous_retries > 0 {
+            let last = tally.last_ambiguous.take().unwrap_or_default();
+            tally.notes.insert(
+                0,
+                match tally.ambiguous_retries {
+                    1 => format!(
+                        "call 1 retried after an ambiguous failure ({last}); Voyc may hold an extra conversation without audio for this row"
+                    ),
+                    n => format!(
+                        "call 1 retried after {n} ambiguous failures (last: {last}); Voyc may hold up to {n} extra conversations without audio for this row"
+                    ),
+                },
+            );
+        }
+        row.attempts = if tally.requests == 0 {
+            0
+        } else {
+            1 + tally.retries
+        };
+        row.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let mut pending = None;
+        match end {
+            End::Uploaded {
+                conversation,
+                uploaded,
+                commit,
+            } => {
+                pending = commit;
+                row.status = RowStatus::Uploaded;
+                row.conversation_id = Some(conversation.0);
+                row.bytes = Some(uploaded.bytes);
+                row.sha256 = Some(uploaded.sha256);
+            }
+            End::Failed {
+                conversation,
+                error,
+            } => {
+                row.conversation_id = conversation.map(|c| c.0);
+                row.error = Some(error);
+            }
+            End::Abandoned { conversation, note } => {
+                row.status = RowStatus::NotAttempted;
+                row.conversation_id = conversation.map(|c| c.0);
+                tally.notes.push(note);
+            }
+        }
+        row.notes = tally.notes;
+        Settled { row, pending }
+    }
+
+    async fn run_row(&self, job: &Job, tally: &mut Tally, mut started: Option<Pending>) -> End {
+        let mut known = self.resumable_target(job, &mut tally.notes);
+        let mut renewed = false;
+        loop {
+            let (conversation, target) = match known.take() {
+                Some(known) => known,
+                None => match self.call1(job, tally, started.take()).await {
+                    Ok(response) => (response.conversation_id, response.target),
+                    Err(end) => return end,
+                },
+            };
+            match self.upload(job, &conversation, &target, tally).await {
+                Ok(uploaded) => {
+                    let change = Change::Uploaded {
+                        bytes: uploaded.bytes,
+                        sha256: uploaded.sha256.clone(),
+                    };
+                    let commit = match self
+                        .journal
+                        .begin(job.identity, &job.file, job.line, change)
+                    {
+                        Ok(pending) => Some(pending),
+                        Err(err) => {
+                            tally.notes.push(journal_lost_note(&err));
+                            self.control.stop(StopReason::Journal(format!("{err:#}")));
+                            None
+                        }
+                    };
+                    return End::Uploaded {
+                        conversation,
+                        uploaded,
+                        commit,
+                    };
+                }
+                Err(UploadEnd::Expired(why)) if !renewed => {
+                    renewed = true;
+                    tally.notes.push(format!(
+                        "the upload target expired ({why}); call 1 was made again, and conversation {conversation} keeps no audio"
+                    ));
+                }
+                Err(UploadEnd::Expired(why)) => {
+                    let error = format!("upload: the target expired again ({why})");
+                    self.record_failure(job, &error).await;
+                    return End::Failed {
+                        conversation: Some(conversation),
+                        error,
+                    };
+                }
+                Err(UploadEnd::End(end)) => return end,
+            }
+        }
+    }
+
+    /// A target from an earlier run that may still be used, with a note saying where the
+    /// row stands.
+    fn resumable_target(
+        &self,
+        job: &Job,
+        notes: &mut Vec<String>,
+    ) -> Option<(ConversationId, UploadTarget)> {
+        let stored = job.resume.as_ref()?;
+        match (stored.state, &stored.conversation_id, &stored.target) {
+            (State::Call1Started, _, _) => {
+                notes.push(
+                    "an earlier run stopped during this row's call 1, so Voyc may hold a conversation without audio for it"
+                        .to_string(),
+                );
+                None
+            }
+            (State::Call1Done | State::Failed, Some(conversation), Some(target)) => {
+                if still_valid(target) {
+                    notes.push(format!(
+                        "resumed with the upload target of conversation {conversation} from an earlier run"
+                    ));
+                    Some((conversation.clone(), target.clone()))
+                } else {
+                    notes.push(format!(
+                        "the upload target from an earlier run had expired; call 1 was made again, and conversation {conversation} keeps no audio"
+                    ));
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    async fn call1(
+        &self,
+        job: &Job,
+        tally: &mut Tally,
+        started: Option<Pending>,
+    ) -> Result<Call1Response, End> {
+        let committed = match started {
+            Some(pending) => pending.committed().await,
+            None => self.record(job, Change::Call1Started).await,
+        };
+        if let Err(err) = committed {
+            return Err(self.journal_broke(err, None));
+        }
+        let mut retry = 0;
+        loop {
+            tally.requests += 1;
+            let failure = match self.client.call1(job.body.clone()).await {
+                Ok(response) => {
+                    self.control.any_success.store(true, Ordering::Relaxed);
+                    let change = Change::Call1Done {
+                        conversation_id: response.conversation_id.clone(),
+                        target: response.target.clone(),
+                    };
+                    if let Err(err) = self.record(job, change).await {
+                        return Err(self.journal_broke(err, Some(response.conversation_id.clone())));
+                    }
+                    return Ok(response);
+                }
+                Err(failure) => failure,
+            };
+            let retrying = failure.is_transient() && retry < self.retries;
+            if failure.ambiguous && retrying {
+                tally.ambiguous_retries += 1;
+                tally.last_ambiguous = Some(failure.message.clone());
+            } else if failure.ambiguous {
+                tally.notes.push(
+                    "call 1's last attempt failed after it was sent, so Voyc may hold a conversation without audio for this row"
+                        .to_string(),
+                );
+            } else if failure.status.is_some_and(|s| (200..300).contains(&s)) {
+                tally.notes.push(
+                    "call 1 succeeded but its answer could not be used, so Voyc holds a conversation without audio for this row"
+                        .to_string(),
+                );
+            }
+            if !retrying {
+                self.check_for_stop(&failure);
+                let error = failure.describe();
+                self.record_failure(job, &error).await;
+                return Err(End::Failed {
+                    conversation: None,
+                    error,
+                });
+            }
+            retry += 1;
+            tally.retries += 1;
+            if !self.pause(retry, failure.retry_after).await {
+                let error = format!(
+                    "interrupted while waiting to retry call 1 ({})",
+                    failure.message
+                );
+                self.record_failure(job, &error).await;
+                return Err(End::Abandoned {
+                    conversation: None,
+                    note: format!("{error}; run the same command to finish it"),
+                });
+            }
+        }
+    }
+
+    async fn upload(
+        &self,
+        job: &Job,
+        conversation: &ConversationId,
+        target: &UploadTarget,
+        tally: &mut Tally,
+    ) -> Result<Uploaded, UploadEnd> {
+        let mut retry = 0;
+        // A fresh target is never judged by our clock (it may be skewed against Voyc's):
+        // S3 says when it has expired.
+        loop {
+            tally.requests += 1;
+            let failure = match self
+                .client
+                .upload(target, &job.path, job.size, &self.sent)
+                .await
+            {
+                Ok(uploaded) => return Ok(uploaded),
+                Err(failure) => failure,
+            };
+            if failure.expired_target {
+                return Err(UploadEnd::Expired(failure.message));
+            }
+            if !failure.is_transient() || retry >= self.retries {
+                let error = failure.describe();
+                self.record_failure(job, &error).await;
+                return Err(UploadEnd::End(End::Failed {
+                    conversation: Some(conversation.clone()),
+                    error,
+                }));
+            }
+            retry += 1;
+            tally.retries += 1;
+            if !self.pause(retry, failure.retry_after).await {
+                // The journal keeps call1_done and the target: a rerun finishes the upload.
+                return Err(UploadEnd::End(End::Abandoned {
+                    conversation: Some(conversation.clone()),
+                    note: format!(
+                        "interrupted while waiting to retry the upload ({}); run the same command to finish it with the same target",
+                        failure.message
+                    ),
+                }));
+            }
+        }
+    }
+
+    /// Waits before a retry; false if the run was stopped meanwhile.
+    async fn pause(&self, retry: u32, retry_after: Option<Duration>) -> bool {
+        let delay = self
+            .backoff
+            .lock()
+            .expect("backoff")
+            .delay(retry, retry_after);
+        tokio::select! {
+            () = self.sleeper.sleep(delay) => !self.control.is_stopping(),
+            () = self.control.stop.cancelled() => false,
+        }
+    }
+
+    /// Guarantee 9: a 401, 403 or 404 from call 1 before any success stops the run as
+    /// misconfigured; a refused token later stops it as expired.
+    fn check_for_stop(&self, failure: &Failure) {
+        if failure.untrusted_certificate && !self.control.any_success() {
+            self.control.stop(StopReason::Misconfigured(format!(
+                "call 1 could not be made: {}",
+                failure.message
+            )));
+            return;
+        }
+        let Some(status) = failure.status else {
+            return;
+        };
+        let endpoint = super::response::without_query(self.client.endpoint());
+        if !self.control.any_success() && matches!(status, 401 | 403 | 404) {
+            let cause = if failure.about_credentials || status == 401 {
+                "the token was refused: check VOYC_TOKEN or --token-file".to_string()
+            } else if status == 403 {
+                format!(
+                    "the token may not upload to organisation {}: check --org and the token's permissions",
+                    self.organisation
+                )
+            } else {
+                format!(
+                    "{endpoint} does not exist: check --base-url and --org ({})",
+                    self.organisation
+                )
+            };
+            self.control.stop(StopReason::Misconfigured(format!(
+                "call 1 answered {}; {cause}",
+                failure.message
+            )));
+        } else if failure.about_credentials {
+            self.control.stop(StopReason::TokenRefused(format!(
+                "call 1 answered {} after earlier rows succeeded: the token has expired or was revoked; get a new one and run the same command to resume",
+                failure.message
+            )));
+        }
+    }
+
+    async fn record(&self, job: &Job, change: Change) -> anyhow::Result<()> {
+        self.journal
+            .record(job.identity, &job.file, job.line, change)
+            .await
+    }
+
+    async fn record_failure(&self, job: &Job, error: &str) {
+        let change = Change::Failed {
+            error: error.to_string(),
+        };
+        if let Err(err) = self.record(job, change).await {
+            self.control.stop(StopReason::Journal(format!("{err:#}")));
+        }
+    }
+
+    fn journal_broke(&self, err: anyhow::Error, conversation: Option<ConversationId>) -> End {
+        let text = format!("{err:#}");
+        self.control.stop(StopReason::Journal(text.clone()));
+        End::Abandoned {
+            conversation,
+            note: format!("stopped: {text}"),
+        }
+    }
+}
+
+/// A processed row, and the journal change it waits on before it may be reported.
+#[derive(Debug)]
+pub struct Settled {
+    pub row: ReportRow,
+    pending: Option<Pending>,
+}
+
+impl Settled {
+    /// Waits for the journal to hold the row's last change, then gives the report row.
+    pub async fn committed(self, control: &RunControl) -> ReportRow {
+        let mut row = self.row;
+        if let Some(pending) = self.pending
+            && let Err(err) = pending.committed().await
+        {
+            row.notes.push(journal_lost_note(&err));
+            control.stop(StopReason::Journal(format!("{err:#}")));
+        }
+        row
+    }
+}
+
+fn journal_lost_note(err: &anyhow::Error) -> String {
+    format!("the journal could not record this upload ({err:#}); a rerun would upload it again")
+}
+
+enum UploadEnd {
+    /// S3 (or the target's own expiry) says the target is past its time.
+    Expired(String),
+    End(End),
+}
+
+fn still_valid(target: &UploadTarget) -> bool {
+    target.expires_at().is_none_or(|at| {
+        at - chrono::Duration::from_std(TARGET_MARGIN).unwrap_or_default() > Utc::now()
+    })
+}
+
+/// The rows in flight, at most `concurrency`.
+#[derive(Debug)]
+pub struct Pool {
+    engine: Arc<Engine>,
+    permits: Arc<Semaphore>,
+    outcomes: std::sync::mpsc::Sender<Outcome>,
+    /// Every row's task, until it has sent its outcome (finished ones are reaped as we go).
+    tasks: Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Pool {
+    pub fn new(
+        engine: Arc<Engine>,
+        concurrency: usize,
+        outcomes: std::sync::mpsc::Sender<Outcome>,
+    ) -> Pool {
+        let concurrency = concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        Pool {
+            engine,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            outcomes,
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
+        }
+    }
+
+    pub fn control(&self) -> &Arc<RunControl> {
+        &self.engine.control
+    }
+
+    /// Waits for a free worker, then starts the row. A row handed in after a stop is
+    /// settled at once as not attempted.
+    ///
+    /// A new row's "call 1 started" change goes to the journal while it waits, so that its
+    /// commit is not on the way of its call 1 (it is taken back if the run stops first).
+    pub async fn submit(&self, job: Job) {
+        if self.engine.control.is_stopping() {
+            self.settle_unstarted(job);
+            return;
+        }
+        let started = if job.resume.is_none() {
+            self.engine
+                .journal
+                .begin(job.identity, &job.file, job.line, Change::Call1Started)
+                .ok()
+        } else {
+            None
+        };
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => Some(permit.expect("the pool's semaphore is never closed")),
+            () = self.engine.control.stop.cancelled() => None,
+        };
+        let permit = match permit {
+            Some(permit) if !self.engine.control.is_stopping() => permit,
+            _ => {
+                if started.is_some() {
+                    let _ = self.engine.journal.begin(
+                        job.identity,
+                        &job.file,
+                        job.line,
+                        Change::NotStarted,
+                    );
+                }
+                self.settle_unstarted(job);
+                return;
+            }
+        };
+        let engine = self.engine.clone();
+        let outcomes = self.outcomes.clone();
+        let mut tasks = self.tasks.lock().expect("pool tasks");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let settled = tokio::select! {
+                settled = engine.process_started(&job, started) => Some(settled),
+                () = engine.control.abort.cancelled() => None,
+            };
+            // The worker is free while its last change is committed.
+            drop(permit);
+            let row = match settled {
+                Some(settled) => settled.committed(&engine.control).await,
+                None => aborted(&job),
+            };
+            let _ = outcomes.send(Outcome { seq: job.seq, row });
+        });
+    }
+
+    fn settle_unstarted(&self, job: Job) {
+        let mut row = ReportRow::new(job.line, job.file, RowStatus::NotAttempted);
+        row.notes.push(stopped_note(self.engine.control.reason()));
+        let _ = self.outcomes.send(Outcome { seq: job.seq, row });
+    }
+
+    /// Waits until every row handed in has settled and sent its outcome.
+    pub async fn wait(&self) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().expect("pool tasks"));
+        while let Some(result) = tasks.join_next().await {
+            if let Err(err) = result
+                && err.is_panic()
+            {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+    }
+}
+
+/// Why a row was not tried, for its notes.
+pub fn stopped_note(reason: Option<StopReason>) -> String {
+    match reason {
+        Some(StopReason::Interrupted) | None => "the run was interrupted before this row".into(),
+        Some(StopReason::Misconfigured(_)) => {
+            "the run stopped at the first calls: the token, organisation or base URL is wrong"
+                .into()
+        }
+        Some(StopReason::TokenRefused(_)) => "the run stopped: the token was refused".into(),
+        Some(StopReason::Journal(_)) => "the run stopped: the journal could not be written".into(),
+    }
+}
+
+fn aborted(job: &Job) -> ReportRow {
+    let mut row = ReportRow::new(job.line, job.file.clone(), RowStatus::NotAttempted);
+    row.notes.push(
+        "aborted by a second interrupt while in flight; run the same command to finish it".into(),
+    );
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicUsize;
+
+    use reqwest::Url;
+
+    use super::super::client::ClientConfig;
+    use super::super::test_server::{Reply, Server, serve};
+    use super::*;
+    use crate::journal::Destination;
+    use crate::secret::Token;
+
+    /// A stand-in for Voyc and S3 whose next answers each test queues; by default call 1
+    /// creates conversation `c-N` with a presigned PUT valid for an hour, and S3 says 200.
+    #[derive(Default)]
+    struct Fake {
+        call1: Mutex<VecDeque<Reply>>,
+        s3: Mutex<VecDeque<Reply>>,
+        conversations: AtomicUsize,
+    }
+
+    impl Fake {
+        fn queue_call1(&self, reply: Reply) {
+            self.call1.lock().unwrap().push_back(reply);
+        }
+        fn queue_s3(&self, reply: Reply) {
+            self.s3.lock().unwrap().push_back(reply);
+        }
+    }
+
+    fn put_url(host: &str, n: usize, expires_in: i64) -> String {
+        let date = Utc::now().format("%Y%m%dT%H%M%SZ");
+        format!(
+            "http://{host}/s3/b/c-{n}?X-Amz-Date={date}&X-Amz-Expires={expires_in}&X-Amz-Signature=s"
+        )
+    }
+
+    async fn fake_voyc(fake: Arc<Fake>) -> Server {
+        serve(move |head| {
+            let host = head.header("host").unwrap().to_string();
+            if head.target.starts_with("/api/") {
+                if let Some(reply) = fake.call1.lock().unwrap().pop_front() {
+                    return reply;
+                }
+                let n = fake.conversations.fetch_add(1, Ordering::SeqCst) + 1;
+                Reply::json(
+                    201,
+                    &format!(
+                        r#"{{"conversation_id": "c-{n}", "upload_url": "{}"}}"#,
+                        put_url(&host, n, 3600)
+                    ),
+                )
+            } else {
+                fake.s3
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(|| Reply::json(200, ""))
+            }
+        })
+        .await
+    }
+
+    struct Setup {
+        engine: Arc<Engine>,
+        server: Server,
+        dir: tempfile::TempDir,
+        waits: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    async fn setup(fake: Arc<Fake>) -> Setup {
+        let server = fake_voyc(fake).await;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(
+            &dir.path().join("j"),
+            &Destination::voyc(server.url.as_str(), "118"),
+        )
+        .unwrap();
+        let (sleeper, waits) = Sleeper::recorded();
+        let client = VoycClient::new(ClientConfig {
+            base_url: server.url.clone(),
+            organisation: "118".into(),
+            token: Token::parse("t0ken").unwrap(),
+            timeout: Duration::from_secs(5),
+            ca_cert: None,
+        })
+        .unwrap();
+        let engine = Arc::new(Engine {
+            client,
+            journal: Arc::new(journal),
+            control: Arc::new(RunControl::new()),
+            retries: 5,
+            backoff: Mutex::new(Backoff::new(fastrand::Rng::with_seed(1))),
+            sleeper,
+            sent: Arc::new(AtomicU64::new(0)),
+            organisation: "118".into(),
+        });
+        Setup {
+            engine,
+            server,
+            dir,
+            waits,
+        }
+    }
+
+    fn job(setup: &Setup, n: u64) -> Job {
+        let file = format!("calls/{n}.wav");
+        let path = setup.dir.path().join(format!("{n}.wav"));
+        std::fs::write(&path, format!("RIFF audio {n}")).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let body = Bytes::from(format!(r#"{{"channel_id":"1","agent":"a{n}"}}"#));
+        let identity = RowIdentity::new(&file, size, &body);
+        Job {
+            seq: n,
+            line: n + 2,
+            file,
+            path,
+            size,
+            body,
+            resume: setup.engine.journal.lookup(&identity).unwrap(),
+            identity,
+        }
+    }
+
+    async fn settle(engine: &Engine, job: &Job) -> ReportRow {
+        engine.process(job).await.committed(&engine.control).await
+    }
+
+    fn requests_to(server: &Server, prefix: &str) -> usize {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.head.target.starts_with(prefix))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_row_is_uploaded_and_journaled() {
+        let setup = setup(Arc::new(Fake::default())).await;
+        let job = job(&setup, 0);
+        let row = settle(&setup.engine, &job).await;
+        assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
+        assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
+        assert_eq!(row.attempts, 1);
+        assert_eq!(row.bytes, Some(job.size));
+        assert_eq!(row.sha256.as_ref().unwrap().len(), 64);
+        assert!(row.notes.is_empty() && row.error.is_none(), "{row:?}");
+        let stored = setup.engine.journal.lookup(&job.identity).unwrap().unwrap();
+        assert_eq!(stored.state, State::Uploaded);
+        assert_eq!(stored.sha256, row.sha256);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_and_counted() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(503, r#"{"detail": "busy"}"#));
+        fake.queue_call1(Reply::json(429, r#"{"detail": "slow"}"#).with_header("Retry-After", "2"));
+        fake.queue_s3(Reply::json(
+            503,
+            "<Error><Code>SlowDown</Code><Message>Reduce</Message></Error>",
+        ));
+        let setup = setup(fake).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
+        assert_eq!(row.attempts, 4, "1 + three retries");
+        assert!(
+            row.notes.is_empty(),
+            "503 and 429 are not ambiguous: {row:?}"
+        );
+        let waits = setup.waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 3);
+        assert!(
+            waits[1] >= Duration::from_secs(2),
+            "Retry-After honoured: {waits:?}"
+        );
+        assert_eq!(requests_to(&setup.server, "/s3/"), 2, "same target retried");
+        assert_eq!(requests_to(&setup.server, "/api/"), 3);
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_call_1_retry_is_noted() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(502, ""));
+        let setup = setup(fake).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Uploaded);
+        assert_eq!(
+            row.notes,
+            [
+                "call 1 retried after an ambiguous failure (HTTP 502 Bad Gateway); Voyc may hold an extra conversation without audio for this row"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permanent_error_fails_the_row_at_once_with_the_servers_message() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(
+            201,
+            r#"{"conversation_id": "c-0", "upload_url": "/s3/b/x"}"#,
+        ));
+        fake.queue_call1(Reply::json(
+            400,
+            r#"{"call_date": ["Date has wrong format."]}"#,
+        ));
+        let setup = setup(fake).await;
+        assert_eq!(
+            settle(&setup.engine, &job(&setup, 0)).await.status,
+            RowStatus::Uploaded
+        );
+        let job = job(&setup, 1);
+        let row = settle(&setup.engine, &job).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert_eq!(row.attempts, 1);
+        assert_eq!(
+            row.error.as_deref(),
+            Some("call 1: HTTP 400: call_date: Date has wrong format.")
+        );
+        assert!(setup.waits.lock().unwrap().is_empty());
+        assert_eq!(
+            setup.engine.control.reason(),
+            None,
+            "one bad row does not stop the run"
+        );
+        assert_eq!(
+            setup
+                .engine
+                .journal
+                .lookup(&job.identity)
+                .unwrap()
+                .unwrap()
+                .state,
+            State::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_401_before_any_success_stops_the_run_as_misconfigured() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(401, r#"{"detail": "Invalid token."}"#));
+        let setup = setup(fake).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!((row.status, row.attempts), (RowStatus::Failed, 1));
+        let Some(StopReason::Misconfigured(message)) = setup.engine.control.reason() else {
+            panic!("expected a misconfiguration stop");
+        };
+        assert_eq!(
+            message,
+            "call 1 answered HTTP 401: Invalid token.; the token was refused: check VOYC_TOKEN or --token-file"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_404_before_any_success_names_the_base_url_and_organisation() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(404, r#"{"detail": "Not found."}"#));
+        let setup = setup(fake).await;
+        settle(&setup.engine, &job(&setup, 0)).await;
+        let Some(StopReason::Misconfigured(message)) = setup.engine.control.reason() else {
+            panic!("expected a misconfiguration stop");
+        };
+        assert!(
+            message.ends_with("/api/v2/workspace/118/conversation/upload_data/ does not exist: check --base-url and --org (118)"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_401_after_a_success_stops_the_run_as_a_refused_token() {
+        let fake = Arc::new(Fake::default());
+        let setup = setup(fake.clone()).await;
+        assert_eq!(
+            settle(&setup.engine, &job(&setup, 0)).await.status,
+            RowStatus::Uploaded
+        );
+        fake.queue_call1(Reply::json(401, r#"{"detail": "Token expired."}"#));
+        let row = settle(&setup.engine, &job(&setup, 1)).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert!(matches!(
+            setup.engine.control.reason(),
+            Some(StopReason::TokenRefused(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_expired_target_is_renewed_once_with_a_note() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_s3(Reply::json(
+            403,
+            "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+        ));
+        let setup = setup(fake).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
+        assert_eq!(row.conversation_id.as_deref(), Some("c-2"));
+        assert_eq!(
+            row.notes,
+            [
+                "the upload target expired (HTTP 403: AccessDenied: Request has expired); call 1 was made again, and conversation c-1 keeps no audio"
+            ]
+        );
+        assert_eq!(requests_to(&setup.server, "/api/"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_target_that_expires_again_fails_the_row() {
+        let fake = Arc::new(Fake::default());
+        for _ in 0..2 {
+            fake.queue_s3(Reply::json(
+                403,
+                "<Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Policy expired.</Message></Error>",
+            ));
+        }
+        let setup = setup(fake).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert_eq!(requests_to(&setup.server, "/api/"), 2, "renewed once only");
+        assert!(
+            row.error
+                .unwrap()
+                .starts_with("upload: the target expired again")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rerun_finishes_with_the_journaled_target_and_makes_no_new_conversation() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_s3(Reply::json(
+            400,
+            "<Error><Code>BadDigest</Code><Message>x</Message></Error>",
+        ));
+        let setup = setup(fake).await;
+        let first = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(first.status, RowStatus::Failed);
+        let again = job(&setup, 0);
+        assert_eq!(again.resume.as_ref().unwrap().state, State::Failed);
+        let row = settle(&setup.engine, &again).await;
+        assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
+        assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            row.notes,
+            ["resumed with the upload target of conversation c-1 from an earlier run"]
+        );
+        assert_eq!(requests_to(&setup.server, "/api/"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_journaled_target_that_expired_is_replaced_by_a_new_call_1() {
+        let fake = Arc::new(Fake::default());
+        let setup = setup(fake.clone()).await;
+        let job0 = job(&setup, 0);
+        let old = UploadTarget::Put {
+            url: Url::parse(&put_url("127.0.0.1:9", 7, -60)).unwrap(),
+        };
+        setup
+            .engine
+            .journal
+            .record(
+                job0.identity,
+                &job0.file,
+                job0.line,
+                Change::Call1Done {
+                    conversation_id: ConversationId("c-old".into()),
+                    target: old,
+                },
+            )
+            .await
+            .unwrap();
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Uploaded);
+        assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            row.notes,
+            [
+                "the upload target from an earlier run had expired; call 1 was made again, and conversation c-old keeps no audio"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_row_interrupted_during_call_1_is_noted_when_redone() {
+        let setup = setup(Arc::new(Fake::default())).await;
+        let job0 = job(&setup, 0);
+        setup
+            .engine
+            .journal
+            .record(job0.identity, &job0.file, job0.line, Change::Call1Started)
+            .await
+            .unwrap();
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Uploaded);
+        assert_eq!(
+            row.notes,
+            [
+                "an earlier run stopped during this row's call 1, so Voyc may hold a conversation without audio for it"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_run_out_and_the_row_fails_with_the_last_error() {
+        let fake = Arc::new(Fake::default());
+        for _ in 0..6 {
+            fake.queue_call1(Reply::json(503, r#"{"detail": "down"}"#));
+        }
+        let setup = setup(fake).await;
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert_eq!(row.attempts, 6);
+        assert_eq!(row.error.as_deref(), Some("call 1: HTTP 503: down"));
+        assert_eq!(setup.waits.lock().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_stop_during_a_retry_wait_leaves_the_row_not_attempted() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_s3(Reply::json(503, ""));
+        let setup = setup(fake).await;
+        setup.engine.control.stop(StopReason::Interrupted);
+        let row = settle(&setup.engine, &job(&setup, 0)).await;
+        // Call 1 and the first upload went out (the stop only halts waits and new rows).
+        assert_eq!(row.status, RowStatus::NotAttempted, "{row:?}");
+        assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
+        assert!(row.notes[0].starts_with("interrupted while waiting to retry the upload"));
+        let stored = setup
+            .engine
+            .journal
+            .lookup(&job(&setup, 0).identity)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.state,
+            State::Call1Done,
+            "resumable with the same target"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_pool_settles_every_row_and_a_stop_leaves_the_rest_not_attempted() {
+        let setup = setup(Arc::new(Fake::default())).await;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pool = Pool::new(setup.engine.clone(), 3, tx);
+        for n in 0..10 {
+            pool.submit(job(&setup, n)).await;
+        }
+        pool.control().stop(StopReason::Interrupted);
+        for n in 10..15 {
+            pool.submit(job(&setup, n)).await;
+        }
+        pool.wait().await;
+        drop(pool);
+        let mut outcomes: Vec<Outcome> = rx.iter().collect();
+        outcomes.sort_by_key(|o| o.seq);
+        assert_eq!(outcomes.len(), 15);
+        assert!(
+            outcomes[..10]
+                .iter()
+                .all(|o| o.row.status == RowStatus::Uploaded)
+        );
+        assert!(
+            outcomes[10..]
+                .iter()
+                .all(|o| o.row.status == RowStatus::NotAttempted)
+        );
+        assert_eq!(
+            outcomes[14].row.notes,
+            ["the run was interrupted before this row"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abort_drops_rows_in_flight() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::Silent);
+        let setup = setup(fake).await;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pool = Pool::new(setup.engine.clone(), 2, tx);
+        pool.submit(job(&setup, 0)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pool.control().abort();
+        pool.wait().await;
+        let outcome = rx.recv().unwrap();
+        assert_eq!(outcome.row.status, RowStatus::NotAttempted);
+        assert!(outcome.row.notes[0].starts_with("aborted by a second interrupt"));
+    }
+}

@@ -1,0 +1,527 @@
+//! Call 1's answer, which Voyc does not document: the shapes we accept (PRODUCT.md, "The API").
+//!
+//! The conversation id comes from `conversation_id`, else `conversation.id`, else `id`. The
+//! upload target is a presigned POST (`url` + `fields`, at the top level or one level down
+//! under any key) or a presigned PUT (a URL string under `upload_url`, `presigned_url` or
+//! `url`, with no `fields` beside it). Anything else is an error that names the keys that
+//! came back and never their values, which hold signatures.
+
+use std::fmt;
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The id Voyc gives a conversation (a string, or a number written as text).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationId(pub String);
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the audio goes: S3's two ways of accepting a presigned upload.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "lowercase")]
+pub enum UploadTarget {
+    /// `multipart/form-data` to `url`: every field in the order given, then the file.
+    Post {
+        #[serde(with = "url_text")]
+        url: Url,
+        fields: Vec<(String, String)>,
+    },
+    /// The bytes as the body of a PUT to `url` (the signature is in its query).
+    Put {
+        #[serde(with = "url_text")]
+        url: Url,
+    },
+}
+
+impl UploadTarget {
+    pub fn url(&self) -> &Url {
+        match self {
+            UploadTarget::Post { url, .. } | UploadTarget::Put { url } => url,
+        }
+    }
+
+    /// `presigned POST` / `presigned PUT`, for messages.
+    pub fn style(&self) -> &'static str {
+        match self {
+            UploadTarget::Post { .. } => "presigned POST",
+            UploadTarget::Put { .. } => "presigned PUT",
+        }
+    }
+
+    /// When the signature stops being valid, if the target says: the POST policy's
+    /// `expiration`, or a PUT URL's `X-Amz-Date` + `X-Amz-Expires` (or SigV2 `Expires`).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            UploadTarget::Post { fields, .. } => fields
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("policy"))
+                .and_then(|(_, policy)| policy_expiration(policy)),
+            UploadTarget::Put { url } => presigned_url_expiration(url),
+        }
+    }
+}
+
+/// Never prints field values or the URL's query: they hold signatures.
+impl fmt::Debug for UploadTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = match self {
+            UploadTarget::Post { fields, .. } => fields.iter().map(|(n, _)| n.as_str()).collect(),
+            UploadTarget::Put { .. } => Vec::new(),
+        };
+        write!(
+            f,
+            "{} to {} (fields: {})",
+            self.style(),
+            without_query(self.url()),
+            names.join(", ")
+        )
+    }
+}
+
+/// URLs as plain text in the journal's JSON.
+mod url_text {
+    use reqwest::Url;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(url: &Url, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(url.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Url, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Url::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A URL for messages: scheme, host, port and path, without the query that holds signatures.
+pub fn without_query(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    url.to_string()
+}
+
+/// What call 1 gave us for one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call1Response {
+    pub conversation_id: ConversationId,
+    pub target: UploadTarget,
+}
+
+/// Why a successful call 1's body could not be used. Never holds a value from the body.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ShapeError {
+    #[error("the answer is not JSON ({0} bytes)")]
+    NotJson(usize),
+    #[error("the answer is JSON but not an object")]
+    NotAnObject,
+    #[error(
+        "the answer holds no conversation id (looked for conversation_id, conversation.id, id); keys: {0}"
+    )]
+    NoConversationId(String),
+    #[error(
+        "the answer holds no upload target (looked for url with fields, upload_url, presigned_url, url); keys: {0}"
+    )]
+    NoTarget(String),
+    #[error("the answer's {key} is not a usable URL ({reason}); keys: {keys}")]
+    BadUrl {
+        key: String,
+        reason: String,
+        keys: String,
+    },
+    #[error("the answer's {key} holds a value that is not text; keys: {keys}")]
+    BadField { key: String, keys: String },
+}
+
+/// Parses call 1's body. Relative upload URLs resolve against `base` (the API's base URL).
+pub fn parse(body: &[u8], base: &Url) -> Result<Call1Response, ShapeError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ShapeError::NotJson(body.len()))?;
+    let Value::Object(object) = value else {
+        return Err(ShapeError::NotAnObject);
+    };
+    let keys = || describe_keys(&object);
+    let conversation_id =
+        conversation_id(&object).ok_or_else(|| ShapeError::NoConversationId(keys()))?;
+    let target = upload_target(&object, base)?.ok_or_else(|| ShapeError::NoTarget(keys()))?;
+    Ok(Call1Response {
+        conversation_id,
+        target,
+    })
+}
+
+fn conversation_id(object: &Map<String, Value>) -> Option<ConversationId> {
+    let nested = object
+        .get("conversation")
+        .and_then(Value::as_object)
+        .and_then(|conversation| conversation.get("id"));
+    [object.get("conversation_id"), nested, object.get("id")]
+        .into_iter()
+        .flatten()
+        .find_map(id_text)
+        .map(ConversationId)
+}
+
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A presigned POST at the top level, else one level down; else a presigned PUT URL.
+fn upload_target(
+    object: &Map<String, Value>,
+    base: &Url,
+) -> Result<Option<UploadTarget>, ShapeError> {
+    if let Some(target) = presigned_post(object, "", object, base)? {
+        return Ok(Some(target));
+    }
+    for (key, value) in object {
+        if let Value::Object(inner) = value
+            && let Some(target) = presigned_post(inner, &format!("{key}."), object, base)?
+        {
+            return Ok(Some(target));
+        }
+    }
+    if object.contains_key("fields") {
+        return Ok(None);
+    }
+    for key in ["upload_url", "presigned_url", "url"] {
+        if let Some(Value::String(url)) = object.get(key) {
+            let url = resolve(url, base, key, object)?;
+            return Ok(Some(UploadTarget::Put { url }));
+        }
+    }
+    Ok(None)
+}
+
+fn presigned_post(
+    candidate: &Map<String, Value>,
+    prefix: &str,
+    top: &Map<String, Value>,
+    base: &Url,
+) -> Result<Option<UploadTarget>, ShapeError> {
+    let (Some(Value::String(url)), Some(Value::Object(fields))) =
+        (candidate.get("url"), candidate.get("fields"))
+    else {
+        return Ok(None);
+    };
+    let url = resolve(url, base, &format!("{prefix}url"), top)?;
+    let fields = fields
+        .iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name.clone(), text.clone())),
+            Value::Number(number) => Ok((name.clone(), number.to_string())),
+            Value::Bool(flag) => Ok((name.clone(), flag.to_string())),
+            _ => Err(ShapeError::BadField {
+                key: format!("{prefix}fields.{name}"),
+                keys: describe_keys(top),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(UploadTarget::Post { url, fields }))
+}
+
+fn resolve(url: &str, base: &Url, key: &str, top: &Map<String, Value>) -> Result<Url, ShapeError> {
+    let bad = |reason: &str| ShapeError::BadUrl {
+        key: key.to_string(),
+        reason: reason.to_string(),
+        keys: describe_keys(top),
+    };
+    let url = base
+        .join(url.trim())
+        .map_err(|_| bad("it does not parse"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(bad("not http or https")),
+    }
+}
+
+/// `conversation_id, upload.{url, fields.{key, policy}}`: the keys two levels deep, no values.
+pub fn describe_keys(object: &Map<String, Value>) -> String {
+    fn describe(object: &Map<String, Value>, depth: usize) -> String {
+        object
+            .iter()
+            .map(|(key, value)| match value {
+                Value::Object(inner) if depth < 2 && !inner.is_empty() => {
+                    format!("{key}.{{{}}}", describe(inner, depth + 1))
+                }
+                _ => key.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    if object.is_empty() {
+        "none".to_string()
+    } else {
+        describe(object, 0)
+    }
+}
+
+/// A POST policy is base64 JSON with `"expiration": "2024-05-01T12:00:00.000Z"`.
+fn policy_expiration(policy: &str) -> Option<DateTime<Utc>> {
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(policy.trim())
+        .ok()?;
+    let policy: Value = serde_json::from_slice(&json).ok()?;
+    let expiration = policy.get("expiration")?.as_str()?;
+    DateTime::parse_from_rfc3339(expiration)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// SigV4: `X-Amz-Date=20240501T120000Z&X-Amz-Expires=3600`; SigV2: `Expires=<unix seconds>`.
+fn presigned_url_expiration(url: &Url) -> Option<DateTime<Utc>> {
+    let mut date = None;
+    let mut expires = None;
+    let mut v2_expires = None;
+    for (name, value) in url.query_pairs() {
+        if name.eq_ignore_ascii_case("X-Amz-Date") {
+            date = NaiveDateTime::parse_from_str(&value, "%Y%m%dT%H%M%SZ").ok();
+        } else if name.eq_ignore_ascii_case("X-Amz-Expires") {
+            expires = value.parse::<i64>().ok();
+        } else if name == "Expires" {
+            v2_expires = value.parse::<i64>().ok();
+        }
+    }
+    match (date, expires, v2_expires) {
+        (Some(date), Some(seconds), _) => {
+            Some(Utc.from_utc_datetime(&date) + chrono::Duration::seconds(seconds))
+        }
+        (_, _, Some(epoch)) => DateTime::from_timestamp(epoch, 0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://api.example.test/").unwrap()
+    }
+
+    fn parse_json(json: &str) -> Result<Call1Response, ShapeError> {
+        parse(json.as_bytes(), &base())
+    }
+
+    fn policy(expiration: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            r#"{{"expiration": "{expiration}", "conditions": [{{"bucket": "b"}}]}}"#
+        ))
+    }
+
+    #[test]
+    fn a_boto3_presigned_post_under_a_key_is_accepted_with_fields_in_order() {
+        let json = format!(
+            r#"{{"conversation_id": "c-1", "upload": {{"url": "https://s3.example.test/bucket",
+               "fields": {{"key": "k/1.wav", "x-amz-algorithm": "AWS4-HMAC-SHA256",
+               "x-amz-credential": "cred", "x-amz-date": "20240501T120000Z",
+               "policy": "{}", "x-amz-signature": "sig"}}}}}}"#,
+            policy("2024-05-01T13:00:00.000Z")
+        );
+        let response = parse_json(&json).unwrap();
+        assert_eq!(response.conversation_id, ConversationId("c-1".into()));
+        let UploadTarget::Post { url, fields } = &response.target else {
+            panic!("expected a POST, got {:?}", response.target);
+        };
+        assert_eq!(url.as_str(), "https://s3.example.test/bucket");
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "key",
+                "x-amz-algorithm",
+                "x-amz-credential",
+                "x-amz-date",
+                "policy",
+                "x-amz-signature"
+            ]
+        );
+        assert_eq!(
+            response.target.expires_at().unwrap().to_rfc3339(),
+            "2024-05-01T13:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_presigned_post_at_the_top_level_is_accepted() {
+        let response =
+            parse_json(r#"{"id": 42, "url": "https://s3.example.test/b", "fields": {"key": "k"}}"#)
+                .unwrap();
+        assert_eq!(response.conversation_id.0, "42");
+        assert!(matches!(response.target, UploadTarget::Post { .. }));
+        assert_eq!(response.target.expires_at(), None);
+    }
+
+    #[test]
+    fn each_put_url_key_is_accepted() {
+        for key in ["upload_url", "presigned_url", "url"] {
+            let json = format!(
+                r#"{{"conversation_id": 7, "{key}": "https://s3.example.test/b/k?X-Amz-Date=20240501T120000Z&X-Amz-Expires=600&X-Amz-Signature=abc"}}"#
+            );
+            let response = parse_json(&json).unwrap();
+            assert_eq!(response.conversation_id.0, "7");
+            let UploadTarget::Put { url } = &response.target else {
+                panic!("{key}: expected a PUT");
+            };
+            assert_eq!(url.path(), "/b/k");
+            assert_eq!(
+                response.target.expires_at().unwrap().to_rfc3339(),
+                "2024-05-01T12:10:00+00:00"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sigv2_put_url_expiry_is_read() {
+        let response = parse_json(
+            r#"{"conversation_id": "a", "upload_url": "https://s3.example.test/b/k?Expires=1714564800&Signature=x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            response.target.expires_at().unwrap().to_rfc3339(),
+            "2024-05-01T12:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn the_conversation_id_is_looked_for_in_order() {
+        let id = |json: &str| parse_json(json).unwrap().conversation_id.0;
+        assert_eq!(
+            id(
+                r#"{"conversation_id": "a", "conversation": {"id": "b"}, "id": "c", "upload_url": "https://x.test/u"}"#
+            ),
+            "a"
+        );
+        assert_eq!(
+            id(r#"{"conversation": {"id": 9}, "id": "c", "upload_url": "https://x.test/u"}"#),
+            "9"
+        );
+        assert_eq!(
+            id(r#"{"conversation": {"name": "x"}, "id": "c", "upload_url": "https://x.test/u"}"#),
+            "c"
+        );
+    }
+
+    #[test]
+    fn a_relative_upload_url_resolves_against_the_base_url() {
+        let response = parse_json(r#"{"id": 1, "upload_url": "/s3/b/k?sig=1"}"#).unwrap();
+        assert_eq!(
+            response.target.url().as_str(),
+            "https://api.example.test/s3/b/k?sig=1"
+        );
+    }
+
+    #[test]
+    fn a_url_beside_fields_that_are_not_an_object_is_not_a_put() {
+        let err =
+            parse_json(r#"{"id": 1, "url": "https://x.test/u", "fields": "nope"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the answer holds no upload target (looked for url with fields, upload_url, presigned_url, url); keys: id, url, fields"
+        );
+    }
+
+    #[test]
+    fn an_unknown_shape_names_the_keys_and_never_the_values() {
+        let err = parse_json(
+            r#"{"conversation_id": "c", "upload": {"link": "https://s3.test/SECRET", "token": {"a": "SECRET"}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "the answer holds no upload target (looked for url with fields, upload_url, presigned_url, url); keys: conversation_id, upload.{link, token.{a}}"
+        );
+        assert!(!err.contains("SECRET"));
+    }
+
+    #[test]
+    fn a_missing_conversation_id_names_the_keys() {
+        let err = parse_json(r#"{"upload_url": "https://x.test/u?X-Amz-Signature=SECRET"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "the answer holds no conversation id (looked for conversation_id, conversation.id, id); keys: upload_url"
+        );
+    }
+
+    #[test]
+    fn empty_and_non_object_and_non_json_answers_are_errors() {
+        assert_eq!(
+            parse_json("{}").unwrap_err().to_string(),
+            "the answer holds no conversation id (looked for conversation_id, conversation.id, id); keys: none"
+        );
+        assert_eq!(parse_json("[1]").unwrap_err(), ShapeError::NotAnObject);
+        assert_eq!(
+            parse_json("<html>SECRET</html>").unwrap_err(),
+            ShapeError::NotJson(19)
+        );
+        assert_eq!(
+            parse_json(r#"{"id": "", "upload_url": "https://x.test/u"}"#)
+                .unwrap_err()
+                .to_string(),
+            "the answer holds no conversation id (looked for conversation_id, conversation.id, id); keys: id, upload_url"
+        );
+    }
+
+    #[test]
+    fn an_upload_url_that_is_not_http_is_an_error() {
+        let err = parse_json(r#"{"id": 1, "upload_url": "ftp://x.test/u"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the answer's upload_url is not a usable URL (not http or https); keys: id, upload_url"
+        );
+    }
+
+    #[test]
+    fn a_field_that_is_not_text_is_an_error() {
+        let err = parse_json(
+            r#"{"id": 1, "upload": {"url": "https://x.test/b", "fields": {"key": {"x": 1}}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the answer's upload.fields.key holds a value that is not text; keys: id, upload.{url, fields.{key}}"
+        );
+    }
+
+    #[test]
+    fn a_target_round_trips_through_json_for_the_journal() {
+        let target = UploadTarget::Post {
+            url: Url::parse("https://s3.test/b").unwrap(),
+            fields: vec![("key".into(), "k".into()), ("policy".into(), "p".into())],
+        };
+        let json = serde_json::to_string(&target).unwrap();
+        assert_eq!(serde_json::from_str::<UploadTarget>(&json).unwrap(), target);
+        let put = UploadTarget::Put {
+            url: Url::parse("https://s3.test/b/k?sig=1").unwrap(),
+        };
+        let json = serde_json::to_string(&put).unwrap();
+        assert_eq!(serde_json::from_str::<UploadTarget>(&json).unwrap(), put);
+    }
+
+    #[test]
+    fn debug_output_hides_signatures() {
+        let target = UploadTarget::Put {
+            url: Url::parse("https://s3.test/b/k?X-Amz-Signature=SECRET").unwrap(),
+        };
+        let debug = format!("{target:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+        assert_eq!(debug, "presigned PUT to https://s3.test/b/k (fields: )");
+    }
+}
