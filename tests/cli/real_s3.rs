@@ -4,16 +4,23 @@
 //! `AWS_SECRET_ACCESS_KEY`). Plain `cargo test` lists these tests as ignored, with the reason.
 //! What arrived is read back through SeaweedFS's filer, not through S3, so that no signing of
 //! ours takes part in the check; each test uses a bucket of its own, which the sandbox creates.
+//! The first tests drive the sandbox with a plain HTTP client, the later ones `voyc-import
+//! upload` through it, and one stops and restarts a SeaweedFS of its own mid-run.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::sandbox::{
     BOTO3_POST_FIELDS, Sandbox, audio, fields_of, form_with, sha256_hex, tamper, valid_body,
     xml_code,
 };
+use crate::upload::Corpus;
 use crate::util::{Dir, show, voyc};
 
 /// Where the SeaweedFS of `scripts/test.sh` is.
@@ -385,4 +392,414 @@ fn s3_fault_options_do_not_mix_with_external_storage() {
         "{}",
         show(&out)
     );
+}
+
+// ---- `voyc-import upload` against the real S3 server ----
+
+/// `voyc-import upload manifest.csv` in the corpus folder, against the sandbox.
+fn upload(corpus: &Corpus, sandbox: &Sandbox, extra: &[&str]) -> Output {
+    corpus
+        .upload_to(&sandbox.url)
+        .args(extra)
+        .timeout(Duration::from_secs(180))
+        .output()
+        .expect("run voyc-import upload")
+}
+
+/// The key call 1 gave a conversation: `uploads/{first byte of SHA-256(id), hex}/{id}`, as the
+/// README says.
+fn key_for(conversation_id: &str) -> String {
+    let fan = Sha256::digest(conversation_id.as_bytes())[0];
+    format!("uploads/{fan:02x}/{conversation_id}")
+}
+
+impl Seaweed {
+    /// Every row of the report whose status is `uploaded` or `already_uploaded` holds its
+    /// file's exact bytes on the server, and the sandbox's inspection (HEAD and GET against the
+    /// server) agrees with the report.
+    async fn assert_uploaded_rows_are_on_the_server(
+        &self,
+        sandbox: &Sandbox,
+        bucket: &str,
+        corpus: &Corpus,
+    ) -> usize {
+        let report = corpus.report();
+        let held: HashMap<String, Value> = sandbox
+            .conversations()
+            .await
+            .into_iter()
+            .map(|c| (c["conversation_id"].as_str().unwrap().to_string(), c))
+            .collect();
+        let mut uploaded = 0;
+        for (row, (name, contents)) in report.iter().zip(&corpus.files) {
+            if row["status"] != "uploaded" && row["status"] != "already_uploaded" {
+                continue;
+            }
+            uploaded += 1;
+            let id = &row["conversation_id"];
+            let stored = self.stored(sandbox, bucket, &key_for(id)).await;
+            assert!(
+                stored.as_deref() == Some(&contents[..]),
+                "{name}: the server holds other bytes than the file's"
+            );
+            assert_eq!(row["sha256"], sha256_hex(contents), "{name}");
+            assert_eq!(row["bytes"], contents.len().to_string(), "{name}");
+            let conversation = &held[id];
+            assert_eq!(
+                (&conversation["uploaded"], &conversation["sha256"]),
+                (&json!(true), &json!(sha256_hex(contents))),
+                "{name}"
+            );
+        }
+        uploaded
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn upload_puts_every_file_byte_exact_on_the_server_in_both_styles() {
+    let s3 = seaweed();
+    for style in ["post", "put"] {
+        let bucket = format!("voyc-upload-{style}");
+        let sandbox = s3.sandbox(&bucket, &["--upload-style", style]);
+        let corpus = Corpus::new(6, |i| 40_000 + i * 7_919);
+        let out = upload(&corpus, &sandbox, &[]);
+        assert_eq!(out.status.code(), Some(0), "{style}: {}", show(&out));
+        assert!(
+            corpus
+                .report()
+                .iter()
+                .all(|row| row["status"] == "uploaded")
+        );
+        let on_server = s3
+            .assert_uploaded_rows_are_on_the_server(&sandbox, &bucket, &corpus)
+            .await;
+        assert_eq!(on_server, 6, "{style}");
+        assert_eq!(
+            sandbox.conversations().await.len(),
+            6,
+            "{style}: one call 1 per row"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn an_expired_target_is_renewed_once_and_noted_and_a_second_expiry_fails_the_row() {
+    let s3 = seaweed();
+    for (style, refusal) in [
+        (
+            "post",
+            "HTTP 403: AccessDenied: Invalid according to Policy: Policy expired",
+        ),
+        ("put", "HTTP 403: AccessDenied: Request has expired"),
+    ] {
+        // With --seed 15 the expiry draws are expired, fresh, expired, expired, fresh: row 1's
+        // first target expires and its second does not, row 2's both expire, row 3's does not.
+        let bucket = format!("voyc-renewal-{style}");
+        let sandbox = s3.sandbox(
+            &bucket,
+            &[
+                "--upload-style",
+                style,
+                "--expired-rate",
+                "0.5",
+                "--seed",
+                "15",
+            ],
+        );
+        let corpus = Corpus::new(3, |i| 10_000 + i);
+        let out = upload(&corpus, &sandbox, &["--concurrency", "1"]);
+        assert_eq!(out.status.code(), Some(1), "{style}: {}", show(&out));
+        let report = corpus.report();
+        let statuses: Vec<&str> = report.iter().map(|r| r["status"].as_str()).collect();
+        assert_eq!(statuses, ["uploaded", "failed", "uploaded"], "{report:?}");
+        let all = sandbox.conversations().await;
+        let ids: Vec<&str> = all
+            .iter()
+            .map(|c| c["conversation_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 5, "{style}: two renewals: {all:?}");
+        assert_eq!(
+            report[0]["notes"],
+            format!(
+                "the upload target expired ({refusal}); call 1 was made again, and \
+                 conversation {} keeps no audio",
+                ids[0]
+            )
+        );
+        assert_eq!(report[0]["conversation_id"], ids[1], "the renewed one");
+        assert_eq!(
+            report[1]["error"],
+            format!("upload: the target expired again ({refusal})")
+        );
+        assert_eq!(report[2]["notes"], "");
+        let on_server = s3
+            .assert_uploaded_rows_are_on_the_server(&sandbox, &bucket, &corpus)
+            .await;
+        assert_eq!(on_server, 2, "{style}");
+        let with_audio: Vec<&str> = all
+            .iter()
+            .filter(|c| c["uploaded"] == true)
+            .map(|c| c["conversation_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(with_audio, [ids[1], ids[4]], "{style}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn an_oversize_file_fails_with_s3s_code_and_message_in_the_report() {
+    let s3 = seaweed();
+    let sandbox = s3.sandbox("voyc-upload-oversize", &["--max-upload-bytes", "2000"]);
+    let corpus = Corpus::new(2, |i| if i == 0 { 2000 } else { 5000 });
+    let out = upload(&corpus, &sandbox, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = corpus.report();
+    assert_eq!(report[0]["status"], "uploaded");
+    assert_eq!(report[1]["status"], "failed");
+    assert_eq!(
+        report[1]["attempts"], "1",
+        "a 400 is not retried: {:?}",
+        report[1]
+    );
+    // SeaweedFS 4.48's own words, as its XML error carries them.
+    assert_eq!(
+        report[1]["error"],
+        "upload: HTTP 400: EntityTooLarge: Your proposed upload exceeds the maximum allowed \
+         object size."
+    );
+    let id = &report[1]["conversation_id"];
+    assert!(
+        s3.stored(&sandbox, "voyc-upload-oversize", &key_for(id))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn success_action_status_201_uploads_through_the_engine() {
+    let s3 = seaweed();
+    let sandbox = s3.sandbox("voyc-upload-201", &["--success-action-status", "201"]);
+    let corpus = Corpus::new(2, |i| 3_000 + i);
+    let out = upload(&corpus, &sandbox, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let on_server = s3
+        .assert_uploaded_rows_are_on_the_server(&sandbox, "voyc-upload-201", &corpus)
+        .await;
+    assert_eq!(on_server, 2);
+}
+
+/// A SeaweedFS of the test's own, to stop and restart: `scripts/seaweedfs.sh` in a temporary
+/// folder, with the keys of `scripts/test.sh`'s server, which a spawned sandbox inherits.
+struct OwnSeaweed {
+    dir: Dir,
+    s3: Seaweed,
+}
+
+impl OwnSeaweed {
+    fn start() -> OwnSeaweed {
+        seaweed();
+        let dir = Dir::new();
+        let (key, secret) = (
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+        );
+        let config = json!({"identities": [{"name": "voyc-test",
+            "credentials": [{"accessKey": key, "secretKey": secret}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]});
+        dir.write("s3.json", config.to_string());
+        dir.write(
+            "keys",
+            format!("export AWS_ACCESS_KEY_ID={key}\nexport AWS_SECRET_ACCESS_KEY={secret}\n"),
+        );
+        seaweedfs_script("start", dir.path());
+        let env = std::fs::read_to_string(dir.join("env")).expect("DIR/env");
+        let var = |name: &str| {
+            env.lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {env}"))
+                .to_string()
+        };
+        OwnSeaweed {
+            s3: Seaweed {
+                endpoint: var("VOYC_TEST_S3_ENDPOINT"),
+                filer: var("VOYC_TEST_S3_FILER"),
+            },
+            dir,
+        }
+    }
+
+    fn stop(&self) {
+        seaweedfs_script("stop", self.dir.path());
+    }
+
+    /// Starts it again on the same ports, with the same data.
+    fn restart(&self) {
+        seaweedfs_script("start", self.dir.path());
+    }
+}
+
+impl Drop for OwnSeaweed {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn seaweedfs_script(action: &str, dir: &Path) {
+    let status = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/seaweedfs.sh"))
+        .arg(action)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("run scripts/seaweedfs.sh");
+    assert!(status.success(), "scripts/seaweedfs.sh {action} failed");
+}
+
+/// `voyc-import upload` as a child process, so the test can act while it runs.
+fn spawn_upload(corpus: &Corpus, base_url: &str, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_voyc-import"))
+        .current_dir(corpus.path())
+        .env_remove("VOYC_ORG_ID")
+        .env_remove("VOYC_BASE_URL")
+        .env("VOYC_TOKEN", "sandbox-token")
+        .args([
+            "upload",
+            "manifest.csv",
+            "--org",
+            "118",
+            "--base-url",
+            base_url,
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start voyc-import upload")
+}
+
+/// How many conversations call 1 created so far (from `/_sandbox/stats`, which does not ask
+/// the S3 server).
+async fn conversations_created(sandbox: &Sandbox) -> u64 {
+    let stats: Value = sandbox
+        .http
+        .get(format!("{}/_sandbox/stats", sandbox.url))
+        .send()
+        .await
+        .expect("the sandbox answers")
+        .text()
+        .await
+        .map(|text| serde_json::from_str(&text).expect("JSON"))
+        .expect("a body");
+    stats["conversations"].as_u64().unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn a_server_stopped_mid_run_fails_rows_transiently_and_the_rerun_completes() {
+    let own = OwnSeaweed::start();
+    // A second per call 1, so that the server is down well before the last rows' uploads.
+    let sandbox = own.s3.sandbox("voyc-stopped", &["--latency-ms", "1000"]);
+    let corpus = Corpus::new(5, |i| 100_000 + i);
+    let args = ["--concurrency", "1", "--retries", "1", "--timeout", "5s"];
+    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
+    // Row 2's call 1 comes once row 1 is done: then stop the server.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conversations_created(&sandbox).await < 2 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "row 2 never started: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    own.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = corpus.report();
+    assert_eq!(report[0]["status"], "uploaded", "{report:?}");
+    let host = own.s3.endpoint.trim_start_matches("http://");
+    let failed: Vec<&HashMap<String, String>> =
+        report.iter().filter(|r| r["status"] == "failed").collect();
+    assert!(failed.len() >= 2, "{report:?}");
+    // Row 2's upload may have raced the stop; the last row's certainly met a closed port.
+    for row in &failed {
+        assert_eq!(row["attempts"], "2", "retried once: {row:?}");
+    }
+    assert!(
+        report[4]["error"].starts_with(&format!("upload: cannot connect to {host}: ")),
+        "{:?}",
+        report[4]
+    );
+
+    own.restart();
+    let out = upload(&corpus, &sandbox, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let rerun = corpus.report();
+    for (before, after) in report.iter().zip(&rerun) {
+        if before["status"] == "uploaded" {
+            assert_eq!(after["status"], "already_uploaded", "{after:?}");
+        } else {
+            assert_eq!(after["status"], "uploaded", "{after:?}");
+            assert_eq!(
+                after["notes"],
+                format!(
+                    "resumed with the upload target of conversation {} from an earlier run",
+                    before["conversation_id"]
+                )
+            );
+        }
+        assert_eq!(after["conversation_id"], before["conversation_id"]);
+    }
+    let on_server = own
+        .s3
+        .assert_uploaded_rows_are_on_the_server(&sandbox, "voyc-stopped", &corpus)
+        .await;
+    assert_eq!(on_server, 5);
+    assert_eq!(
+        conversations_created(&sandbox).await,
+        5,
+        "the rerun made no new call 1"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn a_target_that_expired_between_runs_is_renewed_by_the_rerun() {
+    let own = OwnSeaweed::start();
+    for style in ["post", "put"] {
+        let bucket = format!("voyc-between-runs-{style}");
+        let sandbox = own
+            .s3
+            .sandbox(&bucket, &["--upload-style", style, "--upload-ttl", "2"]);
+        let corpus = Corpus::new(1, |_| 20_000);
+        own.stop();
+        let args = ["--retries", "0"];
+        let out = upload(&corpus, &sandbox, &args);
+        assert_eq!(out.status.code(), Some(1), "{style}: {}", show(&out));
+        let first = corpus.report()[0]["conversation_id"].clone();
+        own.restart();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let out = upload(&corpus, &sandbox, &args);
+        assert_eq!(out.status.code(), Some(0), "{style}: {}", show(&out));
+        let row = &corpus.report()[0];
+        assert_eq!(
+            row["notes"],
+            format!(
+                "the upload target from an earlier run had expired; call 1 was made again, and \
+                 conversation {first} keeps no audio"
+            )
+        );
+        assert_ne!(row["conversation_id"], first);
+        let on_server = own
+            .s3
+            .assert_uploaded_rows_are_on_the_server(&sandbox, &bucket, &corpus)
+            .await;
+        assert_eq!(on_server, 1, "{style}");
+    }
 }
