@@ -130,7 +130,8 @@ stop() {
             waited=$((waited + 1))
         done
         if kill -0 "$pid" 2>/dev/null; then
-            echo "seaweedfs: still running 15 s after SIGTERM; sending SIGKILL" >&2
+            echo "seaweedfs: still running 15 s after SIGTERM; sending SIGKILL. Its log ends:" >&2
+            tail -n 15 "$dir/weed.log" >&2 || true
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi

@@ -277,6 +277,8 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         None => None,
     };
     let (temp_dir, data_dir) = match &config.data_dir {
+        // Uploads go to the S3 server: nothing is stored here.
+        _ if external.is_some() => (None, PathBuf::new()),
         Some(dir) => (None, dir.clone()),
         None => {
             let temp = tempfile::Builder::new()
@@ -288,12 +290,14 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         }
     };
     let bucket = "voyc-sandbox".to_string();
-    std::fs::create_dir_all(data_dir.join(&bucket)).with_context(|| {
-        format!(
-            "cannot create the upload folder {}",
-            data_dir.join(&bucket).display()
-        )
-    })?;
+    if external.is_none() {
+        std::fs::create_dir_all(data_dir.join(&bucket)).with_context(|| {
+            format!(
+                "cannot create the upload folder {}",
+                data_dir.join(&bucket).display()
+            )
+        })?;
+    }
     let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
     let mut secrets = fastrand::Rng::with_seed(seed ^ 0x5ec2_e7ba_5e5a_17ed);
     let secret_key: String = std::iter::repeat_with(|| secrets.alphanumeric())
@@ -339,7 +343,8 @@ impl Sandbox {
         Some((external.endpoint(), external.bucket()))
     }
 
-    /// Where uploads are stored, under `{bucket}/{key}` (not used in external-storage mode).
+    /// Where uploads are stored, under `{bucket}/{key}`; empty in external-storage mode, where
+    /// nothing is stored locally.
     pub fn data_dir(&self) -> &Path {
         &self.shared.data_dir
     }
@@ -379,13 +384,17 @@ impl Drop for Sandbox {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(
-            "/api/v2/workspace/{organisation_id}/conversation/upload_data/",
-            post(api::upload_data),
-        )
-        .route("/s3/{bucket}", post(s3::post_object))
-        .route("/s3/{bucket}/{*key}", put(s3::put_object))
+    let mut router = Router::new().route(
+        "/api/v2/workspace/{organisation_id}/conversation/upload_data/",
+        post(api::upload_data),
+    );
+    // In external-storage mode the stand-in has nothing to store into.
+    if shared.external.is_none() {
+        router = router
+            .route("/s3/{bucket}", post(s3::post_object))
+            .route("/s3/{bucket}/{*key}", put(s3::put_object));
+    }
+    router
         .route("/_sandbox/conversations", get(store::conversations))
         .route("/_sandbox/stats", get(store::stats))
         .fallback(api::not_found)

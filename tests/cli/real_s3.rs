@@ -102,6 +102,13 @@ async fn a_presigned_post_lands_byte_exact_on_the_s3_server() {
     let names: Vec<String> = fields_of(target).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, BOTO3_POST_FIELDS);
     let key = key_of(&answer);
+    let own_stand_in = sandbox
+        .post_form(
+            &format!("{}/s3/voyc-sandbox", sandbox.url),
+            form_with(vec![], b"RIFF"),
+        )
+        .await;
+    assert_eq!(own_stand_in.0, StatusCode::NOT_FOUND, "the stand-in is off");
     let before = sandbox.conversations().await;
     assert_eq!(
         (&before[0]["uploaded"], &before[0]["bytes"]),
