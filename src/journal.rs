@@ -244,11 +244,15 @@ impl Journal {
     pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
-        let writer = connect(path)?;
-        writer
+        let mut writer = connect(path)?;
+        // One transaction, so one commit (one fsync) sets up a new journal.
+        let setup = writer
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .with_context(|| format!("cannot set up the journal {}", path.display()))?;
+        setup
             .execute_batch(SCHEMA)
             .with_context(|| format!("cannot set up the journal {}", path.display()))?;
-        let version: Option<String> = writer
+        let version: Option<String> = setup
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
@@ -257,7 +261,7 @@ impl Journal {
             .optional()?;
         match version.as_deref() {
             None => {
-                writer.execute(
+                setup.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [SCHEMA_VERSION],
                 )?;
@@ -269,7 +273,7 @@ impl Journal {
                 env!("CARGO_PKG_VERSION")
             ),
         }
-        writer.execute(
+        setup.execute(
             "INSERT INTO destinations (label, base_url, organisation, created_at)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
             params![
@@ -279,11 +283,14 @@ impl Journal {
                 now()
             ],
         )?;
-        let destination_id: i64 = writer.query_row(
+        let destination_id: i64 = setup.query_row(
             "SELECT id FROM destinations WHERE label = ?1",
             [&destination.label],
             |r| r.get(0),
         )?;
+        setup
+            .commit()
+            .with_context(|| format!("cannot set up the journal {}", path.display()))?;
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
