@@ -183,13 +183,19 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<
 impl VoycClient {
     pub fn new(config: ClientConfig) -> anyhow::Result<VoycClient> {
         let http = http_client(config.timeout, config.ca_cert.as_deref())?;
-        Ok(VoycClient {
+        Ok(VoycClient::with_http(http, config))
+    }
+
+    /// A client over an HTTP client already made by [`http_client`] with the same
+    /// `timeout` and `ca_cert`.
+    pub fn with_http(http: reqwest::Client, config: ClientConfig) -> VoycClient {
+        VoycClient {
             endpoint: call1_endpoint(&config.base_url, &config.organisation),
             http,
             base_url: config.base_url,
             token: config.token,
             timeout: config.timeout,
-        })
+        }
     }
 
     /// Where call 1 goes.
