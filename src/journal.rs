@@ -8,7 +8,8 @@
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
-//! conversation id and target before the upload, "uploaded" before the row is reported.
+//! conversation id and target before the upload can complete (the upload holds back its last
+//! byte until then), "uploaded" before the row is reported.
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
