@@ -8,7 +8,8 @@
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
-//! conversation id and target before the upload, "uploaded" before the row is reported.
+//! conversation id and target before the upload can complete (the upload holds back its last
+//! byte until then), "uploaded" before the row is reported.
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
@@ -244,11 +245,15 @@ impl Journal {
     pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
-        let writer = connect(path)?;
-        writer
+        let mut writer = connect(path)?;
+        // One transaction, so one commit (one fsync) sets up a new journal.
+        let setup = writer
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .with_context(|| format!("cannot set up the journal {}", path.display()))?;
+        setup
             .execute_batch(SCHEMA)
             .with_context(|| format!("cannot set up the journal {}", path.display()))?;
-        let version: Option<String> = writer
+        let version: Option<String> = setup
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
@@ -257,7 +262,7 @@ impl Journal {
             .optional()?;
         match version.as_deref() {
             None => {
-                writer.execute(
+                setup.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [SCHEMA_VERSION],
                 )?;
@@ -269,7 +274,7 @@ impl Journal {
                 env!("CARGO_PKG_VERSION")
             ),
         }
-        writer.execute(
+        setup.execute(
             "INSERT INTO destinations (label, base_url, organisation, created_at)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
             params![
@@ -279,11 +284,14 @@ impl Journal {
                 now()
             ],
         )?;
-        let destination_id: i64 = writer.query_row(
+        let destination_id: i64 = setup.query_row(
             "SELECT id FROM destinations WHERE label = ?1",
             [&destination.label],
             |r| r.get(0),
         )?;
+        setup
+            .commit()
+            .with_context(|| format!("cannot set up the journal {}", path.display()))?;
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

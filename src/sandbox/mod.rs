@@ -7,6 +7,7 @@
 //! way a flaky network does; a clean HTTP error would not test the same thing.
 
 mod api;
+mod delay;
 mod external;
 mod faults;
 mod s3;
@@ -220,13 +221,15 @@ struct Shared {
     authority: String,
     api_requests: AtomicU64,
     s3_requests: AtomicU64,
+    /// Only with `--latency-ms`.
+    delays: Option<delay::Delays>,
 }
 
 impl Shared {
     /// The configured latency, added to every API and S3 request.
     async fn delay(&self) {
-        if !self.config.latency.is_zero() {
-            tokio::time::sleep(self.config.latency).await;
+        if let Some(delays) = &self.delays {
+            delays.sleep(self.config.latency).await;
         }
     }
 
@@ -318,6 +321,7 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         authority: address.to_string(),
         api_requests: AtomicU64::new(0),
         s3_requests: AtomicU64::new(0),
+        delays: (!config.latency.is_zero()).then(delay::Delays::new),
         config,
     });
     let (shutdown, stopping) = watch::channel(false);
