@@ -115,6 +115,10 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub s3_drop_rate: f64,
 
+    /// Probability that call 1 hands out an upload target that has already expired.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
+    pub expired_rate: f64,
+
     /// How long upload targets stay valid, in seconds (0: they are expired when used).
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub upload_ttl: u64,
@@ -134,6 +138,21 @@ pub struct SandboxArgs {
     /// Keep uploads in this folder, as DIR/BUCKET/KEY [default: a temporary folder, removed on exit].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Hand out uploads presigned for this S3 server (path-style URLs) instead of the sandbox's
+    /// own stand-in; its access key and secret come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN when set).
+    #[arg(long, value_name = "URL", requires = "s3_bucket",
+          conflicts_with_all = ["data_dir", "s3_fail_rate", "s3_drop_rate"])]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket on --s3-endpoint that uploads go to; created at start when missing.
+    #[arg(long, value_name = "NAME", requires = "s3_endpoint")]
+    pub s3_bucket: Option<String>,
+
+    /// The region --s3-endpoint signs for.
+    #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+    pub s3_region: String,
 }
 
 fn probability(text: &str) -> Result<f64, String> {

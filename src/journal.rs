@@ -8,7 +8,8 @@
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
-//! conversation id and target before the upload, "uploaded" before the row is reported.
+//! conversation id and target before the upload can complete (the upload holds back its last
+//! byte until then), "uploaded" before the row is reported.
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
@@ -260,13 +261,13 @@ impl Journal {
     pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
-        let writer = connect(path)?;
+        let mut writer = connect(path)?;
         // SQLite's own errors (a full disk) say nothing of which file: name it.
-        let destination_id = set_up(&writer, path, destination).map_err(|err| match err
-            .is::<rusqlite::Error>(
-        ) {
-            true => err.context(format!("cannot set up the journal {}", path.display())),
-            false => err,
+        let destination_id = set_up(&mut writer, path, destination).map_err(|err| {
+            match err.is::<rusqlite::Error>() {
+                true => err.context(format!("cannot set up the journal {}", path.display())),
+                false => err,
+            }
         })?;
 
         let reader = connect(path)?;
@@ -469,7 +470,14 @@ impl Drop for Journal {
 
 /// Creates the tables if needed, checks the schema version and registers the destination;
 /// its id back.
-fn set_up(writer: &Connection, path: &Path, destination: &Destination) -> anyhow::Result<i64> {
+/// Creates the tables if need be, checks the schema version and records the destination, in one
+/// transaction, so one commit (one fsync) sets up a new journal.
+fn set_up(
+    connection: &mut Connection,
+    path: &Path,
+    destination: &Destination,
+) -> anyhow::Result<i64> {
+    let writer = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     writer.execute_batch(SCHEMA)?;
     let version: Option<String> = writer
         .query_row(
@@ -502,13 +510,13 @@ fn set_up(writer: &Connection, path: &Path, destination: &Destination) -> anyhow
             now()
         ],
     )?;
-    writer
-        .query_row(
-            "SELECT id FROM destinations WHERE label = ?1",
-            [&destination.label],
-            |r| r.get(0),
-        )
-        .map_err(Into::into)
+    let id = writer.query_row(
+        "SELECT id FROM destinations WHERE label = ?1",
+        [&destination.label],
+        |r| r.get(0),
+    )?;
+    writer.commit()?;
+    Ok(id)
 }
 
 fn connect(path: &Path) -> anyhow::Result<Connection> {

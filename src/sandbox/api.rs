@@ -9,10 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::external::Target;
 use super::faults::Fault;
 use super::sigv4::uri_encode;
 use super::{ErrorStyle, ResponseShape, Shared, UploadStyle};
@@ -277,61 +278,83 @@ fn new_conversation_id(shared: &Shared) -> Value {
 /// Where a conversation's audio goes: `uploads/{2 hex digits}/{id}`. Spreading objects over
 /// 256 folders keeps concurrent uploads from queueing on one folder's lock in the filesystem
 /// (creating a file and renaming it into place both take it).
-fn object_key(conversation_id: &str) -> String {
+pub(super) fn object_key(conversation_id: &str) -> String {
     let fan = Sha256::digest(conversation_id.as_bytes())[0];
     format!("uploads/{fan:02x}/{conversation_id}")
 }
 
-/// Call 1's success body, in the configured style and shape.
-fn success_body(shared: &Shared, host: &str, id: Value, key: &str) -> Value {
-    let now = Utc::now();
-    let ttl = shared.config.upload_ttl.as_secs();
+/// Where this conversation's audio goes: presigned for the sandbox's own S3 stand-in, or for
+/// the S3 server of external-storage mode.
+fn upload_target(shared: &Shared, host: &str, key: &str, now: DateTime<Utc>) -> Target {
+    let config = &shared.config;
+    let ttl = config.upload_ttl.as_secs();
+    let post = config.upload_style == UploadStyle::Post;
+    if let Some(external) = &shared.external {
+        return external.target(
+            post,
+            key,
+            now,
+            ttl,
+            config.max_upload_bytes,
+            config.success_action_status,
+        );
+    }
     let bucket = &shared.bucket;
-    let bucket_url = format!("http://{host}/s3/{}", uri_encode(bucket, false));
+    if post {
+        Target::Post {
+            url: format!("http://{host}/s3/{}", uri_encode(bucket, false)),
+            fields: shared.credentials.presign_post(
+                bucket,
+                key,
+                now,
+                ttl,
+                config.max_upload_bytes,
+                config.success_action_status,
+            ),
+        }
+    } else {
+        let path = format!(
+            "/s3/{}/{}",
+            uri_encode(bucket, false),
+            uri_encode(key, true)
+        );
+        let query = shared.credentials.presign_put(host, &path, now, ttl);
+        Target::Put(format!("http://{host}{path}?{query}"))
+    }
+}
+
+/// Call 1's success body, in the configured shape, with a target signed at `signed_at`.
+fn success_body(
+    shared: &Shared,
+    host: &str,
+    id: Value,
+    key: &str,
+    signed_at: DateTime<Utc>,
+) -> Value {
     let shape = shared.config.response_shape;
-    match shared.config.upload_style {
-        UploadStyle::Post => {
-            let fields: Map<String, Value> = shared
-                .credentials
-                .presign_post(
-                    bucket,
-                    key,
-                    now,
-                    ttl,
-                    shared.config.max_upload_bytes,
-                    shared.config.success_action_status,
-                )
+    match upload_target(shared, host, key, signed_at) {
+        Target::Post { url, fields } => {
+            let fields: Map<String, Value> = fields
                 .into_iter()
                 .map(|(name, value)| (name, Value::String(value)))
                 .collect();
             match shape {
                 ResponseShape::Flat => json!({
                     "conversation_id": id,
-                    "upload": {"url": bucket_url, "fields": fields},
+                    "upload": {"url": url, "fields": fields},
                 }),
                 ResponseShape::Nested => json!({
                     "conversation": {"id": id},
-                    "presigned_post": {"url": bucket_url, "fields": fields},
+                    "presigned_post": {"url": url, "fields": fields},
                 }),
-                ResponseShape::Numeric => json!({"id": id, "url": bucket_url, "fields": fields}),
+                ResponseShape::Numeric => json!({"id": id, "url": url, "fields": fields}),
             }
         }
-        UploadStyle::Put => {
-            let path = format!(
-                "/s3/{}/{}",
-                uri_encode(bucket, false),
-                uri_encode(key, true)
-            );
-            let query = shared.credentials.presign_put(host, &path, now, ttl);
-            let url = format!("http://{host}{path}?{query}");
-            match shape {
-                ResponseShape::Flat => json!({"conversation_id": id, "upload_url": url}),
-                ResponseShape::Nested => {
-                    json!({"conversation": {"id": id}, "presigned_url": url})
-                }
-                ResponseShape::Numeric => json!({"id": id, "url": url}),
-            }
-        }
+        Target::Put(url) => match shape {
+            ResponseShape::Flat => json!({"conversation_id": id, "upload_url": url}),
+            ResponseShape::Nested => json!({"conversation": {"id": id}, "presigned_url": url}),
+            ResponseShape::Numeric => json!({"id": id, "url": url}),
+        },
     }
 }
 
@@ -384,7 +407,19 @@ pub(super) async fn upload_data(
         other => other.to_string(),
     };
     let key = object_key(&id_text);
-    let answer = success_body(&shared, request_host(&headers, &shared), id, &key);
+    let mut signed_at = Utc::now();
+    if shared.faults.draw_expired() {
+        shared.faults.count(Fault::Expired);
+        // `check` keeps the TTL within a century, so this cannot overflow.
+        signed_at -= chrono::Duration::seconds(shared.config.upload_ttl.as_secs() as i64 + 60);
+    }
+    let answer = success_body(
+        &shared,
+        request_host(&headers, &shared),
+        id,
+        &key,
+        signed_at,
+    );
     shared.store.create(id_text, organisation_id, metadata, key);
     if draw.ambiguous {
         shared.faults.count(Fault::Ambiguous);

@@ -1,6 +1,7 @@
 //! Fault injection: which requests fail, and how many did. Draws come from one seeded
 //! generator, a fixed number per request, so a given `--seed` and a given order of requests
-//! always inject the same faults.
+//! always inject the same faults. Expired targets are drawn from a second generator, so that
+//! adding them left every other seeded sequence as it was.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,17 +16,19 @@ pub struct Rates {
     pub throttle: f64,
     pub s3_fail: f64,
     pub s3_drop: f64,
+    pub expired: f64,
 }
 
 impl Rates {
     /// Every rate with the name of the option that sets it, for error messages.
-    pub fn named(&self) -> [(&'static str, f64); 5] {
+    pub fn named(&self) -> [(&'static str, f64); 6] {
         [
             ("fail rate", self.fail),
             ("ambiguous rate", self.ambiguous),
             ("throttle rate", self.throttle),
             ("S3 fail rate", self.s3_fail),
             ("S3 drop rate", self.s3_drop),
+            ("expired rate", self.expired),
         ]
     }
 }
@@ -43,6 +46,8 @@ pub enum Fault {
     S3Fail,
     /// An upload's connection closed after part of its body.
     S3Drop,
+    /// Call 1 handed out an upload target that had already expired.
+    Expired,
 }
 
 /// How many faults of each kind were injected so far.
@@ -53,11 +58,12 @@ pub struct FaultCounts {
     pub throttle: u64,
     pub s3_fail: u64,
     pub s3_drop: u64,
+    pub expired: u64,
 }
 
 impl FaultCounts {
     pub fn total(&self) -> u64 {
-        self.fail + self.ambiguous + self.throttle + self.s3_fail + self.s3_drop
+        self.fail + self.ambiguous + self.throttle + self.s3_fail + self.s3_drop + self.expired
     }
 }
 
@@ -79,7 +85,9 @@ pub struct S3Draw {
 pub struct Faults {
     rates: Rates,
     rng: Mutex<fastrand::Rng>,
-    counts: [AtomicU64; 5],
+    /// For expired targets only.
+    expiry_rng: Mutex<fastrand::Rng>,
+    counts: [AtomicU64; 6],
 }
 
 impl Faults {
@@ -87,6 +95,7 @@ impl Faults {
         Faults {
             rates,
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            expiry_rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0xe1b1_7ed0_7a26_e75d)),
             counts: Default::default(),
         }
     }
@@ -116,6 +125,15 @@ impl Faults {
         }
     }
 
+    /// Whether the target of a call 1 that succeeds is handed out already expired.
+    pub fn draw_expired(&self) -> bool {
+        self.expiry_rng
+            .lock()
+            .expect("the fault generator is never poisoned")
+            .f64()
+            < self.rates.expired
+    }
+
     /// Records that a fault was injected.
     pub fn count(&self, fault: Fault) {
         self.counts[fault as usize].fetch_add(1, Ordering::Relaxed);
@@ -129,6 +147,7 @@ impl Faults {
             throttle: n(Fault::Throttle),
             s3_fail: n(Fault::S3Fail),
             s3_drop: n(Fault::S3Drop),
+            expired: n(Fault::Expired),
         }
     }
 }
@@ -144,6 +163,7 @@ mod tests {
             throttle: p,
             s3_fail: p,
             s3_drop: p,
+            expired: p,
         }
     }
 
@@ -172,6 +192,7 @@ mod tests {
         for _ in 0..1000 {
             let (a, s) = (always.draw_api(), always.draw_s3());
             assert!(a.fail && a.throttle && a.ambiguous && s.fail && s.drop);
+            assert!(always.draw_expired() && !never.draw_expired());
             assert_eq!(never.draw_api(), ApiDraw::default());
             assert_eq!(never.draw_s3(), S3Draw::default());
         }
@@ -182,6 +203,23 @@ mod tests {
         let faults = Faults::new(rates(0.1), 42);
         let hits = (0..10_000).filter(|_| faults.draw_api().fail).count();
         assert!((800..1200).contains(&hits), "{hits} of 10000 at rate 0.1");
+    }
+
+    #[test]
+    fn expired_targets_leave_the_other_draws_of_a_seed_unchanged() {
+        let with = Faults::new(rates(0.5), 9);
+        let without = Faults::new(
+            Rates {
+                expired: 0.0,
+                ..rates(0.5)
+            },
+            9,
+        );
+        for _ in 0..100 {
+            with.draw_expired();
+            assert_eq!(with.draw_api(), without.draw_api());
+            assert_eq!(with.draw_s3(), without.draw_s3());
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! way a flaky network does; a clean HTTP error would not test the same thing.
 
 mod api;
+mod delay;
+mod external;
 mod faults;
 mod s3;
 mod sigv4;
@@ -35,6 +37,7 @@ use tower_service::Service as _;
 use crate::Status;
 use crate::cli::SandboxArgs;
 
+pub use external::S3Storage;
 pub use faults::FaultCounts;
 pub use store::Conversation;
 
@@ -72,6 +75,9 @@ pub enum ResponseShape {
     Numeric,
 }
 
+/// The longest `upload_ttl`: far beyond any use, and short enough for date arithmetic.
+const MAX_UPLOAD_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Everything the sandbox can be told; `Default` is a well-behaved server on a free port.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
@@ -96,6 +102,9 @@ pub struct SandboxConfig {
     pub s3_fail_rate: f64,
     /// Probability that an upload's connection is closed after part of its body.
     pub s3_drop_rate: f64,
+    /// Probability that call 1 hands out an upload target that has already expired (signed as
+    /// if `upload_ttl` and another minute had passed), so that S3 refuses it as expired.
+    pub expired_rate: f64,
     /// How long a presigned POST policy or PUT URL stays valid (whole seconds).
     pub upload_ttl: Duration,
     /// The largest upload accepted (S3's limit for one presigned upload is 5 GiB).
@@ -107,6 +116,9 @@ pub struct SandboxConfig {
     /// Where uploads are stored, under `{bucket}/{key}`; a temporary folder removed on stop
     /// when unset.
     pub data_dir: Option<PathBuf>,
+    /// When set, call 1 presigns uploads for this S3 server instead of the sandbox's own
+    /// stand-in, and the inspection endpoint reports what that server holds.
+    pub s3: Option<S3Storage>,
 }
 
 impl Default for SandboxConfig {
@@ -124,11 +136,13 @@ impl Default for SandboxConfig {
             throttle_rate: 0.0,
             s3_fail_rate: 0.0,
             s3_drop_rate: 0.0,
+            expired_rate: 0.0,
             upload_ttl: Duration::from_secs(3600),
             max_upload_bytes: 5 << 30,
             success_action_status: None,
             seed: None,
             data_dir: None,
+            s3: None,
         }
     }
 }
@@ -141,6 +155,7 @@ impl SandboxConfig {
             throttle: self.throttle_rate,
             s3_fail: self.s3_fail_rate,
             s3_drop: self.s3_drop_rate,
+            expired: self.expired_rate,
         }
     }
 
@@ -161,6 +176,19 @@ impl SandboxConfig {
             !self.token.is_empty(),
             "the sandbox token must not be empty"
         );
+        anyhow::ensure!(
+            self.upload_ttl <= MAX_UPLOAD_TTL,
+            "the upload TTL must be at most {} seconds (a century), not {}",
+            MAX_UPLOAD_TTL.as_secs(),
+            self.upload_ttl.as_secs()
+        );
+        if self.s3.is_some() {
+            anyhow::ensure!(
+                self.s3_fail_rate == 0.0 && self.s3_drop_rate == 0.0,
+                "the S3 fail and drop rates act on the sandbox's own S3 stand-in; \
+                 with --s3-endpoint uploads go to that server instead"
+            );
+        }
         Ok(())
     }
 }
@@ -183,6 +211,8 @@ struct Shared {
     credentials: sigv4::Credentials,
     data_dir: PathBuf,
     store: store::Store,
+    /// The S3 server uploads go to in external-storage mode.
+    external: Option<external::External>,
     faults: faults::Faults,
     ids: std::sync::Mutex<fastrand::Rng>,
     /// The last numeric conversation id handed out.
@@ -191,13 +221,15 @@ struct Shared {
     authority: String,
     api_requests: AtomicU64,
     s3_requests: AtomicU64,
+    /// Only with `--latency-ms`.
+    delays: Option<delay::Delays>,
 }
 
 impl Shared {
     /// The configured latency, added to every API and S3 request.
     async fn delay(&self) {
-        if !self.config.latency.is_zero() {
-            tokio::time::sleep(self.config.latency).await;
+        if let Some(delays) = &self.delays {
+            delays.sleep(self.config.latency).await;
         }
     }
 
@@ -239,7 +271,17 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let external = match &config.s3 {
+        Some(storage) => {
+            let external = external::External::new(storage.clone())?;
+            external.ensure_bucket().await?;
+            Some(external)
+        }
+        None => None,
+    };
     let (temp_dir, data_dir) = match &config.data_dir {
+        // Uploads go to the S3 server: nothing is stored here.
+        _ if external.is_some() => (None, PathBuf::new()),
         Some(dir) => (None, dir.clone()),
         None => {
             let temp = tempfile::Builder::new()
@@ -251,12 +293,14 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         }
     };
     let bucket = "voyc-sandbox".to_string();
-    std::fs::create_dir_all(data_dir.join(&bucket)).with_context(|| {
-        format!(
-            "cannot create the upload folder {}",
-            data_dir.join(&bucket).display()
-        )
-    })?;
+    if external.is_none() {
+        std::fs::create_dir_all(data_dir.join(&bucket)).with_context(|| {
+            format!(
+                "cannot create the upload folder {}",
+                data_dir.join(&bucket).display()
+            )
+        })?;
+    }
     let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
     let mut secrets = fastrand::Rng::with_seed(seed ^ 0x5ec2_e7ba_5e5a_17ed);
     let secret_key: String = std::iter::repeat_with(|| secrets.alphanumeric())
@@ -272,10 +316,12 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         bucket,
         data_dir,
         store: store::Store::default(),
+        external,
         sequence: AtomicU64::new(0),
         authority: address.to_string(),
         api_requests: AtomicU64::new(0),
         s3_requests: AtomicU64::new(0),
+        delays: (!config.latency.is_zero()).then(delay::Delays::new),
         config,
     });
     let (shutdown, stopping) = watch::channel(false);
@@ -295,7 +341,14 @@ impl Sandbox {
         &self.base_url
     }
 
-    /// Where uploads are stored, under `{bucket}/{key}`.
+    /// In external-storage mode, the S3 server and bucket uploads go to.
+    pub fn s3_bucket(&self) -> Option<(&str, &str)> {
+        let external = self.shared.external.as_ref()?;
+        Some((external.endpoint(), external.bucket()))
+    }
+
+    /// Where uploads are stored, under `{bucket}/{key}`; empty in external-storage mode, where
+    /// nothing is stored locally.
     pub fn data_dir(&self) -> &Path {
         &self.shared.data_dir
     }
@@ -305,7 +358,8 @@ impl Sandbox {
         &self.shared.config.token
     }
 
-    /// Every conversation, in creation order.
+    /// Every conversation, in creation order, with the uploads the sandbox itself received (in
+    /// external-storage mode it receives none: `GET /_sandbox/conversations` asks the server).
     pub fn conversations(&self) -> Vec<Conversation> {
         self.shared.store.snapshot()
     }
@@ -334,13 +388,17 @@ impl Drop for Sandbox {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(
-            "/api/v2/workspace/{organisation_id}/conversation/upload_data/",
-            post(api::upload_data),
-        )
-        .route("/s3/{bucket}", post(s3::post_object))
-        .route("/s3/{bucket}/{*key}", put(s3::put_object))
+    let mut router = Router::new().route(
+        "/api/v2/workspace/{organisation_id}/conversation/upload_data/",
+        post(api::upload_data),
+    );
+    // In external-storage mode the stand-in has nothing to store into.
+    if shared.external.is_none() {
+        router = router
+            .route("/s3/{bucket}", post(s3::post_object))
+            .route("/s3/{bucket}/{*key}", put(s3::put_object));
+    }
+    router
         .route("/_sandbox/conversations", get(store::conversations))
         .route("/_sandbox/stats", get(store::stats))
         .fallback(api::not_found)
@@ -400,9 +458,18 @@ async fn serve_connection(stream: TcpStream, router: Router, mut stopping: watch
     }
 }
 
-impl From<&SandboxArgs> for SandboxConfig {
-    fn from(args: &SandboxArgs) -> Self {
-        SandboxConfig {
+impl TryFrom<&SandboxArgs> for SandboxConfig {
+    type Error = anyhow::Error;
+
+    /// Fails only when `--s3-endpoint` is given without credentials in the environment.
+    fn try_from(args: &SandboxArgs) -> anyhow::Result<Self> {
+        let s3 = match (&args.s3_endpoint, &args.s3_bucket) {
+            (Some(endpoint), Some(bucket)) => {
+                Some(S3Storage::from_env(endpoint, bucket, &args.s3_region)?)
+            }
+            _ => None,
+        };
+        Ok(SandboxConfig {
             listen: args.listen,
             token: args.token.clone(),
             org: args.org.clone(),
@@ -415,18 +482,20 @@ impl From<&SandboxArgs> for SandboxConfig {
             throttle_rate: args.throttle_rate,
             s3_fail_rate: args.s3_fail_rate,
             s3_drop_rate: args.s3_drop_rate,
+            expired_rate: args.expired_rate,
             upload_ttl: Duration::from_secs(args.upload_ttl),
             max_upload_bytes: args.max_upload_bytes,
             success_action_status: args.success_action_status,
             seed: args.seed,
             data_dir: args.data_dir.clone(),
-        }
+            s3,
+        })
     }
 }
 
 /// `voyc-import sandbox`: print the base URL, serve until Ctrl-C or SIGTERM, stop cleanly.
 pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
-    let config = SandboxConfig::from(args);
+    let config = SandboxConfig::try_from(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -438,31 +507,33 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
             writeln!(stdout, "{}", sandbox.base_url())?;
             stdout.flush()?;
         }
-        let kept = if args.data_dir.is_some() {
-            ""
-        } else {
-            " (removed on exit)"
+        let uploads = match sandbox.s3_bucket() {
+            Some((endpoint, bucket)) => format!("uploads go to the bucket {bucket} on {endpoint}"),
+            None if args.data_dir.is_some() => {
+                format!("uploads kept in {}", sandbox.data_dir().display())
+            }
+            None => format!(
+                "uploads kept in {} (removed on exit)",
+                sandbox.data_dir().display()
+            ),
         };
         eprintln!(
-            "sandbox: organisation {}, token {:?}, uploads kept in {}{kept}; Ctrl-C to stop",
+            "sandbox: organisation {}, token {:?}, {uploads}; Ctrl-C to stop",
             args.org.as_deref().unwrap_or("any"),
             sandbox.token(),
-            sandbox.data_dir().display(),
         );
         stop_signal().await?;
         let stats = sandbox.stats();
+        let uploads = match sandbox.s3_bucket() {
+            Some(_) => "uploads went to the S3 server".to_string(),
+            None => format!("uploads {}", stats.uploads),
+        };
         sandbox.stop().await;
         let f = stats.faults;
         eprintln!(
-            "sandbox: stopped; conversations {}, uploads {}; faults injected: \
-             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}",
-            stats.conversations,
-            stats.uploads,
-            f.fail,
-            f.ambiguous,
-            f.throttle,
-            f.s3_fail,
-            f.s3_drop
+            "sandbox: stopped; conversations {}, {uploads}; faults injected: \
+             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}, expired {}",
+            stats.conversations, f.fail, f.ambiguous, f.throttle, f.s3_fail, f.s3_drop, f.expired
         );
         Ok(Status::Success)
     })

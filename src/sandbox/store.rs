@@ -137,8 +137,12 @@ fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// `GET /_sandbox/conversations`: every conversation, in creation order.
+/// `GET /_sandbox/conversations`: every conversation, in creation order (in external-storage
+/// mode, with what the S3 server holds).
 pub async fn conversations(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(external) = &shared.external {
+        return super::external::conversations(shared.clone(), external).await;
+    }
     json_response(shared.store.to_json())
 }
 

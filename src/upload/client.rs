@@ -8,6 +8,7 @@
 //! fails it when no byte has moved for `--timeout`. The file streams from disk with an exact
 //! length and its SHA-256 is computed on the way.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,11 @@ pub struct Uploaded {
     /// Lower-case hex SHA-256 of the bytes sent.
     pub sha256: String,
 }
+
+/// What an upload's last byte waits for: the journal's commit of its target (`Err` says why
+/// it failed). Everything else goes out meanwhile, so the commit overlaps the transfer, and
+/// S3 cannot store the file before the journal knows where it went.
+pub type Gate = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// The client every worker shares.
 #[derive(Clone, Debug)]
@@ -177,13 +183,19 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<
 impl VoycClient {
     pub fn new(config: ClientConfig) -> anyhow::Result<VoycClient> {
         let http = http_client(config.timeout, config.ca_cert.as_deref())?;
-        Ok(VoycClient {
+        Ok(VoycClient::with_http(http, config))
+    }
+
+    /// A client over an HTTP client already made by [`http_client`] with the same
+    /// `timeout` and `ca_cert`.
+    pub fn with_http(http: reqwest::Client, config: ClientConfig) -> VoycClient {
+        VoycClient {
             endpoint: call1_endpoint(&config.base_url, &config.organisation),
             http,
             base_url: config.base_url,
             token: config.token,
             timeout: config.timeout,
-        })
+        }
     }
 
     /// Where call 1 goes.
@@ -252,7 +264,33 @@ impl VoycClient {
         size: u64,
         sent: &Arc<AtomicU64>,
     ) -> Result<Uploaded, Failure> {
-        let file = open_checked(path, size).await?;
+        self.upload_after(target, path, size, sent, None, None)
+            .await
+    }
+
+    /// [`VoycClient::upload`] from a file already opened with [`open_for_upload`] (if
+    /// `opened` is given), whose last byte is held back until `gate` resolves; if the gate
+    /// fails, the upload is abandoned before that byte, so S3 stores nothing.
+    pub async fn upload_after(
+        &self,
+        target: &UploadTarget,
+        path: &Path,
+        size: u64,
+        sent: &Arc<AtomicU64>,
+        opened: Option<Opened>,
+        mut gate: Option<Gate>,
+    ) -> Result<Uploaded, Failure> {
+        let opened = match opened {
+            Some(opened) => opened,
+            None => open_for_upload(path, size).await?,
+        };
+        if size == 0
+            && let Some(gate) = gate.take()
+        {
+            // No byte to hold back: wait before anything is sent.
+            gate.await
+                .map_err(|err| Failure::permanent(Call::Upload, gate_failed(&err)))?;
+        }
         let started = Instant::now();
         let watch = Arc::new(Watch {
             started,
@@ -261,10 +299,13 @@ impl VoycClient {
             sent: sent.clone(),
         });
         let body = reqwest::Body::wrap_stream(FileStream {
-            file,
-            remaining: size,
-            buffer: vec![0; CHUNK],
+            remaining: size - opened.first.len() as u64,
+            file: opened.file,
+            next: Some(opened.first).filter(|first| !first.is_empty()),
+            buffer: Vec::new(),
             watch: watch.clone(),
+            gate,
+            held: None,
         });
         let request = match target {
             UploadTarget::Post { url, fields } => {
@@ -346,34 +387,71 @@ impl VoycClient {
     }
 }
 
-/// Opens the file and checks it still has the size validation saw.
-async fn open_checked(path: &Path, size: u64) -> Result<tokio::fs::File, Failure> {
-    let file = tokio::fs::File::open(path).await.map_err(|err| {
+/// A file opened for an upload, its size checked again and its first chunk read.
+pub struct Opened {
+    file: tokio::fs::File,
+    first: Bytes,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("first", &self.first.len())
+            .finish()
+    }
+}
+
+/// Opens `path`, checks that it still has the `size` bytes validation saw, and reads its
+/// first chunk, in one trip to the blocking pool: the pool does it while call 1 is in flight,
+/// so that no disk access is left between call 1's answer and the upload's first byte.
+pub async fn open_for_upload(path: &Path, size: u64) -> Result<Opened, Failure> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || open_blocking(&path, size))
+        .await
+        .unwrap_or_else(|err| {
+            Err(Failure::permanent(
+                Call::Upload,
+                format!("cannot open the file: {err}"),
+            ))
+        })
+}
+
+fn open_blocking(path: &Path, size: u64) -> Result<Opened, Failure> {
+    use std::io::Read as _;
+    let failed = |what: &str, err: std::io::Error| {
         Failure::permanent(
             Call::Upload,
-            format!("cannot open {}: {err}", path.display()),
+            format!("cannot {what} {}: {err}", path.display()),
         )
-    })?;
-    let now = file
-        .metadata()
-        .await
-        .map_err(|err| {
-            Failure::permanent(
-                Call::Upload,
-                format!("cannot read {}: {err}", path.display()),
-            )
-        })?
-        .len();
-    if now != size {
-        return Err(Failure::permanent(
+    };
+    let mut file = std::fs::File::open(path).map_err(|err| failed("open", err))?;
+    let now = file.metadata().map_err(|err| failed("read", err))?.len();
+    let changed = |now: u64| {
+        Failure::permanent(
             Call::Upload,
             format!(
                 "{} changed since it was checked ({size} bytes then, {now} now)",
                 path.display()
             ),
-        ));
+        )
+    };
+    if now != size {
+        return Err(changed(now));
     }
-    Ok(file)
+    let mut first = vec![0; usize::try_from(size).unwrap_or(usize::MAX).min(CHUNK)];
+    let mut filled = 0;
+    while filled < first.len() {
+        match file.read(&mut first[filled..]) {
+            Ok(0) => return Err(changed(filled as u64)),
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(failed("read", err)),
+        }
+    }
+    Ok(Opened {
+        file: tokio::fs::File::from_std(file),
+        first: Bytes::from(first),
+    })
 }
 
 /// What the upload watchdog and the body stream share: when a byte last moved, the hash and
@@ -418,12 +496,61 @@ impl Watch {
     }
 }
 
-/// The file as a stream of chunks: exactly `remaining` bytes, hashed and counted as they go.
+fn gate_failed(err: &str) -> String {
+    format!("not completed, as the journal could not record its target: {err}")
+}
+
+/// The file as a stream of chunks: exactly its size in bytes, hashed and counted as they go.
+/// With a gate, the last byte is held back until the gate resolves.
 struct FileStream {
     file: tokio::fs::File,
+    /// Bytes not read from the file yet.
     remaining: u64,
+    /// A chunk read ahead (the first), to go before any other read.
+    next: Option<Bytes>,
+    /// Allocated at the first read from `file`.
     buffer: Vec<u8>,
     watch: Arc<Watch>,
+    gate: Option<Gate>,
+    /// The last byte, while it waits for the gate.
+    held: Option<Bytes>,
+}
+
+impl FileStream {
+    /// Sends a chunk on, holding back the file's last byte if there is a gate.
+    fn emit(
+        &mut self,
+        mut chunk: Bytes,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<std::io::Result<Bytes>>> {
+        self.watch.record(&chunk);
+        if self.remaining == 0 && self.next.is_none() && self.gate.is_some() {
+            self.held = Some(chunk.split_off(chunk.len() - 1));
+            if chunk.is_empty() {
+                return self.poll_held(cx);
+            }
+        }
+        Poll::Ready(Some(Ok(chunk)))
+    }
+
+    fn poll_held(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        let Some(gate) = self.gate.as_mut() else {
+            return Poll::Ready(self.held.take().map(Ok));
+        };
+        match gate.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.gate = None;
+                match result {
+                    Ok(()) => Poll::Ready(self.held.take().map(Ok)),
+                    Err(err) => {
+                        self.held = None;
+                        Poll::Ready(Some(Err(std::io::Error::other(gate_failed(&err)))))
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Stream for FileStream {
@@ -431,8 +558,17 @@ impl Stream for FileStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.held.is_some() {
+            return this.poll_held(cx);
+        }
+        if let Some(chunk) = this.next.take() {
+            return this.emit(chunk, cx);
+        }
         if this.remaining == 0 {
             return Poll::Ready(None);
+        }
+        if this.buffer.is_empty() {
+            this.buffer = vec![0; CHUNK];
         }
         let want = usize::try_from(this.remaining)
             .unwrap_or(usize::MAX)
@@ -453,8 +589,7 @@ impl Stream for FileStream {
             Poll::Ready(Ok(())) => {
                 let chunk = Bytes::copy_from_slice(buf.filled());
                 this.remaining -= chunk.len() as u64;
-                this.watch.record(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
+                this.emit(chunk, cx)
             }
         }
     }
@@ -1123,6 +1258,90 @@ mod tests {
         assert_eq!(uploaded.sha256, sha256);
         // The point of the test: the whole took longer than --timeout, and that is fine.
         assert!(started.elapsed() > timeout, "the test server read too fast");
+    }
+
+    /// A gate the test opens (or fails) by sending on the returned channel.
+    fn gate() -> (tokio::sync::oneshot::Sender<Result<(), String>>, Gate) {
+        let (open, opened) = tokio::sync::oneshot::channel();
+        let gate = Box::pin(async move { opened.await.unwrap_or_else(|_| Err("dropped".into())) });
+        (open, gate)
+    }
+
+    async fn until_sent(sent: &AtomicU64, bytes: u64) {
+        for _ in 0..1000 {
+            if sent.load(Ordering::Relaxed) >= bytes {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "only {} of {bytes} bytes went out",
+            sent.load(Ordering::Relaxed)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gated_upload_sends_all_but_its_last_byte_and_completes_once_the_gate_opens() {
+        let server = serve(|_| Reply::json(200, "")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, sha256) = audio_file(&dir, 300_001);
+        let target = UploadTarget::Put {
+            url: server.url.join("s3/b/k").unwrap(),
+        };
+        let (open, gate) = gate();
+        let sent = Arc::new(AtomicU64::new(0));
+        let upload = tokio::spawn({
+            let (client, sent) = (client(&server.url, Duration::from_secs(5)), sent.clone());
+            async move {
+                client
+                    .upload_after(&target, &path, 300_001, &sent, None, Some(gate))
+                    .await
+            }
+        });
+        until_sent(&sent, 300_001).await;
+        assert!(
+            server.requests().is_empty(),
+            "S3 cannot have the whole file yet"
+        );
+        open.send(Ok(())).unwrap();
+        let uploaded = upload.await.unwrap().unwrap();
+        assert_eq!(uploaded.sha256, sha256);
+        assert_eq!(
+            hex::encode(Sha256::digest(&server.requests()[0].body)),
+            sha256
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gated_upload_whose_gate_fails_never_completes() {
+        let server = serve(|_| Reply::json(200, "")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = audio_file(&dir, 1000);
+        let target = UploadTarget::Put {
+            url: server.url.join("s3/b/k").unwrap(),
+        };
+        let opened = open_for_upload(&path, 1000).await.unwrap();
+        let (open, gate) = gate();
+        open.send(Err("disk full".into())).unwrap();
+        let failure = client(&server.url, Duration::from_secs(5))
+            .upload_after(
+                &target,
+                &path,
+                1000,
+                &Arc::new(AtomicU64::new(0)),
+                Some(opened),
+                Some(gate),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            failure
+                .message
+                .contains("not completed, as the journal could not record its target: disk full"),
+            "{}",
+            failure.message
+        );
+        assert!(server.requests().is_empty());
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use super::client::{ClientConfig, VoycClient, check_base_url, check_organisation};
+use super::client::{ClientConfig, VoycClient, check_base_url, check_organisation, http_client};
 use super::pool::{Engine, Job, Outcome, Pool, RunControl, StopReason, stopped_note};
 use super::retry::{Backoff, Sleeper};
 use crate::Status;
@@ -147,6 +147,11 @@ struct Plan {
 /// `voyc-import upload`.
 pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
     let settings = Settings::from_args(args)?;
+    // Loading the TLS roots takes tens of milliseconds: done while pass 1 validates.
+    let http = (!args.dry_run).then(|| {
+        let (timeout, ca_cert) = (args.timeout, args.ca_cert.clone());
+        std::thread::spawn(move || http_client(timeout, ca_cert.as_deref()))
+    });
     let progress = Arc::new(Progress::new(Mode::detect(args.quiet)));
     let today = chrono::Local::now().date_naive();
 
@@ -266,7 +271,11 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
         return Ok(Status::Success);
     }
 
-    run(args, &settings, &plan, progress, today)
+    let http = http
+        .expect("an HTTP client unless --dry-run")
+        .join()
+        .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
+    run(args, &settings, &plan, progress, today, http)
 }
 
 /// The exact bytes call 1 sends for a row.
@@ -302,6 +311,7 @@ fn run(
     plan: &Plan,
     progress: Arc<Progress>,
     today: chrono::NaiveDate,
+    http: reqwest::Client,
 ) -> anyhow::Result<Status> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -339,13 +349,16 @@ fn run(
         }
     };
     let journal = Arc::new(Journal::open(&settings.journal, &destination)?);
-    let client = VoycClient::new(ClientConfig {
-        base_url,
-        organisation: organisation.clone(),
-        token,
-        timeout: args.timeout,
-        ca_cert: args.ca_cert.clone(),
-    })?;
+    let client = VoycClient::with_http(
+        http,
+        ClientConfig {
+            base_url,
+            organisation: organisation.clone(),
+            token,
+            timeout: args.timeout,
+            ca_cert: args.ca_cert.clone(),
+        },
+    );
     let control = Arc::new(RunControl::new());
     let engine = Arc::new(Engine {
         client,

@@ -19,7 +19,10 @@ use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{Uploaded, VoycClient};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
+
+use super::client::{Gate, Opened, Uploaded, VoycClient, open_for_upload};
 use super::response::{Call1Response, ConversationId, UploadTarget};
 use super::retry::{Backoff, Failure, Sleeper};
 use crate::journal::{Change, Journal, Pending, RowIdentity, State, Stored};
@@ -236,14 +239,29 @@ impl Engine {
         let (mut known, uploading) = self.resumable_target(job, &mut tally.notes);
         let mut renewed = false;
         loop {
-            let (conversation, target) = match known.take() {
-                Some(known) => known,
-                None => match self.call1(job, tally, started.take()).await {
-                    Ok(response) => (response.conversation_id, response.target),
-                    Err(end) => return end,
-                },
+            let (conversation, target, commit, opened) = match known.take() {
+                Some((conversation, target)) => (conversation, target, None, None),
+                None => {
+                    // The file is opened and its first chunk read while call 1 is in flight.
+                    let (answer, opened) = tokio::join!(
+                        self.call1(job, tally, started.take()),
+                        open_for_upload(&job.path, job.size)
+                    );
+                    match answer {
+                        Ok((response, commit)) => (
+                            response.conversation_id,
+                            response.target,
+                            Some(commit),
+                            opened.ok(),
+                        ),
+                        Err(end) => return end,
+                    }
+                }
             };
-            match self.upload(job, &conversation, &target, tally).await {
+            match self
+                .upload(job, &conversation, &target, commit.as_ref(), opened, tally)
+                .await
+            {
                 Ok(uploaded) => {
                     let change = Change::Uploaded {
                         bytes: uploaded.bytes,
@@ -343,7 +361,7 @@ impl Engine {
         job: &Job,
         tally: &mut Tally,
         started: Option<Pending>,
-    ) -> Result<Call1Response, End> {
+    ) -> Result<(Call1Response, Commit), End> {
         let committed = match started {
             Some(pending) => pending.committed().await,
             None => self.record(job, Change::Call1Started).await,
@@ -361,10 +379,16 @@ impl Engine {
                         conversation_id: response.conversation_id.clone(),
                         target: response.target.clone(),
                     };
-                    if let Err(err) = self.record(job, change).await {
-                        return Err(self.journal_broke(err, Some(response.conversation_id.clone())));
-                    }
-                    return Ok(response);
+                    // The upload starts while this is committed; its last byte waits for it.
+                    return match self
+                        .journal
+                        .begin(job.identity, &job.file, job.line, change)
+                    {
+                        Ok(pending) => Ok((response, shared(pending))),
+                        Err(err) => {
+                            Err(self.journal_broke(err, Some(response.conversation_id.clone())))
+                        }
+                    };
                 }
                 Err(failure) => failure,
             };
@@ -419,11 +443,16 @@ impl Engine {
         }
     }
 
+    /// The upload, retried with the same target. With `commit` (a target call 1 has just
+    /// given), each attempt's last byte waits for the journal to hold the target. The first
+    /// attempt uses `opened` if given; every other opens the file afresh.
     async fn upload(
         &self,
         job: &Job,
         conversation: &ConversationId,
         target: &UploadTarget,
+        commit: Option<&Commit>,
+        mut opened: Option<Opened>,
         tally: &mut Tally,
     ) -> Result<Uploaded, UploadEnd> {
         let mut retry = 0;
@@ -431,11 +460,20 @@ impl Engine {
         // S3 says when it has expired.
         loop {
             tally.requests += 1;
-            let failure = match self
+            let gate = commit.map(|commit| Box::pin(commit.clone()) as Gate);
+            let result = self
                 .client
-                .upload(target, &job.path, job.size, &self.sent)
-                .await
+                .upload_after(target, &job.path, job.size, &self.sent, opened.take(), gate)
+                .await;
+            if let Some(commit) = commit
+                && let Err(err) = commit.clone().await
             {
+                let err = anyhow::Error::msg(err);
+                return Err(UploadEnd::End(
+                    self.journal_broke(err, Some(conversation.clone())),
+                ));
+            }
+            let failure = match result {
                 Ok(uploaded) => return Ok(uploaded),
                 Err(failure) => failure,
             };
@@ -577,6 +615,17 @@ impl Settled {
     }
 }
 
+/// A journal change many waiters can await: the upload's gate and the pool.
+type Commit = Shared<BoxFuture<'static, Result<(), String>>>;
+
+fn shared(pending: Pending) -> Commit {
+    pending
+        .committed()
+        .map(|result| result.map_err(|err| format!("{err:#}")))
+        .boxed()
+        .shared()
+}
+
 fn journal_lost_note(err: &anyhow::Error) -> String {
     format!("the journal could not record this upload ({err:#}); a rerun would upload it again")
 }
@@ -603,11 +652,15 @@ fn maybe_twice_note(conversation: &ConversationId, why: &str) -> String {
     )
 }
 
-/// The rows in flight, at most `concurrency`.
+/// The rows in flight, at most `concurrency`, and as many more handed in and waiting for a
+/// worker.
 #[derive(Debug)]
 pub struct Pool {
     engine: Arc<Engine>,
+    /// One per row in flight.
     permits: Arc<Semaphore>,
+    /// One per row handed in and still waiting for a worker.
+    queued: Arc<Semaphore>,
     outcomes: std::sync::mpsc::Sender<Outcome>,
     /// Every row's task, until it has sent its outcome (finished ones are reaped as we go).
     tasks: Mutex<tokio::task::JoinSet<()>>,
@@ -623,6 +676,7 @@ impl Pool {
         Pool {
             engine,
             permits: Arc::new(Semaphore::new(concurrency)),
+            queued: Arc::new(Semaphore::new(concurrency)),
             outcomes,
             tasks: Mutex::new(tokio::task::JoinSet::new()),
         }
@@ -632,16 +686,23 @@ impl Pool {
         &self.engine.control
     }
 
-    /// Waits for a free worker, then starts the row. A row handed in after a stop is
-    /// settled at once as not attempted.
+    /// Hands a row to the pool once fewer than `concurrency` rows wait for a worker; it
+    /// starts as soon as one is free, in the order rows were handed in. A row handed in
+    /// after a stop, or still waiting when the run stops, is settled as not attempted.
     ///
     /// A new row's "call 1 started" change goes to the journal while it waits, so that its
-    /// commit is not on the way of its call 1 (it is taken back if the run stops first).
+    /// commit is not on the way of its call 1 even when many workers come free at once (it
+    /// is taken back if the row never starts).
     pub async fn submit(&self, job: Job) {
-        if self.engine.control.is_stopping() {
-            self.settle_unstarted(job);
+        let control = &self.engine.control;
+        let queued = tokio::select! {
+            permit = self.queued.clone().acquire_owned() => Some(permit.expect("the pool's semaphores are never closed")),
+            () = control.stop.cancelled() => None,
+        };
+        let Some(queued) = queued.filter(|_| !control.is_stopping()) else {
+            let _ = self.outcomes.send(unstarted(job, control.reason()));
             return;
-        }
+        };
         let started = if job.resume.is_none() {
             self.engine
                 .journal
@@ -650,48 +711,42 @@ impl Pool {
         } else {
             None
         };
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => Some(permit.expect("the pool's semaphore is never closed")),
-            () = self.engine.control.stop.cancelled() => None,
-        };
-        let permit = match permit {
-            Some(permit) if !self.engine.control.is_stopping() => permit,
-            _ => {
+        let engine = self.engine.clone();
+        let permits = self.permits.clone();
+        let outcomes = self.outcomes.clone();
+        let mut tasks = self.tasks.lock().expect("pool tasks");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let control = &engine.control;
+            let permit = tokio::select! {
+                permit = permits.acquire_owned() => Some(permit.expect("the pool's semaphores are never closed")),
+                () = control.stop.cancelled() => None,
+            };
+            drop(queued);
+            let Some(permit) = permit.filter(|_| !control.is_stopping()) else {
                 if started.is_some() {
-                    let _ = self.engine.journal.begin(
+                    let _ = engine.journal.begin(
                         job.identity,
                         &job.file,
                         job.line,
                         Change::NotStarted,
                     );
                 }
-                self.settle_unstarted(job);
+                let _ = outcomes.send(unstarted(job, control.reason()));
                 return;
-            }
-        };
-        let engine = self.engine.clone();
-        let outcomes = self.outcomes.clone();
-        let mut tasks = self.tasks.lock().expect("pool tasks");
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(async move {
+            };
             let settled = tokio::select! {
                 settled = engine.process_started(&job, started) => Some(settled),
-                () = engine.control.abort.cancelled() => None,
+                () = control.abort.cancelled() => None,
             };
             // The worker is free while its last change is committed.
             drop(permit);
             let row = match settled {
-                Some(settled) => settled.committed(&engine.control).await,
+                Some(settled) => settled.committed(control).await,
                 None => aborted(&job),
             };
             let _ = outcomes.send(Outcome { seq: job.seq, row });
         });
-    }
-
-    fn settle_unstarted(&self, job: Job) {
-        let mut row = ReportRow::new(job.line, job.file, RowStatus::NotAttempted);
-        row.notes.push(stopped_note(self.engine.control.reason()));
-        let _ = self.outcomes.send(Outcome { seq: job.seq, row });
     }
 
     /// Waits until every row handed in has settled and sent its outcome.
@@ -705,6 +760,13 @@ impl Pool {
             }
         }
     }
+}
+
+/// A row the run stopped before it started.
+fn unstarted(job: Job, reason: Option<StopReason>) -> Outcome {
+    let mut row = ReportRow::new(job.line, job.file, RowStatus::NotAttempted);
+    row.notes.push(stopped_note(reason));
+    Outcome { seq: job.seq, row }
 }
 
 /// Why a row was not tried, for its notes.
@@ -1235,36 +1297,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_pool_settles_every_row_and_a_stop_leaves_the_rest_not_attempted() {
+    async fn the_pool_settles_every_row_and_a_stop_leaves_the_rows_not_started_unattempted() {
         let setup = setup(Arc::new(Fake::default())).await;
         let (tx, rx) = std::sync::mpsc::channel();
         let pool = Pool::new(setup.engine.clone(), 3, tx);
-        for n in 0..10 {
-            pool.submit(job(&setup, n)).await;
+        let jobs: Vec<Job> = (0..15).map(|n| job(&setup, n)).collect();
+        for job in &jobs[..10] {
+            pool.submit(job.clone()).await;
         }
         pool.control().stop(StopReason::Interrupted);
-        for n in 10..15 {
-            pool.submit(job(&setup, n)).await;
+        for job in &jobs[10..] {
+            pool.submit(job.clone()).await;
         }
         pool.wait().await;
         drop(pool);
+        setup.engine.journal.close();
         let mut outcomes: Vec<Outcome> = rx.iter().collect();
         outcomes.sort_by_key(|o| o.seq);
         assert_eq!(outcomes.len(), 15);
-        assert!(
-            outcomes[..10]
-                .iter()
-                .all(|o| o.row.status == RowStatus::Uploaded)
-        );
-        assert!(
-            outcomes[10..]
-                .iter()
-                .all(|o| o.row.status == RowStatus::NotAttempted)
-        );
-        assert_eq!(
-            outcomes[14].row.notes,
-            ["the run was interrupted before this row"]
-        );
+        // Rows start in the order they were handed in, and at most 3 wait for a worker: the
+        // 10th could only be handed in once the 7th had started, so at least 7 did; those
+        // still waiting at the stop were not attempted.
+        let uploaded = outcomes
+            .iter()
+            .take_while(|o| o.row.status == RowStatus::Uploaded)
+            .count();
+        assert!((7..=10).contains(&uploaded), "{outcomes:?}");
+        for outcome in &outcomes[uploaded..] {
+            assert_eq!(outcome.row.status, RowStatus::NotAttempted, "{outcome:?}");
+            assert_eq!(
+                outcome.row.notes,
+                ["the run was interrupted before this row"]
+            );
+            let stored = setup
+                .engine
+                .journal
+                .lookup(&jobs[outcome.seq as usize].identity)
+                .unwrap();
+            assert_eq!(stored, None, "'call 1 started' is taken back: {stored:?}");
+        }
     }
 
     #[tokio::test]

@@ -35,6 +35,8 @@ pub use sniff::AudioFormat;
 
 /// Rows checked in parallel at a time; bounds memory, however long the manifest.
 const BATCH_ROWS: usize = 2048;
+/// The first batch is small, so that the first rows reach `upload`'s workers at once.
+const FIRST_BATCH_ROWS: usize = 64;
 
 /// A row that passed every check: what `upload` needs to send it.
 #[derive(Clone, Debug, PartialEq)]
@@ -263,9 +265,9 @@ pub fn check_manifest(
             settings.manifest.display()
         ))
     };
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let mut batch = Vec::with_capacity(FIRST_BATCH_ROWS);
     let mut more = manifest
-        .read_rows(BATCH_ROWS, &mut batch)
+        .read_rows(FIRST_BATCH_ROWS, &mut batch)
         .map_err(read_error)?;
     loop {
         // Read the next batch while this one is checked: the reading is sequential.

@@ -13,16 +13,16 @@ use sha2::{Digest, Sha256};
 use crate::util::Dir;
 
 /// A `voyc-import sandbox` process, killed when dropped.
-struct Sandbox {
+pub(crate) struct Sandbox {
     child: Child,
     stderr: Option<ChildStderr>,
-    url: String,
-    http: Client,
+    pub(crate) url: String,
+    pub(crate) http: Client,
 }
 
 impl Sandbox {
     /// Starts the sandbox on a free port with `args`, and reads its URL from stdout.
-    fn start(args: &[&str]) -> Sandbox {
+    pub(crate) fn start(args: &[&str]) -> Sandbox {
         let mut child = Command::new(env!("CARGO_BIN_EXE_voyc-import"))
             .arg("sandbox")
             .args(["--listen", "127.0.0.1:0"])
@@ -91,7 +91,7 @@ impl Sandbox {
     }
 
     /// Call 1 that must succeed; returns its JSON answer.
-    async fn create(&self) -> Value {
+    pub(crate) async fn create(&self) -> Value {
         let (status, _, body) = self.call1(&valid_body()).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         serde_json::from_str(&body).expect("call 1 answers JSON")
@@ -108,7 +108,7 @@ impl Sandbox {
         serde_json::from_str(&response.text().await.expect("a body")).expect("JSON")
     }
 
-    async fn conversations(&self) -> Vec<Value> {
+    pub(crate) async fn conversations(&self) -> Vec<Value> {
         match self.get_json("/_sandbox/conversations").await {
             Value::Array(all) => all,
             other => panic!("not an array: {other}"),
@@ -120,7 +120,7 @@ impl Sandbox {
     }
 
     /// Sends `form` (already holding the fields and file in the order wanted) to a POST target.
-    async fn post_form(&self, url: &str, form: Form) -> (StatusCode, String) {
+    pub(crate) async fn post_form(&self, url: &str, form: Form) -> (StatusCode, String) {
         let response = self
             .http
             .post(url)
@@ -132,13 +132,13 @@ impl Sandbox {
     }
 
     /// Uploads `data` to a presigned POST the way a client must: every field in order, then the file.
-    async fn upload_post(&self, answer: &Value, data: &[u8]) -> (StatusCode, String) {
+    pub(crate) async fn upload_post(&self, answer: &Value, data: &[u8]) -> (StatusCode, String) {
         let target = &answer["upload"];
         let form = form_with(fields_of(target), data);
         self.post_form(target["url"].as_str().unwrap(), form).await
     }
 
-    async fn upload_put(&self, url: &str, data: &[u8]) -> (StatusCode, String) {
+    pub(crate) async fn upload_put(&self, url: &str, data: &[u8]) -> (StatusCode, String) {
         let response = self
             .http
             .put(url)
@@ -183,14 +183,24 @@ impl Drop for Sandbox {
     }
 }
 
-fn valid_body() -> Value {
+/// The fields of a presigned POST, in the order boto3's `generate_presigned_post` gives them.
+pub(crate) const BOTO3_POST_FIELDS: [&str; 6] = [
+    "key",
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "policy",
+    "x-amz-signature",
+];
+
+pub(crate) fn valid_body() -> Value {
     json!({
         "channel_id": "42", "call_date": "2024-02-29", "call_time": "09:05:00",
         "agent": "Ann", "direction": "inbound", "speakers": 2, "team": "north"
     })
 }
 
-fn fields_of(target: &Value) -> Vec<(String, String)> {
+pub(crate) fn fields_of(target: &Value) -> Vec<(String, String)> {
     target["fields"]
         .as_object()
         .expect("fields")
@@ -199,24 +209,24 @@ fn fields_of(target: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn form_with(fields: Vec<(String, String)>, data: &[u8]) -> Form {
+pub(crate) fn form_with(fields: Vec<(String, String)>, data: &[u8]) -> Form {
     fields
         .into_iter()
         .fold(Form::new(), |form, (name, value)| form.text(name, value))
         .part("file", Part::bytes(data.to_vec()).file_name("call.wav"))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn xml_code(body: &str) -> &str {
+pub(crate) fn xml_code(body: &str) -> &str {
     let start = body.find("<Code>").map(|i| i + 6).unwrap_or(0);
     let end = body.find("</Code>").unwrap_or(start);
     &body[start..end]
 }
 
-fn audio(len: usize) -> Vec<u8> {
+pub(crate) fn audio(len: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(len as u64);
     (0..len).map(|_| rng.u8(..)).collect()
 }
@@ -401,17 +411,7 @@ async fn a_presigned_post_upload_is_stored_and_shown_with_its_size_and_sha256() 
     let id = answer["conversation_id"].as_str().unwrap();
     let target = &answer["upload"];
     let names: Vec<String> = fields_of(target).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names,
-        [
-            "key",
-            "x-amz-algorithm",
-            "x-amz-credential",
-            "x-amz-date",
-            "policy",
-            "x-amz-signature"
-        ]
-    );
+    assert_eq!(names, BOTO3_POST_FIELDS);
     assert_eq!(
         target["url"].as_str().unwrap(),
         format!("{}/s3/voyc-sandbox", sandbox.url)
@@ -583,7 +583,7 @@ async fn an_expired_policy_or_url_is_refused_as_s3_does() {
 }
 
 /// Changes the first hex digit of a signature.
-fn tamper(signature: &str) -> String {
+pub(crate) fn tamper(signature: &str) -> String {
     let first = if signature.starts_with('0') { "1" } else { "0" };
     format!("{first}{}", &signature[1..])
 }
@@ -802,6 +802,31 @@ async fn s3_fail_rate_1_answers_slow_down() {
     assert_eq!(xml_code(&body), "SlowDown", "{body}");
     assert_eq!(sandbox.conversations().await[0]["uploaded"], false);
     assert_eq!(sandbox.faults().await["s3_fail"], 1);
+}
+
+#[tokio::test]
+async fn expired_rate_1_hands_out_targets_that_are_already_expired() {
+    let post = Sandbox::start(&["--expired-rate", "1"]);
+    let answer = post.create().await;
+    let (status, body) = post.upload_post(&answer, b"RIFF").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("<Message>Invalid according to Policy: Policy expired.</Message>"),
+        "{body}"
+    );
+
+    let put = Sandbox::start(&["--expired-rate", "1", "--upload-style", "put"]);
+    let answer = put.create().await;
+    let (status, body) = put
+        .upload_put(answer["upload_url"].as_str().unwrap(), b"RIFF")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("<Message>Request has expired</Message>"),
+        "{body}"
+    );
+    assert_eq!(put.conversations().await[0]["uploaded"], false);
+    assert_eq!(put.faults().await["expired"], 1);
 }
 
 #[tokio::test]

@@ -112,15 +112,15 @@ fn http_get(base: &str, path: &str) -> String {
 }
 
 /// Audio files and a manifest listing them.
-struct Corpus {
+pub(crate) struct Corpus {
     dir: Dir,
     /// (path as written in the manifest, contents)
-    files: Vec<(String, Vec<u8>)>,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
 }
 
 impl Corpus {
     /// `n` WAV files; file `i` has `size(i)` bytes of varied content.
-    fn new(n: usize, size: impl Fn(usize) -> usize) -> Corpus {
+    pub(crate) fn new(n: usize, size: impl Fn(usize) -> usize) -> Corpus {
         let dir = Dir::new();
         let mut manifest = String::from("file,channel_id,call_date,call_time,agent,crm_ticket\n");
         let mut files = Vec::new();
@@ -139,7 +139,7 @@ impl Corpus {
         Corpus { dir, files }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -153,7 +153,7 @@ impl Corpus {
     }
 
     /// The upload command in the corpus folder, to any base URL, as organisation 118.
-    fn upload_to(&self, base_url: &str) -> assert_cmd::Command {
+    pub(crate) fn upload_to(&self, base_url: &str) -> assert_cmd::Command {
         let mut cmd = voyc(self.path());
         cmd.env("VOYC_TOKEN", TOKEN)
             .args([
@@ -191,7 +191,7 @@ impl Corpus {
             .expect("start voyc-import upload")
     }
 
-    fn report(&self) -> Vec<HashMap<String, String>> {
+    pub(crate) fn report(&self) -> Vec<HashMap<String, String>> {
         read_report(&self.dir.join("manifest.report.csv"))
     }
 }
