@@ -1,8 +1,7 @@
 //! `voyc-import sandbox` driven over real sockets by a plain HTTP client: call 1, both upload
 //! styles, every S3 rule, every fault, and the inspection endpoints.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::multipart::{Form, Part};
@@ -10,12 +9,11 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::util::Dir;
+use crate::util::{Dir, SandboxProcess};
 
-/// A `voyc-import sandbox` process, killed when dropped.
+/// A `voyc-import sandbox` process with an HTTP client for it.
 pub(crate) struct Sandbox {
-    child: Child,
-    stderr: Option<ChildStderr>,
+    process: SandboxProcess,
     pub(crate) url: String,
     pub(crate) http: Client,
 }
@@ -23,37 +21,15 @@ pub(crate) struct Sandbox {
 impl Sandbox {
     /// Starts the sandbox on a free port with `args`, and reads its URL from stdout.
     pub(crate) fn start(args: &[&str]) -> Sandbox {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_voyc-import"))
-            .arg("sandbox")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start voyc-import sandbox");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("read the sandbox's first line");
-        let mut stderr = child.stderr.take();
-        if !first.starts_with("http://127.0.0.1:") {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_string(&mut err);
-            }
-            panic!("the sandbox's first line is not its URL: {first:?}\nstderr: {err}");
-        }
+        let process = SandboxProcess::start(args);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Client::builder()
             .no_proxy()
             .build()
             .expect("an HTTP client");
         Sandbox {
-            child,
-            stderr,
-            url: first.trim_end().to_string(),
+            url: process.url.clone(),
+            process,
             http,
         }
     }
@@ -152,34 +128,7 @@ impl Sandbox {
     /// Stops the sandbox with SIGINT as Ctrl-C would; returns its exit code and stderr.
     #[cfg(unix)]
     fn interrupt(mut self) -> (Option<i32>, String) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            if let Some(exit) = self.child.try_wait().expect("wait") {
-                break exit.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the sandbox did not stop on SIGINT"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        if let Some(mut stderr) = self.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
-        }
-        (code, err)
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop("-INT")
     }
 }
 

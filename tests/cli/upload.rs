@@ -13,38 +13,22 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::util::{Dir, samples, show, voyc};
+use crate::util::{Dir, SandboxProcess, samples, show, voyc};
 
 const TOKEN: &str = "sandbox-token";
 
-/// A `voyc-import sandbox` process on a free port, killed when dropped.
+/// A `voyc-import sandbox` process on a free port, stopped when dropped.
 pub(crate) struct Sandbox {
-    child: Child,
+    _process: SandboxProcess,
     pub(crate) url: String,
 }
 
 impl Sandbox {
     pub(crate) fn start(args: &[&str]) -> Sandbox {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_voyc-import"))
-            .args(["sandbox", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start voyc-import sandbox");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        stdout.read_line(&mut first).expect("the sandbox's URL");
-        // Keep draining stdout so the sandbox never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        assert!(
-            first.starts_with("http://127.0.0.1:"),
-            "first line: {first:?}"
-        );
+        let process = SandboxProcess::start(args);
         Sandbox {
-            child,
-            url: first.trim().to_string(),
+            url: process.url.clone(),
+            _process: process,
         }
     }
 
@@ -59,13 +43,6 @@ impl Sandbox {
         all.into_iter()
             .map(|c| (id_text(&c["conversation_id"]), c))
             .collect()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

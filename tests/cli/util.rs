@@ -65,3 +65,77 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A `voyc-import sandbox` process on a free port. Dropping it stops it as a user would, with
+/// SIGTERM, so that it removes its upload folder; SIGKILL only if it has not exited in 5 s.
+pub struct SandboxProcess {
+    child: std::process::Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    pub url: String,
+}
+
+impl SandboxProcess {
+    /// Starts `voyc-import sandbox --listen 127.0.0.1:0 ARGS` and reads its URL from stdout.
+    pub fn start(args: &[&str]) -> SandboxProcess {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voyc-import"))
+            .args(["sandbox", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start voyc-import sandbox");
+        // Both pipes are drained for the sandbox's whole life, so it never blocks writing.
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        let _ = stdout.read_line(&mut first);
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let mut process = SandboxProcess {
+            child,
+            stderr: Some(stderr),
+            url: first.trim_end().to_string(),
+        };
+        if !first.starts_with("http://127.0.0.1:") {
+            let (_, err) = process.stop("-KILL");
+            panic!("the sandbox's first line is not its URL: {first:?}\nstderr: {err}");
+        }
+        process
+    }
+
+    /// Sends `signal` (`-INT`, `-TERM`, `-KILL`) and waits for the sandbox to exit (SIGKILL
+    /// after 5 s); returns its exit code (None if a signal ended it) and everything on stderr.
+    pub fn stop(&mut self, signal: &str) -> (Option<i32>, String) {
+        let exited = |child: &mut std::process::Child| child.try_wait().ok().flatten();
+        if exited(&mut self.child).is_none() {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &self.child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while exited(&mut self.child).is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+        }
+        let code = self.child.wait().ok().and_then(|status| status.code());
+        let err = self
+            .stderr
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default();
+        (code, err)
+    }
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        self.stop("-TERM");
+    }
+}
