@@ -896,6 +896,25 @@ mod tests {
         }
     }
 
+    /// Journals row 0 as an earlier run left it when killed while uploading to `target`.
+    async fn journal_call1_done(setup: &Setup, conversation: &str, target: UploadTarget) {
+        let job0 = job(setup, 0);
+        setup
+            .engine
+            .journal
+            .record(
+                job0.identity,
+                &job0.file,
+                job0.line,
+                Change::Call1Done {
+                    conversation_id: ConversationId(conversation.into()),
+                    target,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
     fn job(setup: &Setup, n: u64) -> Job {
         let file = format!("calls/{n}.wav");
         let path = setup.dir.path().join(format!("{n}.wav"));
@@ -1168,24 +1187,10 @@ mod tests {
     async fn a_journaled_target_that_expired_is_replaced_by_a_new_call_1() {
         let fake = Arc::new(Fake::default());
         let setup = setup(fake.clone()).await;
-        let job0 = job(&setup, 0);
         let old = UploadTarget::Put {
             url: Url::parse(&put_url("127.0.0.1:9", 7, -60)).unwrap(),
         };
-        setup
-            .engine
-            .journal
-            .record(
-                job0.identity,
-                &job0.file,
-                job0.line,
-                Change::Call1Done {
-                    conversation_id: ConversationId("c-old".into()),
-                    target: old,
-                },
-            )
-            .await
-            .unwrap();
+        journal_call1_done(&setup, "c-old", old).await;
         let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded);
         assert_eq!(row.conversation_id.as_deref(), Some("c-1"));
@@ -1202,24 +1207,10 @@ mod tests {
         // S3 decides, not our clock: reusing the target keeps a file the killed run may have
         // stored in one conversation.
         let setup = setup(Arc::new(Fake::default())).await;
-        let job0 = job(&setup, 0);
         let old = UploadTarget::Put {
             url: Url::parse(&put_url(setup.server.url.authority(), 7, -1)).unwrap(),
         };
-        setup
-            .engine
-            .journal
-            .record(
-                job0.identity,
-                &job0.file,
-                job0.line,
-                Change::Call1Done {
-                    conversation_id: ConversationId("c-7".into()),
-                    target: old,
-                },
-            )
-            .await
-            .unwrap();
+        journal_call1_done(&setup, "c-7", old).await;
         let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
         assert_eq!(row.conversation_id.as_deref(), Some("c-7"));
