@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 rows=${1:-100000}
 dir=${BENCH_DIR:-/tmp/voyc-bench-$rows}
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
-[ -f "$dir/manifest.jsonl" ] || python3 scripts/gen-corpus.py "$dir" --rows "$rows"
+[ -f "$dir/manifest.jsonl" ] || python3 scripts/gen_corpus.py "$dir" --rows "$rows"
 
 cargo build --release --quiet
 bin=target/release/voyc-import

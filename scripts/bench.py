@@ -205,7 +205,7 @@ class Corpus:
         self.folder = folder
         self.manifest = os.path.join(folder, "manifest.csv")
         subprocess.run(
-            [sys.executable, os.path.join(ROOT, "scripts", "gen-corpus.py"), folder,
+            [sys.executable, os.path.join(ROOT, "scripts", "gen_corpus.py"), folder,
              "--rows", str(workload.rows), "--bytes", str(workload.audio_bytes)],
             check=True, stdout=subprocess.DEVNULL,
         )

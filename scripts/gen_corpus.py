@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Usage: scripts/gen-corpus.py DIR [--rows N] [--bytes B]
+"""Usage: scripts/gen_corpus.py DIR [--rows N] [--bytes B]
 
 Writes a benchmark corpus: N valid, all-different WAV files (8 kHz mono, B bytes of audio
 each) under DIR/calls/, and DIR/manifest.csv and DIR/manifest.jsonl listing them (the same

@@ -13,17 +13,9 @@ import hashlib
 import math
 import os
 import random
-import struct
 
-
-def wav_header(data_bytes: int) -> bytes:
-    """A 16-bit, 8 kHz, mono PCM WAV header for `data_bytes` of audio."""
-    rate, bits, channels = 8000, 16, 1
-    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
-    header += b"fmt " + struct.pack(
-        "<IHHIIHH", 16, 1, channels, rate, rate * channels * bits // 8, channels * bits // 8, bits
-    )
-    return header + b"data" + struct.pack("<I", data_bytes)
+# scripts/ is on the path when this runs as scripts/soak_gen.py.
+from gen_corpus import wav_header
 
 
 def main() -> None:
