@@ -181,15 +181,17 @@ pub fn call1_response(data: &[u8]) {
         Err(error) => {
             let text = error.to_string();
             assert_printable_line(&text, 1000, "a shape error");
-            // Keys may be shown: take them out (whole, and as cut to 40 characters), so that
-            // a value found in what is left came from nowhere but the answer's values.
+            // Keys may be shown: take them out (whole, and as cut to 40 characters, each raw
+            // and with its control characters escaped as the error shows them), so that a value
+            // found in what is left came from nowhere but the answer's values.
             let mut residue = text.clone();
             let mut keys = keys.clone();
             keys.sort_by_key(|key| std::cmp::Reverse(key.len()));
             for key in keys.iter().filter(|key| !key.is_empty()) {
-                residue = residue.replace(key.as_str(), "\u{1}");
                 let cut: String = key.chars().take(40).collect();
-                residue = residue.replace(&cut, "\u{1}");
+                for form in [escaped(key), escaped(&cut), key.clone(), cut] {
+                    residue = residue.replace(&form, "\u{1}");
+                }
             }
             for value in &values {
                 assert_not_shown(&residue, value, SHAPE_ERROR_WORDS, "a shape error");
@@ -230,6 +232,16 @@ fn strings_in(json: &Value) -> (Vec<String>, Vec<String>) {
     let (mut values, mut keys) = (Vec::new(), Vec::new());
     walk(json, &mut values, &mut keys);
     (values, keys)
+}
+
+/// `text` with its control characters escaped (`\r`, `\u{7f}`), as errors show a key.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 fn assert_not_shown(text: &str, value: &str, allowed: &str, what: &str) {
