@@ -28,6 +28,7 @@ use crate::report::{
     human_bytes, human_count, summary_line,
 };
 use crate::secret::Token;
+use crate::upload::lock::RunLock;
 use crate::validate::{CheckedRow, Problem, Verdict, check_manifest};
 
 /// How far the feeder may run ahead of the oldest row not yet in the report: bounds the
@@ -147,6 +148,11 @@ struct Plan {
 /// `voyc-import upload`.
 pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
     let settings = Settings::from_args(args)?;
+    // Before anything else, so that an overlapping run stops at once: held until the report is
+    // written. A dry run writes nothing and needs none.
+    let _lock = (!args.dry_run)
+        .then(|| RunLock::acquire(&settings.report))
+        .transpose()?;
     // Loading the TLS roots takes tens of milliseconds: done while pass 1 validates.
     let http = (!args.dry_run).then(|| {
         let (timeout, ca_cert) = (args.timeout, args.ca_cert.clone());

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod command;
+pub mod lock;
 pub mod pool;
 pub mod response;
 pub mod retry;

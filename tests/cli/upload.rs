@@ -718,6 +718,48 @@ fn kill_9_mid_run_then_rerun_completes_with_no_double_upload() {
 }
 
 #[test]
+fn an_overlapping_run_of_the_same_import_is_refused_at_once_and_sends_nothing() {
+    // A nightly cron job that outlives its night: the next one must not send the rows the
+    // first has not recorded yet, nor overwrite its report.
+    let sandbox = Sandbox::start(&["--latency-ms", "1000"]);
+    let corpus = Corpus::new(6, |_| 2_000);
+    let mut first = corpus.spawn_upload(&sandbox, &["--concurrency", "2"]);
+    wait_for_conversations(&sandbox, 2, &mut first);
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "error: another voyc-import upload is writing the report manifest.report.csv (it holds .manifest.report.csv.lock); wait for it to finish"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("rows valid"),
+        "refused before validating: {stderr}"
+    );
+
+    let out = wait_with_timeout(first, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_every_row_uploaded_once(&corpus, &sandbox);
+    assert_eq!(
+        sandbox.conversations().len(),
+        6,
+        "no conversation from the refused run"
+    );
+    assert!(!corpus.dir.join(".manifest.report.csv.lock").exists());
+    // The lock goes with the run: the next night's run starts, and finds everything done.
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        corpus
+            .report()
+            .iter()
+            .all(|row| row["status"] == "already_uploaded")
+    );
+}
+
+#[test]
 fn ctrl_c_writes_the_report_with_not_attempted_rows_and_exits_130_then_a_rerun_finishes() {
     let sandbox = Sandbox::start(&["--latency-ms", "1000"]);
     let corpus = Corpus::new(16, |_| 2_000);
