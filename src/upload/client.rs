@@ -148,8 +148,15 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The HTTP client: rustls, platform roots plus `extra_roots`, no redirects, env proxies.
-pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+/// The HTTP client: rustls, platform roots plus `ca_cert`, no redirects, the environment's
+/// proxies (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) unless `direct`. A plain-http base URL
+/// (only a loopback one is allowed) must be reached `direct`: through a proxy, call 1 and its
+/// token would travel to the proxy in clear.
+pub fn http_client(
+    timeout: Duration,
+    ca_cert: Option<&Path>,
+    direct: bool,
+) -> anyhow::Result<reqwest::Client> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("voyc-import/", env!("CARGO_PKG_VERSION")))
@@ -158,6 +165,9 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<
         .tcp_nodelay(true)
         .tcp_keepalive(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(60));
+    if direct {
+        builder = builder.no_proxy();
+    }
     if let Some(path) = ca_cert {
         let pem = std::fs::read(path)
             .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
@@ -182,7 +192,11 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<
 
 impl VoycClient {
     pub fn new(config: ClientConfig) -> anyhow::Result<VoycClient> {
-        let http = http_client(config.timeout, config.ca_cert.as_deref())?;
+        let http = http_client(
+            config.timeout,
+            config.ca_cert.as_deref(),
+            config.base_url.scheme() == "http",
+        )?;
         Ok(VoycClient::with_http(http, config))
     }
 
@@ -1433,14 +1447,15 @@ mod tests {
         std::fs::write(&path, "not a certificate").unwrap();
         let err = format!(
             "{:#}",
-            http_client(Duration::from_secs(1), Some(&path)).unwrap_err()
+            http_client(Duration::from_secs(1), Some(&path), false).unwrap_err()
         );
         assert!(err.contains("--ca-cert"), "{err}");
         let err = format!(
             "{:#}",
             http_client(
                 Duration::from_secs(1),
-                Some(&dir.path().join("missing.pem"))
+                Some(&dir.path().join("missing.pem")),
+                false
             )
             .unwrap_err()
         );

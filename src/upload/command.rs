@@ -156,7 +156,12 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
     // Loading the TLS roots takes tens of milliseconds: done while pass 1 validates.
     let http = (!args.dry_run).then(|| {
         let (timeout, ca_cert) = (args.timeout, args.ca_cert.clone());
-        std::thread::spawn(move || http_client(timeout, ca_cert.as_deref()))
+        // Plain http is allowed only to loopback (the sandbox): never through a proxy.
+        let direct = match &settings.target {
+            Target::Voyc { base_url, .. } => base_url.scheme() == "http",
+            Target::Sandbox { .. } => true,
+        };
+        std::thread::spawn(move || http_client(timeout, ca_cert.as_deref(), direct))
     });
     let progress = Arc::new(Progress::new(Mode::detect(args.quiet)));
     let today = chrono::Local::now().date_naive();

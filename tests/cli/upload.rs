@@ -718,6 +718,48 @@ fn kill_9_mid_run_then_rerun_completes_with_no_double_upload() {
 }
 
 #[test]
+fn a_plain_http_base_url_is_reached_directly_never_through_a_proxy() {
+    // Through an HTTP proxy, call 1 and its bearer token would reach the proxy in clear. This
+    // "proxy" accepts connections (the kernel does) and never answers.
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(2, |_| 2_000);
+    let with_proxy = |cmd: &mut assert_cmd::Command| {
+        for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env(name, &proxy_url);
+        }
+        cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    };
+    let mut cmd = corpus.upload(&sandbox);
+    with_proxy(&mut cmd);
+    let out = cmd.args(["--timeout", "5s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_every_row_uploaded_once(&corpus, &sandbox);
+
+    let mut cmd = voyc(corpus.path());
+    with_proxy(&mut cmd);
+    let out = cmd
+        .args([
+            "upload",
+            "manifest.csv",
+            "--sandbox",
+            "--report",
+            "in-process.csv",
+        ])
+        .args(["--timeout", "5s"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        matches!(proxy.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the proxy was contacted"
+    );
+}
+
+#[test]
 fn an_overlapping_run_of_the_same_import_is_refused_at_once_and_sends_nothing() {
     // A nightly cron job that outlives its night: the next one must not send the rows the
     // first has not recorded yet, nor overwrite its report.
