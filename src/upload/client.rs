@@ -353,7 +353,7 @@ impl VoycClient {
             watch.touch();
             let status = response.status();
             let headers = response.headers().clone();
-            let body = if status.is_success() {
+            let body = if s3_stored(status) {
                 // Read it (S3 may send `<PostResponse>`) so that the connection can carry the
                 // next upload; the status already says the upload is stored.
                 let _ = read_limited(response, MAX_S3_ANSWER).await;
@@ -379,7 +379,7 @@ impl VoycClient {
                 return Err(failure);
             }
         };
-        if status.is_success() {
+        if s3_stored(status) {
             let (hasher, bytes) = std::mem::take(&mut *watch.state.lock().expect("hash state"));
             if bytes != size {
                 sent.fetch_sub(bytes, Ordering::Relaxed);
@@ -727,12 +727,30 @@ fn api_failure(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure 
 }
 
 /// A non-success answer from S3 (or whatever sits at the upload URL).
+/// S3 answers 200 (PUT, or POST by default), 201 (POST with `success_action_status` 201) or
+/// 204 (POST) when it has stored a file; any other answer, 2xx included, does not say so.
+fn s3_stored(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 200 | 201 | 204)
+}
+
 fn s3_failure(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
     target: &UploadTarget,
 ) -> Failure {
+    if status.is_success() {
+        return Failure {
+            status: Some(status.as_u16()),
+            ..Failure::permanent(
+                Call::Upload,
+                format!(
+                    "HTTP {}: S3 answers 200, 201 or 204 when it has stored a file, so this answer does not say the file was stored (is the upload URL an S3 endpoint?)",
+                    status.as_u16()
+                ),
+            )
+        };
+    }
     if status.is_redirection() {
         return Failure {
             status: Some(status.as_u16()),
@@ -1167,6 +1185,41 @@ mod tests {
         assert_eq!(request.head.header("transfer-encoding"), None);
         assert_eq!(request.head.header("authorization"), None);
         assert_eq!(hex::encode(Sha256::digest(&request.body)), sha256);
+    }
+
+    #[tokio::test]
+    async fn only_200_201_and_204_from_s3_say_the_file_is_stored() {
+        for (status, stored) in [
+            (200, true),
+            (201, true),
+            (204, true),
+            (202, false),
+            (299, false),
+        ] {
+            let server = serve(move |_| Reply::json(status, "")).await;
+            let dir = tempfile::tempdir().unwrap();
+            let (path, _) = audio_file(&dir, 1000);
+            let target = UploadTarget::Put {
+                url: server.url.join("s3/bucket/k").unwrap(),
+            };
+            let result = client(&server.url, Duration::from_secs(5))
+                .upload(&target, &path, 1000, &Arc::new(AtomicU64::new(0)))
+                .await;
+            match result {
+                Ok(uploaded) => assert!(stored, "{status}: {uploaded:?}"),
+                Err(failure) => {
+                    assert!(!stored, "{status}: {}", failure.message);
+                    assert_eq!(failure.class, Class::Permanent);
+                    assert_eq!(failure.status, Some(status));
+                    assert_eq!(
+                        failure.message,
+                        format!(
+                            "HTTP {status}: S3 answers 200, 201 or 204 when it has stored a file, so this answer does not say the file was stored (is the upload URL an S3 endpoint?)"
+                        )
+                    );
+                }
+            }
+        }
     }
 
     #[tokio::test]
