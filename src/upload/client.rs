@@ -263,6 +263,7 @@ impl VoycClient {
             }
             return response::parse(&body, &self.base_url).map_err(|shape| Failure {
                 status: Some(status.as_u16()),
+                conversation: response::conversation_id_in(&body),
                 ..Failure::permanent(Call::Api, format!("HTTP {}, but {shape}", status.as_u16()))
             });
         }

@@ -483,6 +483,7 @@ fn run(
             body,
             identity,
             resume: stored,
+            warnings,
         };
         runtime.block_on(pool.submit(job));
         ControlFlow::Continue(())

@@ -51,6 +51,8 @@ pub struct Job {
     pub identity: RowIdentity,
     /// What the journal held for this row when it was handed out.
     pub resume: Option<Stored>,
+    /// Validation's warnings for the row (a date in the future, say): first in its notes.
+    pub warnings: Vec<String>,
 }
 
 /// A settled row, for the report.
@@ -231,7 +233,7 @@ impl Engine {
                 tally.notes.push(note);
             }
         }
-        row.notes = tally.notes;
+        row.notes = job.warnings.iter().cloned().chain(tally.notes).collect();
         Settled { row, pending }
     }
 
@@ -399,9 +401,15 @@ impl Engine {
                     format!("call 1 failed after it was sent ({})", failure.message),
                 );
             } else if let Some(status) = failure.status.filter(|s| (200..300).contains(s)) {
+                let with = match &failure.conversation {
+                    Some(id) => format!(" with conversation {id}"),
+                    None => String::new(),
+                };
                 self.note_unknown_conversation(
                     job,
-                    format!("call 1 answered HTTP {status}, but its answer could not be used"),
+                    format!(
+                        "call 1 answered HTTP {status}{with}, but its answer could not be used"
+                    ),
                 );
             }
             if failure.ambiguous && retrying {
@@ -413,17 +421,19 @@ impl Engine {
                         .to_string(),
                 );
             } else if failure.status.is_some_and(|s| (200..300).contains(&s)) {
-                tally.notes.push(
-                    "call 1 succeeded but its answer could not be used, so Voyc holds a conversation without audio for this row"
-                        .to_string(),
-                );
+                tally.notes.push(match &failure.conversation {
+                    Some(id) => format!(
+                        "call 1 succeeded but its answer could not be used, so Voyc holds conversation {id} without audio for this row"
+                    ),
+                    None => "call 1 succeeded but its answer could not be used, so Voyc holds a conversation without audio for this row".to_string(),
+                });
             }
             if !retrying {
                 self.check_for_stop(&failure);
                 let error = failure.describe();
                 self.record_failure(job, &error).await;
                 return Err(End::Failed {
-                    conversation: None,
+                    conversation: failure.conversation.clone(),
                     error,
                 });
             }
@@ -931,6 +941,7 @@ mod tests {
             body,
             resume: setup.engine.journal.lookup(&identity).unwrap(),
             identity,
+            warnings: Vec::new(),
         }
     }
 
@@ -1028,6 +1039,31 @@ mod tests {
                 .unknown_conversations(&job.identity)
                 .unwrap(),
             ["call 1 answered HTTP 201, but its answer could not be used"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_with_an_id_but_no_usable_target_names_the_conversation_it_created() {
+        let fake = Arc::new(Fake::default());
+        fake.queue_call1(Reply::json(201, r#"{"conversation_id": "c-9", "s3": {}}"#));
+        let setup = setup(fake).await;
+        let job = job(&setup, 0);
+        let row = settle(&setup.engine, &job).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert_eq!(row.conversation_id.as_deref(), Some("c-9"));
+        assert_eq!(
+            row.notes,
+            [
+                "call 1 succeeded but its answer could not be used, so Voyc holds conversation c-9 without audio for this row"
+            ]
+        );
+        assert_eq!(
+            setup
+                .engine
+                .journal
+                .unknown_conversations(&job.identity)
+                .unwrap(),
+            ["call 1 answered HTTP 201 with conversation c-9, but its answer could not be used"]
         );
     }
 

@@ -160,6 +160,15 @@ pub fn parse(body: &[u8], base: &Url) -> Result<Call1Response, ShapeError> {
     })
 }
 
+/// The conversation id a call-1 answer holds, if any: when the rest of the answer cannot be
+/// used, the conversation it created can still be named.
+pub fn conversation_id_in(body: &[u8]) -> Option<ConversationId> {
+    match serde_json::from_slice(body).ok()? {
+        Value::Object(object) => conversation_id(&object),
+        _ => None,
+    }
+}
+
 fn conversation_id(object: &Map<String, Value>) -> Option<ConversationId> {
     let nested = object
         .get("conversation")

@@ -52,6 +52,9 @@ pub struct Failure {
     pub expired_target: bool,
     /// The server's TLS certificate is not trusted: no retry helps, `--ca-cert` may.
     pub untrusted_certificate: bool,
+    /// Call 1 only: the conversation id an answer held whose rest could not be used (the
+    /// conversation exists, without audio).
+    pub conversation: Option<crate::upload::response::ConversationId>,
     /// One line for the report, without the call's name: `HTTP 400: call_date: ...`.
     pub message: String,
 }
@@ -67,6 +70,7 @@ impl Failure {
             about_credentials: false,
             expired_target: false,
             untrusted_certificate: false,
+            conversation: None,
             message: message.into(),
         }
     }

@@ -718,6 +718,38 @@ fn kill_9_mid_run_then_rerun_completes_with_no_double_upload() {
 }
 
 #[test]
+fn a_rows_validation_warnings_are_in_its_notes_when_it_is_uploaded() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(2, |_| 2_000);
+    // Row 2's date is in the future, and its WAV file is named .mp3: both warnings, no error.
+    std::fs::rename(
+        corpus.dir.join("calls/0001.wav"),
+        corpus.dir.join("calls/0001.mp3"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(corpus.dir.join("manifest.csv"))
+        .unwrap()
+        .replace(
+            "calls/0001.wav,support,2024-03-02",
+            "calls/0001.mp3,support,2099-03-02",
+        );
+    std::fs::write(corpus.dir.join("manifest.csv"), manifest).unwrap();
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert_eq!(report[0]["notes"], "");
+    assert_eq!(report[1]["status"], "uploaded");
+    let notes = &report[1]["notes"];
+    assert!(
+        notes.starts_with(
+            "warning: file \"calls/0001.mp3\": the extension .mp3 does not match the contents, which are WAV (expected .wav); \
+             warning: call_date \"2099-03-02\": date is in the future (today is "
+        ),
+        "{notes}"
+    );
+}
+
+#[test]
 fn a_plain_http_base_url_is_reached_directly_never_through_a_proxy() {
     // Through an HTTP proxy, call 1 and its bearer token would reach the proxy in clear. This
     // "proxy" accepts connections (the kernel does) and never answers.
