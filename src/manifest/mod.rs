@@ -434,6 +434,25 @@ impl RawRow {
         }
     }
 
+    /// A CSV row's field `index` as text, trimmed, when the row's cells cannot all be read (a
+    /// wrong number of fields, another field that is not UTF-8): so that the report can still
+    /// name the row's file. With a wrong number of fields only the first is taken, as a
+    /// missing or extra comma cannot have moved it.
+    pub fn field_text(&self, index: usize, header: &Header) -> Option<&str> {
+        let Content::Csv(record) = &self.content else {
+            return None;
+        };
+        if record.unclosed_quote.is_some() || record.oversized.is_some() {
+            return None;
+        }
+        if record.len() != header.names.len() && index != 0 {
+            return None;
+        }
+        let bytes = record.iter().nth(index)?;
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        (!text.is_empty() && value_problem(text).is_none()).then_some(text)
+    }
+
     /// The row's cells as `(name, value)` in manifest order, names as the header (CSV) or the
     /// object (JSONL) has them. CSV values are strings with surrounding whitespace trimmed;
     /// JSONL values are kept as JSON. `header` is the manifest's header (CSV only).

@@ -98,6 +98,16 @@ impl<'a> Context<'a> {
                     value: e.value,
                     message: e.message,
                 });
+                // The report still names the row's file where it can be read.
+                let file_column = self.layout.as_ref().and_then(|layout| {
+                    layout
+                        .names
+                        .iter()
+                        .position(|name| name.as_deref() == Some("file"))
+                });
+                if let (Some(index), Some(header)) = (file_column, &self.header) {
+                    row.file = raw.field_text(index, header).map(str::to_string);
+                }
                 return row;
             }
         };

@@ -824,3 +824,41 @@ fn a_manifest_that_is_a_symlink_loop_is_an_error_not_a_hang() {
     let err = check_manifest(&args, today(), |_| ControlFlow::Continue(())).unwrap_err();
     assert!(format!("{err:#}").contains("symbolic links"), "{err:#}");
 }
+
+#[test]
+fn a_row_whose_cells_cannot_all_be_read_still_names_its_file_where_that_is_safe() {
+    let fixture = Fixture::new();
+    // Rows 2 and 3: a field too many, a field too few; the file column is first, so its value
+    // is the row's first field as written. Row 4: a Latin-1 byte in another column. In
+    // moved.csv the file column is last and the row has a field too many: which field is the
+    // file cannot be known, so none is named.
+    let mut text = format!(
+        "{HEADER}\ncalls/a.wav,1,2024-01-01,10:00:00,Ann,extra\n\
+         1,2024-01-01,10:00:00,Ann\ncalls/c.wav,1,2024-01-01,10:00:00,Jos"
+    )
+    .into_bytes();
+    text.extend_from_slice(b"\xe9\n");
+    let moved = fixture.args(
+        "moved.csv",
+        b"channel_id,call_date,call_time,agent,file\n1,2024-01-01,10:00:00,A,B,calls/b.wav\n",
+    );
+    let files = |args: &ManifestArgs| -> Vec<Option<String>> {
+        check(args)
+            .0
+            .into_iter()
+            .filter_map(|v| match v {
+                Verdict::Invalid { file, .. } => Some(file),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        files(&fixture.args("m.csv", &text)),
+        [
+            Some("calls/a.wav".to_string()),
+            Some("1".to_string()),
+            Some("calls/c.wav".to_string())
+        ]
+    );
+    assert_eq!(files(&moved), [None]);
+}

@@ -1085,6 +1085,31 @@ fn skip_invalid_uploads_the_rest_and_reports_the_invalid_row() {
 }
 
 #[test]
+fn an_invalid_row_whose_fields_cannot_all_be_read_still_names_its_file_in_the_report() {
+    let sandbox = Sandbox::start(&[]);
+    let dir = Dir::new();
+    let out = voyc(dir.path())
+        .env("VOYC_TOKEN", TOKEN)
+        .arg("upload")
+        .arg(samples().join("bad-manifest.csv"))
+        .args(["--org", "118", "--base-url", &sandbox.url, "--skip-invalid"])
+        .args(["--report", "r.csv"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = read_report(&dir.join("r.csv"));
+    let row = |line: &str| report.iter().find(|r| r["line"] == line).unwrap();
+    // Line 10 has one field too few; line 15 has a Latin-1 byte in another column.
+    assert_eq!(row("10")["status"], "invalid");
+    assert!(row("10")["error"].contains("this row has 7 fields, but the header has 8"));
+    assert_eq!(row("10")["file"], "calls/0008.wav");
+    assert_eq!(row("15")["status"], "invalid");
+    assert!(row("15")["error"].contains("not valid UTF-8"));
+    assert_eq!(row("15")["file"], "calls/0009.wav");
+}
+
+#[test]
 fn dry_run_prints_what_would_be_sent_and_sends_nothing() {
     let sandbox = Sandbox::start(&[]);
     let corpus = Corpus::new(3, |i| 1_000 + i);
