@@ -74,6 +74,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "TOKEN", default_value = "sandbox-token")]
     pub token: String,
 
+    /// Accept the token only this many seconds after start, then refuse it as a wrong one
+    /// (a short-lived token expiring mid-run) [default: it never expires].
+    #[arg(long, value_name = "SECS")]
+    pub token_ttl: Option<u64>,
+
     /// The only organisation id that exists; others get 404 [default: any id is accepted].
     #[arg(long, value_name = "ORG_ID")]
     pub org: Option<String>,

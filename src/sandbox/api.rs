@@ -98,8 +98,12 @@ fn unauthenticated(style: ErrorStyle, code: &'static str, detail: &str) -> Respo
     }
 }
 
-/// Checks `Authorization: Bearer <token>`; the answer to give when it is missing or wrong.
-fn refuse_credentials(headers: &HeaderMap, token: &str, style: ErrorStyle) -> Option<Response> {
+/// Checks `Authorization: Bearer <token>`; the answer to give when it is missing or wrong,
+/// or right but past its lifetime (`--token-ttl`): an expired token is answered exactly as a
+/// wrong one, as an API that no longer knows it would, and counted as a fault.
+fn refuse_credentials(headers: &HeaderMap, shared: &Shared) -> Option<Response> {
+    let (token, style) = (&shared.config.token, shared.config.error_style);
+    let invalid = || unauthenticated(style, "authentication_failed", "Invalid token.");
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -112,11 +116,11 @@ fn refuse_credentials(headers: &HeaderMap, token: &str, style: ErrorStyle) -> Op
             "not_authenticated",
             "Authentication credentials were not provided.",
         )),
-        Some(given) if given != token => Some(unauthenticated(
-            style,
-            "authentication_failed",
-            "Invalid token.",
-        )),
+        Some(given) if given != token => Some(invalid()),
+        Some(_) if shared.token_expired() => {
+            shared.faults.count(Fault::TokenExpired);
+            Some(invalid())
+        }
         Some(_) => None,
     }
 }
@@ -382,7 +386,7 @@ pub(super) async fn upload_data(
         shared.faults.count(Fault::Fail);
         return gateway_unavailable();
     }
-    if let Some(response) = refuse_credentials(&headers, &shared.config.token, style) {
+    if let Some(response) = refuse_credentials(&headers, &shared) {
         return response;
     }
     if shared

@@ -1,7 +1,8 @@
 //! Fault injection: which requests fail, and how many did. Draws come from one seeded
 //! generator, a fixed number per request, so a given `--seed` and a given order of requests
 //! always inject the same faults. Expired targets are drawn from a second generator, so that
-//! adding them left every other seeded sequence as it was.
+//! adding them left every other seeded sequence as it was. A short token lifetime draws
+//! nothing: it depends on the time since the sandbox started alone, and is only counted here.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,8 @@ pub enum Fault {
     S3Drop,
     /// Call 1 handed out an upload target that had already expired.
     Expired,
+    /// Call 1 refused the right token because `--token-ttl` had run out.
+    TokenExpired,
 }
 
 /// How many faults of each kind were injected so far.
@@ -59,11 +62,19 @@ pub struct FaultCounts {
     pub s3_fail: u64,
     pub s3_drop: u64,
     pub expired: u64,
+    /// Calls 1 with the right token refused because its lifetime (`--token-ttl`) had run out.
+    pub token_expired: u64,
 }
 
 impl FaultCounts {
     pub fn total(&self) -> u64 {
-        self.fail + self.ambiguous + self.throttle + self.s3_fail + self.s3_drop + self.expired
+        self.fail
+            + self.ambiguous
+            + self.throttle
+            + self.s3_fail
+            + self.s3_drop
+            + self.expired
+            + self.token_expired
     }
 }
 
@@ -87,7 +98,7 @@ pub struct Faults {
     rng: Mutex<fastrand::Rng>,
     /// For expired targets only.
     expiry_rng: Mutex<fastrand::Rng>,
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; 7],
 }
 
 impl Faults {
@@ -148,6 +159,7 @@ impl Faults {
             s3_fail: n(Fault::S3Fail),
             s3_drop: n(Fault::S3Drop),
             expired: n(Fault::Expired),
+            token_expired: n(Fault::TokenExpired),
         }
     }
 }
@@ -228,8 +240,10 @@ mod tests {
         faults.count(Fault::Throttle);
         faults.count(Fault::Throttle);
         faults.count(Fault::S3Drop);
+        faults.count(Fault::TokenExpired);
         let counts = faults.counts();
         assert_eq!((counts.throttle, counts.s3_drop, counts.fail), (2, 1, 0));
-        assert_eq!(counts.total(), 3);
+        assert_eq!(counts.token_expired, 1);
+        assert_eq!(counts.total(), 4);
     }
 }

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -85,6 +85,9 @@ pub struct SandboxConfig {
     pub listen: SocketAddr,
     /// The bearer token call 1 accepts.
     pub token: String,
+    /// When set, call 1 accepts the token only this long after the sandbox starts, and then
+    /// refuses it exactly as it refuses a wrong one: an expired token. `None`: it never expires.
+    pub token_ttl: Option<Duration>,
     /// When set, only this organisation id exists; others get 404.
     pub org: Option<String>,
     pub upload_style: UploadStyle,
@@ -126,6 +129,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: "sandbox-token".into(),
+            token_ttl: None,
             org: None,
             upload_style: UploadStyle::Post,
             error_style: ErrorStyle::Drf,
@@ -223,6 +227,8 @@ struct Shared {
     s3_requests: AtomicU64,
     /// Only with `--latency-ms`.
     delays: Option<delay::Delays>,
+    /// When the sandbox started: `token_ttl` counts from here.
+    started: Instant,
 }
 
 impl Shared {
@@ -231,6 +237,13 @@ impl Shared {
         if let Some(delays) = &self.delays {
             delays.sleep(self.config.latency).await;
         }
+    }
+
+    /// True once `token_ttl` has run out since the sandbox started.
+    fn token_expired(&self) -> bool {
+        self.config
+            .token_ttl
+            .is_some_and(|ttl| self.started.elapsed() >= ttl)
     }
 
     fn stats(&self) -> Stats {
@@ -322,6 +335,7 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         api_requests: AtomicU64::new(0),
         s3_requests: AtomicU64::new(0),
         delays: (!config.latency.is_zero()).then(delay::Delays::new),
+        started: Instant::now(),
         config,
     });
     let (shutdown, stopping) = watch::channel(false);
@@ -472,6 +486,7 @@ impl TryFrom<&SandboxArgs> for SandboxConfig {
         Ok(SandboxConfig {
             listen: args.listen,
             token: args.token.clone(),
+            token_ttl: args.token_ttl.map(Duration::from_secs),
             org: args.org.clone(),
             upload_style: args.upload_style,
             error_style: args.error_style,
@@ -517,8 +532,12 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
                 sandbox.data_dir().display()
             ),
         };
+        let lifetime = match args.token_ttl {
+            Some(secs) => format!(" (expires {secs} s after start)"),
+            None => String::new(),
+        };
         eprintln!(
-            "sandbox: organisation {}, token {:?}, {uploads}; Ctrl-C to stop",
+            "sandbox: organisation {}, token {:?}{lifetime}, {uploads}; Ctrl-C to stop",
             args.org.as_deref().unwrap_or("any"),
             sandbox.token(),
         );
@@ -532,8 +551,16 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
         let f = stats.faults;
         eprintln!(
             "sandbox: stopped; conversations {}, {uploads}; faults injected: \
-             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}, expired {}",
-            stats.conversations, f.fail, f.ambiguous, f.throttle, f.s3_fail, f.s3_drop, f.expired
+             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}, expired {}, \
+             token-expired {}",
+            stats.conversations,
+            f.fail,
+            f.ambiguous,
+            f.throttle,
+            f.s3_fail,
+            f.s3_drop,
+            f.expired,
+            f.token_expired
         );
         Ok(Status::Success)
     })
@@ -610,6 +637,50 @@ mod tests {
         sandbox.stop().await;
         assert!(!folder.exists(), "the temporary folder is removed");
         assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_past_its_lifetime_is_answered_exactly_like_a_wrong_one_and_counted() {
+        for style in [ErrorStyle::Drf, ErrorStyle::Standardized] {
+            let sandbox = start(SandboxConfig {
+                token_ttl: Some(Duration::ZERO),
+                error_style: style,
+                ..SandboxConfig::default()
+            })
+            .await
+            .unwrap();
+            let http = client();
+            let call1 = |token: &'static str| {
+                http.post(format!(
+                    "{}/api/v2/workspace/o/conversation/upload_data/",
+                    sandbox.base_url()
+                ))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(r#"{"channel_id":1,"call_date":"2024-01-02","call_time":"10:00:00","agent":"A"}"#)
+                .send()
+            };
+            let answer = |response: reqwest::Response| async move {
+                let status = response.status();
+                let challenge = response.headers().get("www-authenticate").cloned();
+                (status, challenge, response.text().await.unwrap())
+            };
+            let expired = answer(call1("sandbox-token").await.unwrap()).await;
+            let wrong = answer(call1("another-token").await.unwrap()).await;
+            assert_eq!(expired, wrong, "{style:?}");
+            assert!(expired.0.is_client_error(), "{style:?}: {expired:?}");
+            assert!(sandbox.conversations().is_empty());
+            assert_eq!(sandbox.stats().faults.token_expired, 1, "{style:?}");
+            sandbox.stop().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_lifetime_the_token_never_expires() {
+        let sandbox = start(SandboxConfig::default()).await.unwrap();
+        assert_eq!(sandbox.shared.config.token_ttl, None);
+        assert!(!sandbox.shared.token_expired());
+        sandbox.stop().await;
     }
 
     #[tokio::test]

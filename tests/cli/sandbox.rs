@@ -779,6 +779,38 @@ async fn expired_rate_1_hands_out_targets_that_are_already_expired() {
 }
 
 #[tokio::test]
+async fn token_ttl_1_accepts_the_token_at_once_then_refuses_it_as_invalid_and_counts_it() {
+    let sandbox = Sandbox::start(&["--token-ttl", "1", "--upload-style", "put"]);
+    let answer = sandbox.create().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, headers, body) = sandbox.call1(&valid_body()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"detail": "Invalid token."})
+    );
+    assert!(headers.contains_key("www-authenticate"));
+    // Uploads carry no token: a target handed out before the expiry still takes the file.
+    let (status, body) = sandbox
+        .upload_put(answer["upload_url"].as_str().unwrap(), b"RIFF")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let all = sandbox.conversations().await;
+    assert_eq!(all.len(), 1, "the refused call created nothing");
+    assert_eq!(all[0]["uploaded"], true);
+    let faults = sandbox.faults().await;
+    assert_eq!(faults["token_expired"], 1, "{faults}");
+    assert_eq!(faults["fail"], 0, "{faults}");
+    #[cfg(unix)]
+    {
+        let (code, stderr) = sandbox.interrupt();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stderr.contains("expires 1 s after start"), "{stderr}");
+        assert!(stderr.contains("token-expired 1"), "{stderr}");
+    }
+}
+
+#[tokio::test]
 async fn s3_drop_rate_1_closes_the_connection_without_an_answer() {
     for style in ["post", "put"] {
         let sandbox = Sandbox::start(&["--s3-drop-rate", "1", "--upload-style", style]);

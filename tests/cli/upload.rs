@@ -469,6 +469,90 @@ fn a_wrong_token_stops_at_the_first_call_with_exit_2_and_the_servers_message() {
     }
 }
 
+/// Guarantee 9's late 401, against `sandbox --token-ttl`: the token is accepted for 3 s, and a
+/// run that needs longer stops handing out rows, lets the one in flight finish, and ends
+/// resumable with exit 1; the journal keeps what was uploaded.
+#[test]
+fn a_token_that_expires_mid_run_stops_it_with_exit_1_and_the_journal_keeps_the_uploaded_rows() {
+    let sandbox = Sandbox::start(&["--token-ttl", "3", "--latency-ms", "300"]);
+    let corpus = Corpus::new(40, |i| 1_000 + i);
+    let started = Instant::now();
+    let out = corpus
+        .upload(&sandbox)
+        .args(["--concurrency", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "stopped at once"
+    );
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(
+            "call 1 answered HTTP 401: Invalid token. after earlier rows succeeded: the token has \
+             expired or was revoked; get a new one and run the same command to resume"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+
+    // In manifest order: the rows whose call 1 came in time, then the one or two (one per
+    // worker) whose call 1 met the expired token, then the rows never handed out.
+    let report = corpus.report();
+    assert_eq!(report.len(), 40);
+    let count = |from: usize, status: &str| {
+        report[from..]
+            .iter()
+            .take_while(|r| r["status"] == status)
+            .count()
+    };
+    let uploaded = count(0, "uploaded");
+    let failed = count(uploaded, "failed");
+    let not_attempted = count(uploaded + failed, "not_attempted");
+    let statuses: Vec<&str> = report.iter().map(|r| r["status"].as_str()).collect();
+    assert_eq!(uploaded + failed + not_attempted, 40, "{statuses:?}");
+    assert!(uploaded >= 1 && (1..=2).contains(&failed), "{statuses:?}");
+    assert!(not_attempted >= 20, "{statuses:?}");
+    let conversations = sandbox.conversations();
+    assert_eq!(
+        conversations.len(),
+        uploaded,
+        "a refused call 1 creates nothing"
+    );
+    for (row, (_, contents)) in report.iter().zip(&corpus.files).take(uploaded) {
+        let conversation = &conversations[&row["conversation_id"]];
+        assert_eq!(conversation["uploaded"], true, "{conversation}");
+        assert_eq!(conversation["sha256"], sha256(contents));
+    }
+    for row in &report[uploaded..uploaded + failed] {
+        assert_eq!(row["error"], "call 1: HTTP 401: Invalid token.", "{row:?}");
+        assert_eq!(row["attempts"], "1", "permanent: not retried: {row:?}");
+    }
+    for row in &report[uploaded + failed..] {
+        assert_eq!(
+            row["notes"], "the run stopped: the token was refused",
+            "{row:?}"
+        );
+    }
+    let stats: Value = serde_json::from_str(&http_get(&sandbox.url, "/_sandbox/stats")).unwrap();
+    assert_eq!(stats["faults"]["token_expired"], failed as u64, "{stats}");
+
+    // The journal kept the uploaded rows: the same command skips them without a call, and the
+    // still-expired token is then refused before anything succeeds in this run, so exit 2.
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let report = corpus.report();
+    assert!(
+        report[..uploaded]
+            .iter()
+            .all(|r| r["status"] == "already_uploaded"),
+        "{report:?}"
+    );
+    assert!(report[uploaded..].iter().all(|r| r["status"] != "uploaded"));
+    assert_eq!(sandbox.conversations().len(), uploaded);
+}
+
 #[test]
 fn a_wrong_organisation_stops_at_the_first_call_naming_base_url_and_org() {
     let sandbox = Sandbox::start(&["--org", "999"]);
