@@ -542,7 +542,7 @@ impl Engine {
         let endpoint = super::response::without_query(self.client.endpoint());
         if !self.control.any_success() && matches!(status, 401 | 403 | 404) {
             let cause = if failure.about_credentials || status == 401 {
-                "the token was refused: check VOYC_TOKEN or --token-file".to_string()
+                "the token was refused (wrong, expired or revoked): check VOYC_TOKEN or --token-file".to_string()
             } else if status == 403 {
                 format!(
                     "the token may not upload to organisation {}: check --org and the token's permissions",
@@ -1121,7 +1121,7 @@ mod tests {
         };
         assert_eq!(
             message,
-            "call 1 answered HTTP 401: Invalid token.; the token was refused: check VOYC_TOKEN or --token-file"
+            "call 1 answered HTTP 401: Invalid token.; the token was refused (wrong, expired or revoked): check VOYC_TOKEN or --token-file"
         );
     }
 

@@ -444,7 +444,7 @@ fn a_wrong_token_stops_at_the_first_call_with_exit_2_and_the_servers_message() {
         assert_eq!(out.status.code(), Some(2), "{style}: {}", show(&out));
         let stderr = stderr_of(&out);
         assert!(
-            stderr.contains("the token was refused: check VOYC_TOKEN or --token-file"),
+            stderr.contains("the token was refused (wrong, expired or revoked): check VOYC_TOKEN or --token-file"),
             "{style}: {stderr}"
         );
         assert!(!stderr.contains("wrong-token-value"));
