@@ -397,9 +397,10 @@ fn run(
         let window = window.clone();
         let progress = progress.clone();
         let shown = settings.shown.clone();
+        let control = control.clone();
         std::thread::Builder::new()
             .name("report".into())
-            .spawn(move || write_report(report, settled, &window, &progress, &shown))
+            .spawn(move || write_report(report, settled, &window, &progress, &shown, &control))
             .context("cannot start the report writer")?
     };
 
@@ -557,40 +558,59 @@ fn write_report(
     window: &Semaphore,
     progress: &Progress,
     shown: &str,
+    control: &RunControl,
 ) -> anyhow::Result<Counts> {
     let mut failure = None;
     for outcome in settled {
-        {
-            match outcome.row.status {
-                RowStatus::Uploaded => progress.row_done(false),
-                RowStatus::Failed => {
-                    progress.row_done(true);
+        match outcome.row.status {
+            RowStatus::Uploaded => progress.row_done(false),
+            RowStatus::Failed => {
+                progress.row_done(true);
+                let error = outcome.row.error.as_deref().unwrap_or("unknown error");
+                if !same_as_the_stop(control, error) {
                     progress.failure(&format!(
-                        "{shown}:{}: {}: failed: {}",
-                        outcome.row.line,
-                        outcome.row.file,
-                        outcome.row.error.as_deref().unwrap_or("unknown error")
+                        "{shown}:{}: {}: failed: {error}",
+                        outcome.row.line, outcome.row.file,
                     ));
                 }
-                _ => {}
             }
+            _ => {}
         }
-        if failure.is_none() {
-            match report.push(outcome.seq, outcome.row) {
-                Ok(written) => window.add_permits(usize::try_from(written).unwrap_or(0)),
-                Err(err) => {
-                    // Keep draining so the pool never blocks on a full window.
-                    window.add_permits(WINDOW);
-                    failure = Some(err);
-                }
-            }
-        } else {
-            window.add_permits(1);
-        }
+        continue_report(&mut failure, &mut report, window, outcome);
     }
     match failure {
         Some(err) => Err(err),
         None => report.finish(),
+    }
+}
+
+/// Guarantee 9: a wrong token, organisation or base URL is one message at the end of the run,
+/// not one more line for each row that was in flight (the report has each).
+fn same_as_the_stop(control: &RunControl, error: &str) -> bool {
+    matches!(control.reason(), Some(StopReason::Misconfigured(_)))
+        && ["call 1: HTTP 401", "call 1: HTTP 403", "call 1: HTTP 404"]
+            .iter()
+            .any(|prefix| error.starts_with(prefix))
+}
+
+/// Puts a settled row in the report, unless writing it has already failed.
+fn continue_report(
+    failure: &mut Option<anyhow::Error>,
+    report: &mut ReportWriter,
+    window: &Semaphore,
+    outcome: Outcome,
+) {
+    if failure.is_none() {
+        match report.push(outcome.seq, outcome.row) {
+            Ok(written) => window.add_permits(usize::try_from(written).unwrap_or(0)),
+            Err(err) => {
+                // Keep draining so the pool never blocks on a full window.
+                window.add_permits(WINDOW);
+                *failure = Some(err);
+            }
+        }
+    } else {
+        window.add_permits(1);
     }
 }
 

@@ -448,6 +448,12 @@ fn a_wrong_token_stops_at_the_first_call_with_exit_2_and_the_servers_message() {
             "{style}: {stderr}"
         );
         assert!(!stderr.contains("wrong-token-value"));
+        // One message, not one more line per row that was in flight.
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains("HTTP 40")).count(),
+            1,
+            "{style}: {stderr}"
+        );
         let report = corpus.report();
         assert_eq!(report.len(), 30);
         let failed: Vec<_> = report.iter().filter(|r| r["status"] == "failed").collect();
