@@ -536,10 +536,15 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
             Some(secs) => format!(" (expires {secs} s after start)"),
             None => String::new(),
         };
+        // The default token is shown so that a newcomer knows what to set; one given with
+        // --token may be somebody's real one, and tokens are never printed.
+        let token = match sandbox.token() {
+            "sandbox-token" => "token \"sandbox-token\"",
+            _ => "the token given by --token",
+        };
         eprintln!(
-            "sandbox: organisation {}, token {:?}{lifetime}, {uploads}; Ctrl-C to stop",
+            "sandbox: organisation {}, {token}{lifetime}, {uploads}; Ctrl-C to stop",
             args.org.as_deref().unwrap_or("any"),
-            sandbox.token(),
         );
         stop_signal().await?;
         let stats = sandbox.stats();

@@ -899,3 +899,19 @@ async fn ctrl_c_stops_the_sandbox_cleanly_and_removes_its_temporary_folder() {
         "{folder} is still there"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_sandbox_shows_its_default_token_but_never_one_given_with_token() {
+    let (_, stderr) = Sandbox::start(&[]).interrupt();
+    assert!(
+        stderr.starts_with("sandbox: organisation any, token \"sandbox-token\", "),
+        "{stderr}"
+    );
+    let (_, stderr) = Sandbox::start(&["--token", "a-real-looking-token-1f3a"]).interrupt();
+    assert!(!stderr.contains("a-real-looking-token-1f3a"), "{stderr}");
+    assert!(
+        stderr.starts_with("sandbox: organisation any, the token given by --token, "),
+        "{stderr}"
+    );
+}
