@@ -219,22 +219,28 @@ pub struct ReportWriter {
     counts: Counts,
 }
 
+/// The folder a report goes in, created if need be.
+pub fn report_folder(report: &Path) -> anyhow::Result<&Path> {
+    let folder = match report.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(folder).with_context(|| {
+        format!(
+            "cannot write the report {}: cannot create its folder {}",
+            report.display(),
+            folder.display()
+        )
+    })?;
+    Ok(folder)
+}
+
 impl ReportWriter {
     /// Creates the temporary file beside `path`: this is also the check that the report's
     /// folder is writable, made before anything is uploaded.
     pub fn create(path: &Path) -> anyhow::Result<ReportWriter> {
         let format = ReportFormat::from_path(path)?;
-        let folder = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(folder).with_context(|| {
-            format!(
-                "cannot write the report {}: cannot create its folder {}",
-                path.display(),
-                folder.display()
-            )
-        })?;
+        let folder = report_folder(path)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -23,10 +23,7 @@ pub struct RunLock {
 impl RunLock {
     /// Takes the lock for `report`, or says which run holds it.
     pub fn acquire(report: &Path) -> anyhow::Result<RunLock> {
-        let folder = match report.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let folder = crate::report::report_folder(report)?;
         let not_writable = || {
             format!(
                 "cannot write the report {}: its folder {} is not writable",
@@ -34,13 +31,6 @@ impl RunLock {
                 folder.display()
             )
         };
-        std::fs::create_dir_all(folder).with_context(|| {
-            format!(
-                "cannot write the report {}: cannot create its folder {}",
-                report.display(),
-                folder.display()
-            )
-        })?;
         let name = report
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
