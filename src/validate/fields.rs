@@ -231,20 +231,32 @@ pub fn parse_direction(value: &Value) -> Result<&'static str, FieldProblem> {
     })
 }
 
-/// `speakers`: a positive whole number, as a JSON number or as digits in a string.
+/// `speakers`: a positive whole number, as a JSON number or as digits in a string. A whole
+/// number written with a decimal point (`2.0`, as spreadsheets and pandas export integer
+/// columns that have gaps) is taken as DRF's `IntegerField` takes it, and sent as `2`.
 pub fn parse_speakers(value: &Value) -> Result<u32, FieldProblem> {
     let parsed = match value {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+                .map(|f| f as u64)
+        }),
         Value::String(s) => {
             let s = s.trim();
-            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-                s.parse::<u32>().ok()
+            let digits = match s.split_once('.') {
+                Some((whole, zeros)) if zeros.bytes().all(|b| b == b'0') => whole,
+                Some(_) => "",
+                None => s,
+            };
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                digits.parse::<u64>().ok()
             } else {
                 None
             }
         }
         _ => None,
-    };
+    }
+    .and_then(|n| u32::try_from(n).ok());
     parsed.filter(|&n| n > 0).ok_or_else(|| {
         FieldProblem::error(
             "speakers",
@@ -368,12 +380,22 @@ mod tests {
     fn speakers_must_be_a_positive_whole_number() {
         assert_eq!(parse_speakers(&json!("3")).unwrap(), 3);
         assert_eq!(parse_speakers(&json!(3)).unwrap(), 3);
+        // Whole numbers with a decimal point, as DRF's IntegerField takes them.
+        assert_eq!(parse_speakers(&json!(2.0)).unwrap(), 2);
+        assert_eq!(parse_speakers(&json!(" 2.00 ")).unwrap(), 2);
+        assert_eq!(parse_speakers(&json!("2.")).unwrap(), 2);
         for bad in [
             json!("0"),
             json!(0),
+            json!(0.0),
             json!("-1"),
+            json!(-2.0),
             json!("2.5"),
             json!(2.5),
+            json!("2.0.0"),
+            json!(".0"),
+            json!("1e3"),
+            json!(1e10),
             json!("two"),
             json!(true),
         ] {

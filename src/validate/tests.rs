@@ -862,3 +862,15 @@ fn a_row_whose_cells_cannot_all_be_read_still_names_its_file_where_that_is_safe(
     );
     assert_eq!(files(&moved), [None]);
 }
+
+#[test]
+fn speakers_written_with_a_decimal_point_is_sent_as_a_whole_number() {
+    let fixture = Fixture::new();
+    let args = csv(
+        &fixture,
+        &format!("{HEADER},speakers\ncalls/a.wav,1,2024-01-01,10:00:00,Ann,2.0\n"),
+    );
+    let (verdicts, summary) = check(&args);
+    assert_eq!(summary.errors, 0, "{summary}");
+    assert_eq!(bodies(&verdicts)[0]["speakers"], serde_json::json!(2));
+}
