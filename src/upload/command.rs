@@ -279,7 +279,13 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
                 _ => {}
             }
         }
-        return Ok(Status::Success);
+        // As the real run would end if every call succeeded: rows skipped as invalid or left
+        // beyond --limit make it 1.
+        return Ok(if plan.invalid > 0 || plan.beyond_limit > 0 {
+            Status::Partial
+        } else {
+            Status::Success
+        });
     }
 
     let http = http

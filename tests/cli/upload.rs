@@ -1222,6 +1222,16 @@ fn dry_run_prints_what_would_be_sent_and_sends_nothing() {
     assert!(sandbox.conversations().is_empty());
     assert!(!corpus.dir.join("manifest.report.csv").exists());
     assert!(!corpus.dir.join("manifest.report.csv.journal").exists());
+
+    // It exits as the real run would if every call succeeded: rows left beyond --limit make it 1.
+    let out = corpus
+        .upload(&sandbox)
+        .args(["--dry-run", "--limit", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dry run: 2 rows,"));
+    assert!(sandbox.conversations().is_empty());
 }
 
 #[test]
