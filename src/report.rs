@@ -354,6 +354,15 @@ impl ReportWriter {
     }
 }
 
+/// `1 row`, `12,000 rows`.
+pub fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!(
+        "{} {}",
+        human_count(n),
+        crate::manifest::plural(n, one, many)
+    )
+}
+
 /// `48,210`.
 pub fn human_count(n: u64) -> String {
     let digits = n.to_string();

@@ -24,8 +24,8 @@ use crate::cli::UploadArgs;
 use crate::journal::{Destination, Journal, RowIdentity, State};
 use crate::progress::{Mode, Progress};
 use crate::report::{
-    Counts, Ending, ReportRow, ReportWriter, RowStatus, default_journal_path, default_report_path,
-    human_bytes, human_count, summary_line,
+    Counts, Ending, ReportRow, ReportWriter, RowStatus, count_of, default_journal_path,
+    default_report_path, human_bytes, human_count, summary_line,
 };
 use crate::secret::Token;
 use crate::upload::lock::RunLock;
@@ -234,7 +234,11 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
         progress.failure(&format!("upload: {advice}"));
         return Ok(Status::Usage);
     }
-    let mut valid_line = format!("{}: {} rows valid", settings.shown, human_count(plan.valid));
+    let mut valid_line = format!(
+        "{}: {} valid",
+        settings.shown,
+        count_of(plan.valid, "row", "rows")
+    );
     if plan.invalid > 0 {
         valid_line.push_str(&format!(
             ", {} invalid (skipped)",
@@ -259,8 +263,8 @@ pub fn command(args: &UploadArgs) -> anyhow::Result<Status> {
             Target::Sandbox { .. } => "an in-process sandbox".to_string(),
         };
         let mut line = format!(
-            "dry run: {} rows, {} would be sent to {destination}",
-            human_count(plan.to_send),
+            "dry run: {}, {} would be sent to {destination}",
+            count_of(plan.to_send, "row", "rows"),
             human_bytes(plan.bytes_to_send)
         );
         if plan.already_uploaded > 0 {
@@ -390,8 +394,8 @@ fn run(
 
     if plan.already_uploaded > 0 {
         progress.say(&format!(
-            "resuming: {} rows already uploaded",
-            human_count(plan.already_uploaded)
+            "resuming: {} already uploaded",
+            count_of(plan.already_uploaded, "row", "rows")
         ));
     }
     progress.start(plan.to_send, plan.bytes_to_send);

@@ -133,14 +133,13 @@ impl<'a> Context<'a> {
             if key == "file" && file.is_none() {
                 file = Some(value);
             } else if key == "file" || row.body.contains_key(key) {
-                // Only JSONL gets here: CSV names were made unique with the header.
+                // Only JSONL gets here: CSV names were made unique with the header. Name the
+                // key --map renamed, whichever of the two came first.
+                let renamed = self.settings.renamed_to(key).unwrap_or(name.as_str());
                 row.error(
                     Some(key),
                     None,
-                    format!(
-                        "given twice on this line (once as {:?}, renamed by --map)",
-                        name.as_str()
-                    ),
+                    format!("given twice on this line (once as {renamed:?}, renamed by --map)"),
                 );
             } else if !fields::is_blank(&value) {
                 row.body.insert(key.to_string(), value);

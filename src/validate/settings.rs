@@ -58,6 +58,14 @@ impl Settings {
             .map_or(name, |(_, target)| target)
     }
 
+    /// The column `--map` renames to `key`, if any.
+    pub fn renamed_to<'a>(&'a self, key: &str) -> Option<&'a str> {
+        self.renames
+            .iter()
+            .find(|(_, target)| target == key)
+            .map(|(source, _)| source.as_str())
+    }
+
     /// The `--set` value for a key, if any.
     pub fn fill(&self, key: &str) -> Option<&str> {
         self.fills

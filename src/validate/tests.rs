@@ -554,6 +554,16 @@ fn a_jsonl_key_renamed_onto_another_is_an_error_for_that_line() {
         problems(&args),
         [r#"1: file: given twice on this line (once as "path", renamed by --map)"#]
     );
+    // The renamed key first: the message still names it, not the key that kept its name.
+    let mut args = jsonl(
+        &f,
+        r#"{"path":"calls/b.wav","file":"calls/a.wav","channel_id":1,"call_date":"2025-01-02","call_time":"10:00:00","agent":"Ann"}"#,
+    );
+    args.map = vec!["path=file".into()];
+    assert_eq!(
+        problems(&args),
+        [r#"1: file: given twice on this line (once as "path", renamed by --map)"#]
+    );
 }
 
 #[test]

@@ -999,10 +999,13 @@ fn a_second_ctrl_c_aborts_the_rows_in_flight() {
         report.iter().all(|r| r["status"] == "not_attempted"),
         "{report:?}"
     );
+    // Under load a worker may not have taken row 0 by the first interrupt: whichever rows were
+    // in flight say they were aborted.
     assert!(
-        report[0]["notes"].starts_with("aborted by a second interrupt"),
-        "{:?}",
-        report[0]
+        report
+            .iter()
+            .any(|r| r["notes"].starts_with("aborted by a second interrupt")),
+        "{report:?}"
     );
 }
 
