@@ -201,8 +201,9 @@ impl SandboxConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub conversations: usize,
-    /// Successful uploads (a file uploaded twice counts twice).
-    pub uploads: u64,
+    /// Successful uploads (a file uploaded twice counts twice); `None` (`null`) with
+    /// `--s3-endpoint`, where uploads go straight to the S3 server and cannot be counted.
+    pub uploads: Option<u64>,
     pub api_requests: u64,
     pub s3_requests: u64,
     pub faults: FaultCounts,
@@ -249,7 +250,7 @@ impl Shared {
     fn stats(&self) -> Stats {
         Stats {
             conversations: self.store.len(),
-            uploads: self.store.uploads(),
+            uploads: self.external.is_none().then(|| self.store.uploads()),
             api_requests: self.api_requests.load(Ordering::Relaxed),
             s3_requests: self.s3_requests.load(Ordering::Relaxed),
             faults: self.faults.counts(),
@@ -550,7 +551,7 @@ pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
         let stats = sandbox.stats();
         let uploads = match sandbox.s3_bucket() {
             Some(_) => "uploads went to the S3 server".to_string(),
-            None => format!("uploads {}", stats.uploads),
+            None => format!("uploads {}", stats.uploads.unwrap_or_default()),
         };
         sandbox.stop().await;
         let f = stats.faults;
@@ -632,7 +633,7 @@ mod tests {
         let all = sandbox.conversations();
         assert_eq!(all.len(), 1);
         assert_eq!((all[0].bytes, all[0].uploads), (Some(3), 1));
-        assert_eq!(sandbox.stats().uploads, 1);
+        assert_eq!(sandbox.stats().uploads, Some(1));
 
         let (address, folder) = (
             sandbox.base_url().trim_start_matches("http://").to_string(),

@@ -487,6 +487,10 @@ async fn upload_puts_every_file_byte_exact_on_the_server_in_both_styles() {
             6,
             "{style}: one call 1 per row"
         );
+        // Uploads went straight to the server: the sandbox cannot count them, and says so.
+        let stats = sandbox.stats().await;
+        assert!(stats["uploads"].is_null(), "{style}: {stats}");
+        assert_eq!(stats["conversations"], 6, "{style}: {stats}");
     }
 }
 

@@ -91,8 +91,12 @@ impl Sandbox {
         }
     }
 
+    pub(crate) async fn stats(&self) -> Value {
+        self.get_json("/_sandbox/stats").await
+    }
+
     async fn faults(&self) -> Value {
-        self.get_json("/_sandbox/stats").await["faults"].clone()
+        self.stats().await["faults"].clone()
     }
 
     /// Sends `form` (already holding the fields and file in the order wanted) to a POST target.
