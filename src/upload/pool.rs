@@ -288,6 +288,8 @@ impl Engine {
                 }
                 Err(UploadEnd::Expired(why)) if !renewed => {
                     renewed = true;
+                    // Making call 1 again is trying the row again: it counts in `attempts`.
+                    tally.retries += 1;
                     tally.notes.push(if uploading.as_ref() == Some(&conversation) {
                         maybe_twice_note(&conversation, &why)
                     } else {
@@ -1175,6 +1177,7 @@ mod tests {
             ]
         );
         assert_eq!(requests_to(&setup.server, "/api/"), 2);
+        assert_eq!(row.attempts, 2, "the renewal is a second attempt");
     }
 
     #[tokio::test]
