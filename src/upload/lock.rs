@@ -6,7 +6,7 @@
 //!
 //! The lock is an exclusive `flock` on a hidden file beside the report, `.NAME.lock`, which the
 //! kernel releases however the process ends (kill -9 included) and which the run removes when
-//! it ends.
+//! it ends. Holding it, a run also removes the temporary report a killed run left.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -56,8 +56,34 @@ impl RunLock {
             // The run before may have removed the file between our open and our lock: the lock
             // counts only on the file the path names now.
             if names_this_file(&path, &file) {
+                remove_stale_reports(folder, &name);
                 return Ok(RunLock { path, _file: file });
             }
+        }
+    }
+}
+
+/// A run killed with `kill -9` leaves its report's temporary file (`.NAME.XXXXXX.tmp`, see
+/// `ReportWriter`). Whoever holds the lock is the only run writing this report, so any such
+/// file is an orphan: removed, so that repeated kills do not fill the disk.
+fn remove_stale_reports(folder: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(random) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        // tempfile's six random characters, and nothing else: `.r.csv.jsonl.AbC123.tmp`
+        // belongs to another report.
+        if random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -111,6 +137,23 @@ mod tests {
             std::fs::read_dir(dir.path().join("out")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn the_temporary_report_of_a_killed_run_is_removed_and_no_other_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".r.csv.AbC123.tmp");
+        let others = [".r.csv.jsonl.AbC123.tmp", ".r.csv.lock.tmp", "r.csv.AbC123.tmp"];
+        std::fs::write(&stale, "line,file\n").unwrap();
+        for other in others {
+            std::fs::write(dir.path().join(other), "").unwrap();
+        }
+        let lock = RunLock::acquire(&dir.path().join("r.csv")).unwrap();
+        assert!(!stale.exists());
+        for other in others {
+            assert!(dir.path().join(other).exists(), "{other}");
+        }
+        drop(lock);
     }
 
     #[test]
