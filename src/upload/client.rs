@@ -652,7 +652,10 @@ fn transport_failure(call: Call, err: reqwest::Error) -> Failure {
     } else {
         format!("connection failed: {}", root_cause(&err))
     };
-    Failure::from_transport(call, sent, message)
+    Failure {
+        unreachable: err.is_connect() && !err.is_timeout(),
+        ..Failure::from_transport(call, sent, message)
+    }
 }
 
 /// rustls' verdict on the server's certificate, if that is why the connection failed. It

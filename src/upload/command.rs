@@ -598,9 +598,15 @@ fn write_report(
 /// not one more line for each row that was in flight (the report has each).
 fn same_as_the_stop(control: &RunControl, error: &str) -> bool {
     matches!(control.reason(), Some(StopReason::Misconfigured(_)))
-        && ["call 1: HTTP 401", "call 1: HTTP 403", "call 1: HTTP 404"]
-            .iter()
-            .any(|prefix| error.starts_with(prefix))
+        && [
+            "call 1: HTTP 401",
+            "call 1: HTTP 403",
+            "call 1: HTTP 404",
+            "call 1: cannot connect",
+            "call 1: the TLS certificate",
+        ]
+        .iter()
+        .any(|prefix| error.starts_with(prefix))
 }
 
 /// Puts a settled row in the report, unless writing it has already failed.

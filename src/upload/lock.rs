@@ -143,7 +143,11 @@ mod tests {
     fn the_temporary_report_of_a_killed_run_is_removed_and_no_other_file() {
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join(".r.csv.AbC123.tmp");
-        let others = [".r.csv.jsonl.AbC123.tmp", ".r.csv.lock.tmp", "r.csv.AbC123.tmp"];
+        let others = [
+            ".r.csv.jsonl.AbC123.tmp",
+            ".r.csv.lock.tmp",
+            "r.csv.AbC123.tmp",
+        ];
         std::fs::write(&stale, "line,file\n").unwrap();
         for other in others {
             std::fs::write(dir.path().join(other), "").unwrap();

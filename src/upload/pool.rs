@@ -538,6 +538,19 @@ impl Engine {
             )));
             return;
         }
+        // Every retry of the first calls failed to connect: a mistyped --base-url, or no
+        // network. Going on would fail every row the same way, for hours on a large manifest.
+        if failure.unreachable
+            && failure.call == super::retry::Call::Api
+            && !self.control.any_success()
+        {
+            self.control.stop(StopReason::Misconfigured(format!(
+                "call 1 could not be made: {}; check --base-url ({}) and the network, then run the same command again",
+                failure.message,
+                super::response::without_query(self.client.endpoint())
+            )));
+            return;
+        }
         let Some(status) = failure.status else {
             return;
         };

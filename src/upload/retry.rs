@@ -52,6 +52,9 @@ pub struct Failure {
     pub expired_target: bool,
     /// The server's TLS certificate is not trusted: no retry helps, `--ca-cert` may.
     pub untrusted_certificate: bool,
+    /// No connection could be made at all (the name does not resolve, nothing listens): before
+    /// any row has succeeded, a wrong `--base-url` or no network (guarantee 9).
+    pub unreachable: bool,
     /// Call 1 only: the conversation id an answer held whose rest could not be used (the
     /// conversation exists, without audio).
     pub conversation: Option<crate::upload::response::ConversationId>,
@@ -70,6 +73,7 @@ impl Failure {
             about_credentials: false,
             expired_target: false,
             untrusted_certificate: false,
+            unreachable: false,
             conversation: None,
             message: message.into(),
         }

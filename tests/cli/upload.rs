@@ -840,6 +840,44 @@ fn a_rows_validation_warnings_are_in_its_notes_when_it_is_uploaded() {
 }
 
 #[test]
+fn a_base_url_where_nothing_listens_stops_the_run_after_the_first_rows_retries_with_exit_2() {
+    // Guarantee 9: a wrong base URL is found on the first call, not a million rows later.
+    let corpus = Corpus::new(40, |_| 1_000);
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = corpus
+        .upload_to(&url)
+        .args(["--retries", "2", "--concurrency", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = stderr_of(&out);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot connect"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one message: {stderr}");
+    assert!(
+        errors[0].starts_with("error: call 1 could not be made: cannot connect to 127.0.0.1:")
+            && errors[0].contains("; check --base-url (http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let report = corpus.report();
+    assert_eq!(report.len(), 40);
+    let failed = report.iter().filter(|r| r["status"] == "failed").count();
+    assert!(
+        (1..=4).contains(&failed),
+        "only the rows in flight: {failed}"
+    );
+    assert!(
+        report
+            .iter()
+            .all(|r| r["status"] == "failed" || r["status"] == "not_attempted")
+    );
+}
+
+#[test]
 fn a_plain_http_base_url_is_reached_directly_never_through_a_proxy() {
     // Through an HTTP proxy, call 1 and its bearer token would reach the proxy in clear. This
     // "proxy" accepts connections (the kernel does) and never answers.
