@@ -384,6 +384,46 @@ impl Journal {
         Ok(reasons)
     }
 
+    /// What earlier runs left without audio, by row identity (hex): conversations whose ids the
+    /// journal holds but that are not the row's own, and how many calls 1 may have left one we
+    /// never learned. Read once before a run, so that its report can say it again: the report
+    /// of the run that finishes an import is the one kept, and it must not forget them.
+    pub fn leftovers(&self) -> anyhow::Result<std::collections::HashMap<String, Leftovers>> {
+        let reader = self.reader.lock().expect("journal reader");
+        let mut by_row: std::collections::HashMap<String, Leftovers> =
+            std::collections::HashMap::new();
+        let mut statement = reader.prepare(
+            "SELECT c.identity, c.conversation_id FROM conversations c
+             LEFT JOIN rows r ON r.destination = c.destination AND r.identity = c.identity
+             WHERE c.destination = ?1
+               AND (r.conversation_id IS NULL OR r.conversation_id <> c.conversation_id)
+             ORDER BY c.created_at",
+        )?;
+        let known = statement.query_map([self.destination_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in known {
+            let (identity, conversation) = row?;
+            by_row
+                .entry(identity)
+                .or_default()
+                .without_audio
+                .push(conversation);
+        }
+        let mut statement = reader.prepare(
+            "SELECT identity, count(*) FROM unknown_conversations
+             WHERE destination = ?1 GROUP BY identity",
+        )?;
+        let unknown = statement.query_map([self.destination_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in unknown {
+            let (identity, count) = row?;
+            by_row.entry(identity).or_default().unknown = u64::try_from(count).unwrap_or(0);
+        }
+        Ok(by_row)
+    }
+
     /// Records a change and waits until it is committed to disk.
     pub async fn record(
         &self,
@@ -459,6 +499,40 @@ impl Journal {
         if let Some(thread) = self.thread.lock().expect("journal thread").take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// What earlier runs left for one row: see [`Journal::leftovers`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Conversations call 1 created for the row that hold no audio (a renewed target, say).
+    pub without_audio: Vec<String>,
+    /// Calls 1 that may have created a conversation whose id never reached us.
+    pub unknown: u64,
+}
+
+impl Leftovers {
+    /// The row's note: what an earlier run's report said, for the report of this one.
+    pub fn note(&self) -> String {
+        let mut parts = Vec::new();
+        match self.without_audio.as_slice() {
+            [] => {}
+            [one] => parts.push(format!("conversation {one} holds no audio")),
+            many => parts.push(format!("conversations {} hold no audio", many.join(", "))),
+        }
+        match self.unknown {
+            0 => {}
+            1 => parts.push(
+                "Voyc may hold a conversation without audio whose id never reached us".to_string(),
+            ),
+            n => parts.push(format!(
+                "Voyc may hold up to {n} conversations without audio whose ids never reached us"
+            )),
+        }
+        format!(
+            "earlier runs for this row: {} (the journal's conversations and unknown_conversations tables)",
+            parts.join("; ")
+        )
     }
 }
 
@@ -720,6 +794,56 @@ mod tests {
             url: Url::parse("https://s3.test/b/k?X-Amz-Date=20240501T120000Z&X-Amz-Expires=600")
                 .unwrap(),
         }
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_the_conversations_that_are_not_a_rows_own_and_the_unknown_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
+        for conversation in ["c-1", "c-2"] {
+            let change = Change::Call1Done {
+                conversation_id: ConversationId(conversation.into()),
+                target: target(),
+            };
+            journal.record(id(1), "f", 2, change).await.unwrap();
+        }
+        let uploaded = Change::Uploaded {
+            bytes: 1,
+            sha256: "x".into(),
+        };
+        journal.record(id(1), "f", 2, uploaded).await.unwrap();
+        for _ in 0..2 {
+            let maybe = Change::MaybeConversation {
+                reason: "call 1 failed after it was sent".into(),
+            };
+            journal.record(id(2), "g", 3, maybe).await.unwrap();
+        }
+        let still_uploading = Change::Call1Done {
+            conversation_id: ConversationId("c-3".into()),
+            target: target(),
+        };
+        journal
+            .record(id(3), "h", 4, still_uploading)
+            .await
+            .unwrap();
+
+        let left = journal.leftovers().unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(
+            left[&id(1).hex()],
+            Leftovers {
+                without_audio: vec!["c-1".into()],
+                unknown: 0
+            }
+        );
+        assert_eq!(
+            left[&id(1).hex()].note(),
+            "earlier runs for this row: conversation c-1 holds no audio (the journal's conversations and unknown_conversations tables)"
+        );
+        assert_eq!(
+            left[&id(2).hex()].note(),
+            "earlier runs for this row: Voyc may hold up to 2 conversations without audio whose ids never reached us (the journal's conversations and unknown_conversations tables)"
+        );
     }
 
     fn id(n: u64) -> RowIdentity {

@@ -370,6 +370,10 @@ fn run(
         }
     };
     let journal = Arc::new(Journal::open(&settings.journal, &destination)?);
+    // What earlier runs left without audio, so that this run's report says it again.
+    let leftovers = journal
+        .leftovers()
+        .with_context(|| format!("cannot read the journal {}", settings.journal.display()))?;
     let client = VoycClient::with_http(
         http,
         ClientConfig {
@@ -469,6 +473,12 @@ fn run(
             }
         };
         let mut warnings = notes_from(&problems);
+        if let Some(left) = (!leftovers.is_empty())
+            .then(|| leftovers.get(&identity.hex()))
+            .flatten()
+        {
+            warnings.push(left.note());
+        }
         if let Some(stored) = stored.as_ref().filter(|s| s.state == State::Uploaded) {
             let mut settled = ReportRow::new(line, file, RowStatus::AlreadyUploaded);
             settled.conversation_id = stored.conversation_id.as_ref().map(|c| c.0.clone());

@@ -878,6 +878,62 @@ fn a_base_url_where_nothing_listens_stops_the_run_after_the_first_rows_retries_w
 }
 
 #[test]
+fn the_report_of_a_rerun_still_says_which_rows_may_have_left_conversations_without_audio() {
+    // The report of the run that finishes an import is the one kept: it must not forget what
+    // earlier runs noted.
+    let sandbox = Sandbox::start(&["--ambiguous-rate", "0.3", "--seed", "11"]);
+    let corpus = Corpus::new(20, |_| 1_000);
+    let out = corpus
+        .upload(&sandbox)
+        .args(["--retries", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let noted: Vec<(String, usize)> = corpus
+        .report()
+        .iter()
+        .filter(|r| r["notes"].starts_with("call 1 retried after"))
+        .map(|r| {
+            let n = r["notes"]
+                .strip_prefix("call 1 retried after ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            (r["line"].clone(), n)
+        })
+        .collect();
+    assert!(!noted.is_empty(), "the seed gives ambiguous failures");
+
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert!(report.iter().all(|r| r["status"] == "already_uploaded"));
+    let carried: Vec<(String, usize)> = report
+        .iter()
+        .filter(|r| !r["notes"].is_empty())
+        .map(|r| {
+            let notes = &r["notes"];
+            let n = if notes.contains("may hold a conversation without audio") {
+                1
+            } else {
+                notes
+                    .split("may hold up to ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            assert!(
+                notes.starts_with("earlier runs for this row: Voyc may hold"),
+                "{notes}"
+            );
+            (r["line"].clone(), n)
+        })
+        .collect();
+    assert_eq!(carried, noted);
+}
+
+#[test]
 fn a_plain_http_base_url_is_reached_directly_never_through_a_proxy() {
     // Through an HTTP proxy, call 1 and its bearer token would reach the proxy in clear. This
     // "proxy" accepts connections (the kernel does) and never answers.
