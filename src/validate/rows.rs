@@ -399,6 +399,33 @@ impl Layout {
                 ),
             }
         }
+        // A manifest separated by something else (Excel's semicolons in much of Europe, tabs)
+        // reads as one column named after the whole header line: say that, once, rather than
+        // that every required column is missing.
+        if let [only] = header.names.as_slice()
+            && let Some((separator, name)) = [(';', "semicolons"), ('\t', "tabs"), ('|', "bars")]
+                .into_iter()
+                .find(|(c, _)| only.contains(*c))
+        {
+            let shown: String = only.chars().take(60).collect();
+            problems.push(Problem::new(
+                line,
+                Severity::Error,
+                None,
+                format!(
+                    "the header is one column, {shown:?}{}: the manifest looks separated by {name} \
+                     ({separator:?}), and a CSV manifest is separated by commas; save it as CSV with \
+                     commas, or as JSONL",
+                    if only.chars().count() > 60 { "…" } else { "" }
+                ),
+            ));
+            let layout = Layout {
+                names,
+                has_file: false,
+                missing: REQUIRED.to_vec(),
+            };
+            return Ok((layout, problems));
+        }
         let present = |key: &str| names.iter().any(|n| n.as_deref() == Some(key));
         let candidates: Vec<&str> = names
             .iter()

@@ -884,3 +884,18 @@ fn speakers_written_with_a_decimal_point_is_sent_as_a_whole_number() {
     assert_eq!(summary.errors, 0, "{summary}");
     assert_eq!(bodies(&verdicts)[0]["speakers"], serde_json::json!(2));
 }
+
+#[test]
+fn a_semicolon_separated_manifest_is_one_error_that_says_so() {
+    let fixture = Fixture::new();
+    let args = csv(
+        &fixture,
+        "file;channel_id;call_date;call_time;agent\ncalls/a.wav;1;2024-01-01;10:00:00;Ann\n",
+    );
+    assert_eq!(
+        problems(&args),
+        [
+            r#"1: the header is one column, "file;channel_id;call_date;call_time;agent": the manifest looks separated by semicolons (';'), and a CSV manifest is separated by commas; save it as CSV with commas, or as JSONL"#
+        ]
+    );
+}
