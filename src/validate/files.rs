@@ -39,7 +39,15 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
         Ok(meta) => meta,
         Err(e) => {
             let message = if e.kind() == io::ErrorKind::NotFound {
-                format!("no such file (looked in {})", shown(path))
+                // A manifest written on Windows: `calls\0001.wav` names one file, not a folder.
+                let windows = cfg!(unix) && path.to_string_lossy().contains('\\');
+                let hint = match windows {
+                    true => {
+                        "; its path has backslashes, which this system reads as part of a name: write the folders with /"
+                    }
+                    false => "",
+                };
+                format!("no such file (looked in {}){hint}", shown(path))
             } else {
                 format!("cannot be read: {} ({})", io_text(&e), shown(path))
             };
@@ -233,6 +241,15 @@ mod tests {
             "no such file (looked in no/such/dir/a.wav)"
         );
         assert!(inspect(path).id.is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_windows_path_that_is_not_found_says_to_write_it_with_slashes() {
+        assert_eq!(
+            error_for(Path::new("calls\\0001.wav")),
+            "no such file (looked in calls\\0001.wav); its path has backslashes, which this system reads as part of a name: write the folders with /"
+        );
     }
 
     #[test]
