@@ -888,6 +888,35 @@ mod tests {
         (path, hex::encode(Sha256::digest(&bytes)))
     }
 
+    /// What most upload tests start from: a server answering with `script`, an audio file of
+    /// `size` bytes, and a PUT target on the server (`/s3/b/k`).
+    struct PutCase {
+        server: super::super::test_server::Server,
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        sha256: String,
+        target: UploadTarget,
+    }
+
+    async fn put_case(
+        script: impl Fn(&super::super::test_server::Head) -> Reply + Send + Sync + 'static,
+        size: usize,
+    ) -> PutCase {
+        let server = serve(script).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, sha256) = audio_file(&dir, size);
+        let target = UploadTarget::Put {
+            url: server.url.join("s3/b/k").unwrap(),
+        };
+        PutCase {
+            server,
+            _dir: dir,
+            path,
+            sha256,
+            target,
+        }
+    }
+
     #[tokio::test]
     async fn call_1_posts_the_body_with_the_token_and_reads_the_target() {
         let server = serve(|head| {
@@ -1200,14 +1229,14 @@ mod tests {
             (202, false),
             (299, false),
         ] {
-            let server = serve(move |_| Reply::json(status, "")).await;
-            let dir = tempfile::tempdir().unwrap();
-            let (path, _) = audio_file(&dir, 1000);
-            let target = UploadTarget::Put {
-                url: server.url.join("s3/bucket/k").unwrap(),
-            };
+            let PutCase {
+                server,
+                path,
+                target,
+                ..
+            } = &put_case(move |_| Reply::json(status, ""), 1000).await;
             let result = client(&server.url, Duration::from_secs(5))
-                .upload(&target, &path, 1000, &Arc::new(AtomicU64::new(0)))
+                .upload(target, path, 1000, &Arc::new(AtomicU64::new(0)))
                 .await;
             match result {
                 Ok(uploaded) => assert!(stored, "{status}: {uploaded:?}"),
@@ -1228,20 +1257,21 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_policy_is_recognised_and_not_retried_as_is() {
-        let server = serve(|_| Reply::Respond {
+        let case = put_case(|_| Reply::Respond {
             status: 403,
             headers: vec![("Content-Type".into(), "application/xml".into())],
             body: b"<Error><Code>AccessDenied</Code><Message>Invalid according to Policy: Policy expired.</Message></Error>".to_vec(),
-        })
+        }, 1000)
         .await;
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _) = audio_file(&dir, 1000);
-        let target = UploadTarget::Put {
-            url: server.url.join("s3/b/k").unwrap(),
-        };
+        let PutCase {
+            server,
+            path,
+            target,
+            ..
+        } = &case;
         let sent = Arc::new(AtomicU64::new(0));
         let failure = client(&server.url, Duration::from_secs(5))
-            .upload(&target, &path, 1000, &sent)
+            .upload(target, path, 1000, &sent)
             .await
             .unwrap_err();
         assert!(failure.expired_target);
@@ -1255,22 +1285,17 @@ mod tests {
 
     #[tokio::test]
     async fn s3_slow_down_is_transient_with_its_retry_after() {
-        let server = serve(|_| {
+        let case = put_case(|_| {
             Reply::Respond {
                 status: 503,
                 headers: vec![],
                 body: b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_vec(),
             }
             .with_header("Retry-After", "1")
-        })
+        }, 10)
         .await;
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _) = audio_file(&dir, 10);
-        let target = UploadTarget::Put {
-            url: server.url.join("s3/b/k").unwrap(),
-        };
-        let failure = client(&server.url, Duration::from_secs(5))
-            .upload(&target, &path, 10, &Arc::new(AtomicU64::new(0)))
+        let failure = client(&case.server.url, Duration::from_secs(5))
+            .upload(&case.target, &case.path, 10, &Arc::new(AtomicU64::new(0)))
             .await
             .unwrap_err();
         assert!(failure.is_transient() && !failure.ambiguous);
@@ -1283,16 +1308,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_upload_nobody_reads_fails_after_the_idle_timeout() {
-        let server = serve(|_| Reply::StallBody).await;
-        let dir = tempfile::tempdir().unwrap();
         let size = 16 << 20;
-        let (path, _) = audio_file(&dir, size);
-        let target = UploadTarget::Put {
-            url: server.url.join("s3/b/k").unwrap(),
-        };
+        let case = put_case(|_| Reply::StallBody, size).await;
         let sent = Arc::new(AtomicU64::new(0));
-        let failure = client(&server.url, Duration::from_millis(400))
-            .upload(&target, &path, size as u64, &sent)
+        let failure = client(&case.server.url, Duration::from_millis(400))
+            .upload(&case.target, &case.path, size as u64, &sent)
             .await
             .unwrap_err();
         assert!(failure.is_transient(), "{failure:?}");
@@ -1308,25 +1328,28 @@ mod tests {
     async fn a_slow_but_steady_upload_outlasts_the_timeout() {
         // 1 MiB every 100 ms: each gap is far below --timeout (the kernel's send buffer,
         // up to 4 MiB, drains in under half a second at the end), the whole is above it.
-        let server = serve(|_| Reply::SlowRead {
-            chunk: 1 << 20,
-            every: Duration::from_millis(100),
-            status: 204,
-        })
-        .await;
-        let dir = tempfile::tempdir().unwrap();
         let size = 40 << 20;
-        let (path, sha256) = audio_file(&dir, size);
-        let target = UploadTarget::Put {
-            url: server.url.join("s3/b/k").unwrap(),
-        };
+        let case = put_case(
+            |_| Reply::SlowRead {
+                chunk: 1 << 20,
+                every: Duration::from_millis(100),
+                status: 204,
+            },
+            size,
+        )
+        .await;
         let timeout = Duration::from_secs(2);
         let started = Instant::now();
-        let uploaded = client(&server.url, timeout)
-            .upload(&target, &path, size as u64, &Arc::new(AtomicU64::new(0)))
+        let uploaded = client(&case.server.url, timeout)
+            .upload(
+                &case.target,
+                &case.path,
+                size as u64,
+                &Arc::new(AtomicU64::new(0)),
+            )
             .await
             .unwrap();
-        assert_eq!(uploaded.sha256, sha256);
+        assert_eq!(uploaded.sha256, case.sha256);
         // The point of the test: the whole took longer than --timeout, and that is fine.
         assert!(started.elapsed() > timeout, "the test server read too fast");
     }
@@ -1385,19 +1408,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_gated_upload_whose_gate_fails_never_completes() {
-        let server = serve(|_| Reply::json(200, "")).await;
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _) = audio_file(&dir, 1000);
-        let target = UploadTarget::Put {
-            url: server.url.join("s3/b/k").unwrap(),
-        };
-        let opened = open_for_upload(&path, 1000).await.unwrap();
+        let PutCase {
+            server,
+            path,
+            target,
+            ..
+        } = &put_case(|_| Reply::json(200, ""), 1000).await;
+        let opened = open_for_upload(path, 1000).await.unwrap();
         let (open, gate) = gate();
         open.send(Err("disk full".into())).unwrap();
         let failure = client(&server.url, Duration::from_secs(5))
             .upload_after(
-                &target,
-                &path,
+                target,
+                path,
                 1000,
                 &Arc::new(AtomicU64::new(0)),
                 Some(opened),
@@ -1417,14 +1440,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_that_changed_size_since_validation_is_not_sent() {
-        let server = serve(|_| Reply::json(200, "")).await;
-        let dir = tempfile::tempdir().unwrap();
-        let (path, _) = audio_file(&dir, 100);
-        let target = UploadTarget::Put {
-            url: server.url.join("s3/b/k").unwrap(),
-        };
+        let PutCase {
+            server,
+            path,
+            target,
+            ..
+        } = &put_case(|_| Reply::json(200, ""), 100).await;
         let failure = client(&server.url, Duration::from_secs(5))
-            .upload(&target, &path, 99, &Arc::new(AtomicU64::new(0)))
+            .upload(target, path, 99, &Arc::new(AtomicU64::new(0)))
             .await
             .unwrap_err();
         assert_eq!(failure.class, Class::Permanent);
