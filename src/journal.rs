@@ -789,6 +789,14 @@ mod tests {
         Destination::voyc("https://api.app.voyc.ai/", "118")
     }
 
+    /// "Call 1 done" for `conversation`, with the test target.
+    fn done(conversation: &str) -> Change {
+        Change::Call1Done {
+            conversation_id: ConversationId(conversation.into()),
+            target: target(),
+        }
+    }
+
     fn target() -> UploadTarget {
         UploadTarget::Put {
             url: Url::parse("https://s3.test/b/k?X-Amz-Date=20240501T120000Z&X-Amz-Expires=600")
@@ -801,11 +809,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
         for conversation in ["c-1", "c-2"] {
-            let change = Change::Call1Done {
-                conversation_id: ConversationId(conversation.into()),
-                target: target(),
-            };
-            journal.record(id(1), "f", 2, change).await.unwrap();
+            journal
+                .record(id(1), "f", 2, done(conversation))
+                .await
+                .unwrap();
         }
         let uploaded = Change::Uploaded {
             bytes: 1,
@@ -818,10 +825,7 @@ mod tests {
             };
             journal.record(id(2), "g", 3, maybe).await.unwrap();
         }
-        let still_uploading = Change::Call1Done {
-            conversation_id: ConversationId("c-3".into()),
-            target: target(),
-        };
+        let still_uploading = done("c-3");
         journal
             .record(id(3), "h", 4, still_uploading)
             .await
@@ -881,15 +885,7 @@ mod tests {
                 .await
                 .unwrap();
             journal
-                .record(
-                    id(2),
-                    "calls/2.wav",
-                    3,
-                    Change::Call1Done {
-                        conversation_id: ConversationId("c-2".into()),
-                        target: target(),
-                    },
-                )
+                .record(id(2), "calls/2.wav", 3, done("c-2"))
                 .await
                 .unwrap();
             journal
@@ -897,15 +893,7 @@ mod tests {
                 .await
                 .unwrap();
             journal
-                .record(
-                    id(3),
-                    "calls/3.wav",
-                    4,
-                    Change::Call1Done {
-                        conversation_id: ConversationId("c-3".into()),
-                        target: target(),
-                    },
-                )
+                .record(id(3), "calls/3.wav", 4, done("c-3"))
                 .await
                 .unwrap();
             journal
