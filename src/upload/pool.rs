@@ -921,6 +921,15 @@ mod tests {
         }
     }
 
+    /// The journal's `unknown_conversations` reasons for `job`'s row.
+    fn unknown(setup: &Setup, job: &Job) -> Vec<String> {
+        setup
+            .engine
+            .journal
+            .unknown_conversations(&job.identity)
+            .unwrap()
+    }
+
     /// Journals row 0 as an earlier run left it when killed while uploading to `target`.
     async fn journal_call1_done(setup: &Setup, conversation: &str, target: UploadTarget) {
         let job0 = job(setup, 0);
@@ -1030,11 +1039,7 @@ mod tests {
         );
         // The journal keeps it too: a kill -9 would have lost the report, not this.
         assert_eq!(
-            setup
-                .engine
-                .journal
-                .unknown_conversations(&job(&setup, 0).identity)
-                .unwrap(),
+            unknown(&setup, &job(&setup, 0)),
             ["call 1 failed after it was sent (HTTP 502 Bad Gateway)"]
         );
     }
@@ -1048,11 +1053,7 @@ mod tests {
         let row = settle(&setup.engine, &job).await;
         assert_eq!(row.status, RowStatus::Failed);
         assert_eq!(
-            setup
-                .engine
-                .journal
-                .unknown_conversations(&job.identity)
-                .unwrap(),
+            unknown(&setup, &job),
             ["call 1 answered HTTP 201, but its answer could not be used"]
         );
     }
@@ -1073,11 +1074,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            setup
-                .engine
-                .journal
-                .unknown_conversations(&job.identity)
-                .unwrap(),
+            unknown(&setup, &job),
             ["call 1 answered HTTP 201 with conversation c-9, but its answer could not be used"]
         );
     }
@@ -1291,14 +1288,7 @@ mod tests {
                 "an earlier run stopped during this row's call 1, so Voyc may hold a conversation without audio for it"
             ]
         );
-        assert_eq!(
-            setup
-                .engine
-                .journal
-                .unknown_conversations(&job0.identity)
-                .unwrap(),
-            ["a run stopped during call 1"]
-        );
+        assert_eq!(unknown(&setup, &job0), ["a run stopped during call 1"]);
     }
 
     #[tokio::test]
