@@ -508,7 +508,6 @@ fn is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::sigv4;
     use axum::http::{HeaderMap, HeaderValue};
     use serde_json::Map;
 
@@ -541,19 +540,8 @@ mod tests {
         }
     }
 
-    /// The sandbox's own S3 stand-in, written separately from aws-sigv4, with the same keys.
-    fn stand_in() -> sigv4::Credentials {
-        sigv4::Credentials {
-            access_key: "SANDBOXKEY".into(),
-            secret_key: "secret".into(),
-        }
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    // The sandbox's own S3 stand-in, written separately from aws-sigv4, with the same keys.
+    use crate::sandbox::sigv4::tests::{at, creds as stand_in};
 
     fn query_pairs(url: &Url) -> Vec<(String, String)> {
         url.query_pairs()

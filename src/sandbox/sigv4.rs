@@ -532,18 +532,19 @@ fn check_condition<'f>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn creds() -> Credentials {
+    /// The stand-in's test keys (the external-storage tests sign with them too).
+    pub(crate) fn creds() -> Credentials {
         Credentials {
             access_key: "SANDBOXKEY".into(),
             secret_key: "secret".into(),
         }
     }
 
-    fn at(text: &str) -> DateTime<Utc> {
+    pub(crate) fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)
