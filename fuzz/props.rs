@@ -16,12 +16,11 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-pub use voyc_import::cli::Format;
-use voyc_import::cli::ManifestArgs;
-use voyc_import::upload::response::{self, UploadTarget, without_query};
-use voyc_import::upload::server_error::{MAX_CHARS, api_message, s3_error};
-use voyc_import::validate::fields::{Severity, check_body};
-use voyc_import::validate::{Verdict, check_manifest};
+pub use voyc_import::fuzzing::Format;
+use voyc_import::fuzzing::{
+    MAX_CHARS, ManifestSettings, Severity, UploadTarget, Verdict, api_message, check_body,
+    check_manifest, parse_call1_response, s3_error, without_query,
+};
 
 /// The longest one problem may print, in characters: values are cut to 80, paths to 200.
 pub const MAX_PROBLEM_CHARS: usize = 1024;
@@ -65,19 +64,14 @@ pub fn manifest_in(dir: &Path, data: &[u8], format: Format) {
     };
     let path = dir.join(name);
     std::fs::write(&path, data).expect("write the manifest");
-    let args = ManifestArgs {
-        manifest: path,
-        format: Some(format),
-        base_dir: Some(dir.to_path_buf()),
-        map: Vec::new(),
-        set: Vec::new(),
-    };
+    let settings = ManifestSettings::new(&path, Some(format), Some(dir), &[], &[])
+        .expect("the manifest's settings");
     let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date");
     let most_lines = 1 + data.iter().filter(|b| **b == b'\n' || **b == b'\r').count() as u64;
     let mut row_lines = Vec::new();
     let mut unreadable = false;
     let mut errors = 0;
-    let summary = check_manifest(&args, today, |verdict| {
+    let summary = check_manifest(&settings, today, |verdict| {
         for problem in verdict.problems() {
             let text = problem.to_string();
             assert!(
@@ -152,7 +146,7 @@ pub fn call1_response(data: &[u8]) {
     let base = reqwest::Url::parse("https://api.example.test/v2/").expect("a URL");
     let json: Option<Value> = serde_json::from_slice(data).ok();
     let (values, keys) = json.as_ref().map(strings_in).unwrap_or_default();
-    match response::parse(data, &base) {
+    match parse_call1_response(data, &base) {
         Ok(answer) => {
             let id = &answer.conversation_id.0;
             assert!(!id.is_empty() && id.trim() == id, "conversation id {id:?}");

@@ -1,4 +1,5 @@
-//! The command line, as clap derive definitions only; the commands live in their modules.
+//! The command line, as clap derive definitions only: `settings` checks and resolves what is
+//! given here, and the commands never see it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ pub struct ManifestArgs {
     pub set: Vec<String>,
 }
 
+/// `--format`; settings turn it into the manifest reader's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Csv,
@@ -207,7 +209,7 @@ pub struct UploadArgs {
 
     /// Bounds connecting, any idle gap, and the whole of call 1 (e.g. 30s, 500ms, 2m); an upload
     /// is bounded by idle time only.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::upload::client::parse_timeout)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::human::parse_duration)]
     pub timeout: std::time::Duration,
 
     /// The results report, .csv or .jsonl [default: <manifest stem>.report.csv here].

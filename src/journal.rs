@@ -30,7 +30,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::upload::response::{ConversationId, UploadTarget};
+use crate::target::{ConversationId, UploadTarget};
 
 const SCHEMA_VERSION: &str = "1";
 
@@ -206,18 +206,13 @@ struct Op {
     done: Reply,
 }
 
-enum Reply {
-    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
-    Blocking(mpsc::SyncSender<Result<(), String>>),
-}
+/// Where an operation's result goes once its transaction is committed.
+struct Reply(tokio::sync::oneshot::Sender<Result<(), String>>);
 
 impl Reply {
     fn send(self, result: Result<(), String>) {
         // The waiting side may have gone (a run aborted); the commit stands either way.
-        match self {
-            Reply::Async(tx) => drop(tx.send(result)),
-            Reply::Blocking(tx) => drop(tx.send(result)),
-        }
+        drop(self.0.send(result));
     }
 }
 
@@ -321,10 +316,6 @@ impl Journal {
         }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// What the journal holds for a row at this destination.
     pub fn lookup(&self, identity: &RowIdentity) -> anyhow::Result<Option<Stored>> {
         let reader = self.reader.lock().expect("journal reader");
@@ -371,6 +362,7 @@ impl Journal {
 
     /// Why call 1 may have left conversations whose ids we never learned for this row, oldest
     /// first (see `unknown_conversations`).
+    #[cfg(test)]
     pub fn unknown_conversations(&self, identity: &RowIdentity) -> anyhow::Result<Vec<String>> {
         let reader = self.reader.lock().expect("journal reader");
         let mut statement = reader.prepare_cached(
@@ -445,28 +437,10 @@ impl Journal {
         change: Change,
     ) -> anyhow::Result<Pending> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(identity, file, line, change, Reply::Async(tx))?;
+        self.submit(identity, file, line, change, Reply(tx))?;
         Ok(Pending {
             rx,
             path: self.path.clone(),
-        })
-    }
-
-    /// [`Journal::record`] for code outside the async runtime.
-    pub fn record_blocking(
-        &self,
-        identity: RowIdentity,
-        file: &str,
-        line: u64,
-        change: Change,
-    ) -> anyhow::Result<()> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(identity, file, line, change, Reply::Blocking(tx))?;
-        let result = rx
-            .recv()
-            .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))?;
-        result.map_err(|err| {
-            anyhow::anyhow!("cannot write the journal {}: {err}", self.path.display())
         })
     }
 
@@ -850,6 +824,20 @@ mod tests {
         );
     }
 
+    /// [`Journal::record`] from a plain thread, as a second process would write.
+    fn record_now(
+        journal: &Journal,
+        identity: RowIdentity,
+        file: &str,
+        line: u64,
+        change: Change,
+    ) -> anyhow::Result<()> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(journal.record(identity, file, line, change))
+    }
+
     fn id(n: u64) -> RowIdentity {
         RowIdentity::new(&format!("calls/{n}.wav"), n, b"{}")
     }
@@ -1157,14 +1145,12 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 for n in 0..200 {
-                    a.record_blocking(id(n), "f", n, Change::Call1Started)
-                        .unwrap();
+                    record_now(&a, id(n), "f", n, Change::Call1Started).unwrap();
                 }
             });
             scope.spawn(|| {
                 for n in 200..400 {
-                    b.record_blocking(id(n), "f", n, Change::Call1Started)
-                        .unwrap();
+                    record_now(&b, id(n), "f", n, Change::Call1Started).unwrap();
                 }
             });
         });
@@ -1181,9 +1167,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let journal = Journal::open(&path, &destination()).unwrap();
-        journal
-            .record_blocking(id(1), "f", 1, Change::Call1Started)
-            .unwrap();
+        record_now(&journal, id(1), "f", 1, Change::Call1Started).unwrap();
         for file in ["j", "j-wal"] {
             let mode = std::fs::metadata(dir.path().join(file))
                 .unwrap()

@@ -1,19 +1,41 @@
 //! voyc-import: move call recordings into Voyc in bulk.
 //!
-//! Data flows one way: manifest → rows → validation → (journal filter) → pool → client →
-//! outcomes → journal + report. `main.rs` only parses the command line and calls [`run`].
+//! Data flows one way: manifest → rows → validation → plan (journal, `--limit`) → pool →
+//! client → outcomes → journal + report. `main.rs` parses the command line, resolves it into
+//! [`Settings`] and hands them to [`run`]; everything else is private to the crate, except the
+//! few items the fuzz targets and their replay in `tests/` check.
 
-pub mod cli;
-pub mod journal;
-pub mod manifest;
-pub mod progress;
-pub mod report;
+mod cli;
+mod commands;
+mod human;
+mod journal;
+mod manifest;
+mod outcome;
+mod plan;
+mod progress;
+mod report;
 pub mod sandbox;
-pub mod secret;
-pub mod upload;
-pub mod validate;
+mod secret;
+mod settings;
+mod target;
+mod upload;
+mod validate;
 
 use std::process::ExitCode;
+
+pub use cli::Cli;
+pub use commands::run;
+pub use settings::Settings;
+
+/// What the fuzz targets (`fuzz/`) check, and `tests/cli/fuzz_regressions.rs` replays.
+pub mod fuzzing {
+    pub use crate::manifest::Format;
+    pub use crate::target::{UploadTarget, without_query};
+    pub use crate::upload::response::parse as parse_call1_response;
+    pub use crate::upload::server_error::{MAX_CHARS, api_message, s3_error};
+    pub use crate::validate::fields::{Severity, check_body};
+    pub use crate::validate::{ManifestSettings, Verdict, check_manifest};
+}
 
 /// How a run ended; decides the process exit code (see the README's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,14 +64,5 @@ impl Status {
 impl From<Status> for ExitCode {
     fn from(status: Status) -> ExitCode {
         ExitCode::from(status.code())
-    }
-}
-
-/// Runs one command line to completion.
-pub fn run(cli: cli::Cli) -> anyhow::Result<Status> {
-    match cli.command {
-        cli::Command::Validate(args) => validate::command(&args),
-        cli::Command::Upload(args) => upload::command::command(&args),
-        cli::Command::Sandbox(args) => sandbox::command(&args),
     }
 }

@@ -1,17 +1,19 @@
-//! The `voyc-import` binary: parse the command line, run it, turn the outcome into an exit code.
+//! The `voyc-import` binary: parse the command line, resolve it into checked settings, run
+//! them, and turn the outcome into an exit code.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use voyc_import::{Cli, Settings, Status};
 
 fn main() -> ExitCode {
-    let cli = voyc_import::cli::Cli::parse();
-    match voyc_import::run(cli) {
+    let cli = Cli::parse();
+    match Settings::resolve(cli).and_then(voyc_import::run) {
         Ok(status) => status.into(),
         Err(err) => {
             // `{:#}` prints the whole context chain on one line, as a sentence.
             eprintln!("error: {err:#}");
-            voyc_import::Status::Usage.into()
+            Status::Usage.into()
         }
     }
 }

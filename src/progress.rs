@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::report::{human_bytes, human_count, human_elapsed};
+use crate::human;
 
 /// How often a log line is printed when stderr is not a terminal.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -61,8 +61,8 @@ impl Counters {
         let total = self.rows_total.load(Ordering::Relaxed);
         let mut line = format!(
             "{}/{} files, {}, {}",
-            human_count(done),
-            human_count(total),
+            human::count(done),
+            human::count(total),
             self.transfer(),
             self.rate()
         );
@@ -71,7 +71,7 @@ impl Counters {
         }
         let failed = self.failed.load(Ordering::Relaxed);
         if failed > 0 {
-            let _ = write!(line, ", {} failed", human_count(failed));
+            let _ = write!(line, ", {} failed", human::count(failed));
         }
         line
     }
@@ -79,8 +79,8 @@ impl Counters {
     fn transfer(&self) -> String {
         format!(
             "{}/{}",
-            human_bytes(self.bytes.load(Ordering::Relaxed)),
-            human_bytes(self.bytes_total.load(Ordering::Relaxed))
+            human::bytes(self.bytes.load(Ordering::Relaxed)),
+            human::bytes(self.bytes_total.load(Ordering::Relaxed))
         )
     }
 
@@ -108,7 +108,7 @@ impl Counters {
             return None;
         }
         let remaining = total.saturating_sub(done) as f64 * seconds / done as f64;
-        Some(human_elapsed(Duration::from_secs_f64(remaining.min(1e9))))
+        Some(human::elapsed(Duration::from_secs_f64(remaining.min(1e9))))
     }
 }
 
@@ -155,10 +155,6 @@ impl Progress {
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// The counter uploads add their bytes to.
     pub fn bytes_counter(&self) -> Arc<AtomicU64> {
         self.counters.bytes.clone()
@@ -199,7 +195,7 @@ impl Progress {
             move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let failed = counters.failed.load(Ordering::Relaxed);
                 if failed > 0 {
-                    let _ = write!(w, "  {} failed", human_count(failed));
+                    let _ = write!(w, "  {} failed", human::count(failed));
                 }
             }
         };

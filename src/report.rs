@@ -17,6 +17,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use crate::human;
+use crate::outcome::{End, Outcome};
+
 /// The report's columns, in order.
 pub const COLUMNS: [&str; 10] = [
     "line",
@@ -109,7 +112,59 @@ impl ReportRow {
             notes: Vec::new(),
         }
     }
+}
 
+/// The one place a row's outcome becomes its line in the report.
+impl From<Outcome> for ReportRow {
+    fn from(outcome: Outcome) -> ReportRow {
+        let (status, conversation, bytes, sha256, error) = match outcome.end {
+            End::Uploaded {
+                conversation,
+                bytes,
+                sha256,
+            } => (
+                RowStatus::Uploaded,
+                Some(conversation),
+                Some(bytes),
+                Some(sha256),
+                None,
+            ),
+            End::AlreadyUploaded {
+                conversation,
+                bytes,
+                sha256,
+            } => (
+                RowStatus::AlreadyUploaded,
+                conversation,
+                bytes,
+                sha256,
+                None,
+            ),
+            End::Failed {
+                conversation,
+                error,
+            } => (RowStatus::Failed, conversation, None, None, Some(error)),
+            End::Invalid { error } => (RowStatus::Invalid, None, None, None, Some(error)),
+            End::NotAttempted { conversation } => {
+                (RowStatus::NotAttempted, conversation, None, None, None)
+            }
+        };
+        ReportRow {
+            conversation_id: conversation.map(|c| c.0),
+            attempts: outcome.attempts,
+            bytes,
+            sha256,
+            duration_ms: outcome
+                .duration
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            error,
+            notes: outcome.notes,
+            ..ReportRow::new(outcome.line, outcome.file, status)
+        }
+    }
+}
+
+impl ReportRow {
     fn csv_record(&self) -> [String; 10] {
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
         let number = |value: Option<u64>| value.map(|n| n.to_string()).unwrap_or_default();
@@ -278,10 +333,6 @@ impl ReportWriter {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Takes the outcome of the row at position `seq` (0 for the manifest's first row) and
     /// writes every row whose turn has come. Returns how many rows were written.
     pub fn push(&mut self, seq: u64, row: ReportRow) -> anyhow::Result<u64> {
@@ -312,17 +363,9 @@ impl ReportWriter {
     }
 
     /// Rows waiting for an earlier one.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.pending.len()
-    }
-
-    /// Rows written so far.
-    pub fn written(&self) -> u64 {
-        self.next
-    }
-
-    pub fn counts(&self) -> &Counts {
-        &self.counts
     }
 
     /// Flushes, syncs and renames the report into place. Fails if a row is missing.
@@ -354,64 +397,6 @@ impl ReportWriter {
     }
 }
 
-/// `1 row`, `12,000 rows`.
-pub fn count_of(n: u64, one: &str, many: &str) -> String {
-    format!(
-        "{} {}",
-        human_count(n),
-        crate::manifest::plural(n, one, many)
-    )
-}
-
-/// `48,210`.
-pub fn human_count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `9.8 GiB`, `512 B`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// `420ms`, `4.2s`, `42s`, `11m02s`, `3h05m09s`.
-pub fn human_elapsed(elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs();
-    if seconds == 0 {
-        format!("{}ms", elapsed.as_millis())
-    } else if seconds < 10 {
-        format!("{:.1}s", elapsed.as_secs_f64())
-    } else if seconds < 60 {
-        format!("{seconds}s")
-    } else if seconds < 3600 {
-        format!("{}m{:02}s", seconds / 60, seconds % 60)
-    } else {
-        format!(
-            "{}h{:02}m{:02}s",
-            seconds / 3600,
-            seconds % 3600 / 60,
-            seconds % 60
-        )
-    }
-}
-
 /// How a run ended, for the summary line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -425,7 +410,7 @@ pub enum Ending {
 /// `done: 26,245 uploaded, 21,961 already uploaded, 4 failed in 11m02s (33.7 MiB/s); report x.csv`
 /// or `interrupted: ...; report x.csv; run the same command to resume`.
 pub fn summary_line(counts: &Counts, elapsed: Duration, report: &Path, ending: Ending) -> String {
-    let mut parts = vec![format!("{} uploaded", human_count(counts.uploaded))];
+    let mut parts = vec![format!("{} uploaded", human::count(counts.uploaded))];
     for (n, label) in [
         (counts.already_uploaded, "already uploaded"),
         (counts.failed, "failed"),
@@ -433,7 +418,7 @@ pub fn summary_line(counts: &Counts, elapsed: Duration, report: &Path, ending: E
         (counts.not_attempted, "not attempted"),
     ] {
         if n > 0 {
-            parts.push(format!("{} {label}", human_count(n)));
+            parts.push(format!("{} {label}", human::count(n)));
         }
     }
     let list = parts.join(", ");
@@ -443,8 +428,8 @@ pub fn summary_line(counts: &Counts, elapsed: Duration, report: &Path, ending: E
             let rate = counts.bytes as f64 / elapsed.as_secs_f64().max(0.001);
             format!(
                 "done: {list} in {} ({}/s); report {report}",
-                human_elapsed(elapsed),
-                human_bytes(rate as u64)
+                human::elapsed(elapsed),
+                human::bytes(rate as u64)
             )
         }
         Ending::Interrupted => {
@@ -597,22 +582,6 @@ mod tests {
             default_journal_path(&report),
             Path::new("archive-2019.report.csv.journal")
         );
-    }
-
-    #[test]
-    fn numbers_sizes_and_durations_read_like_the_examples() {
-        assert_eq!(human_count(0), "0");
-        assert_eq!(human_count(999), "999");
-        assert_eq!(human_count(48_210), "48,210");
-        assert_eq!(human_count(1_000_000), "1,000,000");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(10_522_669_875), "9.8 GiB");
-        assert_eq!(human_bytes(35_336_192), "33.7 MiB");
-        assert_eq!(human_elapsed(Duration::from_millis(420)), "420ms");
-        assert_eq!(human_elapsed(Duration::from_millis(4_250)), "4.2s");
-        assert_eq!(human_elapsed(Duration::from_secs(42)), "42s");
-        assert_eq!(human_elapsed(Duration::from_secs(662)), "11m02s");
-        assert_eq!(human_elapsed(Duration::from_secs(11_109)), "3h05m09s");
     }
 
     #[test]

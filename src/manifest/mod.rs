@@ -14,7 +14,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::cli::Format;
+use crate::human;
+
+/// How a manifest is written: CSV with a header row, or JSONL with one object per line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
 
 /// The manifest's format: `--format` if given, else from the file's extension.
 pub fn format_of(path: &Path, explicit: Option<Format>) -> anyhow::Result<Format> {
@@ -495,7 +502,7 @@ impl Name<'_> {
 fn oversized(length: u64) -> RowError {
     RowError::new(format!(
         "this row is {} long; a row may be at most 1 MiB (is this the right file?)",
-        human_bytes(length)
+        human::bytes(length)
     ))
 }
 
@@ -505,15 +512,6 @@ pub fn unclosed_quote(line: u64) -> RowError {
         "a quote opens a value on line {line} and never closes, so everything after it was read \
          as that one value; close the quote (a quote inside a value is written as two: \"\")"
     ))
-}
-
-/// `1.0 MiB`, `12 KiB`, `300 bytes`.
-fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
-    }
 }
 
 /// Why a value cannot be sent as it is, if it cannot: longer than [`MAX_VALUE_BYTES`], or
@@ -541,7 +539,7 @@ fn csv_cells<'h>(record: &Record, header: &'h Header) -> Result<Vec<(Name<'h>, V
         };
         return Err(RowError::new(format!(
             "this row has {got} {}, but the header has {want}{hint}",
-            plural(got as u64, "field", "fields"),
+            human::plural(got as u64, "field", "fields"),
         )));
     }
     let mut cells = Vec::with_capacity(want);
@@ -679,16 +677,6 @@ fn unreadable(head: &[u8]) -> Option<Unreadable> {
 
 fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(bytes)
-}
-
-/// `1 row`, `2 rows`.
-pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
-    let n = n.into();
-    if n == 1 {
-        one.to_string()
-    } else {
-        many.to_string()
-    }
 }
 
 #[cfg(test)]

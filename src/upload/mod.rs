@@ -1,13 +1,17 @@
-//! The upload engine: call 1 with each row's metadata, then the presigned S3 upload, through a
-//! bounded pool of workers with retries, a crash-safe journal and the results report.
+//! The upload engine: call 1 with each row's metadata (`client`), then the presigned S3 upload
+//! (`transfer`), over one HTTP client (`http`); what a failure means (`failure`) and how long
+//! to wait before another try (`retry`); the bounded pool of workers that takes each row
+//! through both calls with the journal (`pool`).
 
 pub mod client;
-pub mod command;
+pub mod failure;
+pub mod http;
 pub mod lock;
 pub mod pool;
 pub mod response;
 pub mod retry;
 pub mod server_error;
+pub mod transfer;
 
 #[cfg(test)]
 mod test_server;

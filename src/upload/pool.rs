@@ -22,11 +22,15 @@ use tokio_util::sync::CancellationToken;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
-use super::client::{Gate, Opened, Uploaded, VoycClient, open_for_upload};
-use super::response::{Call1Response, ConversationId, UploadTarget};
-use super::retry::{Backoff, Failure, Sleeper};
+use super::client::VoycClient;
+use super::failure::{Call, Failure};
+use super::response::Call1Response;
+use super::retry::{Backoff, Sleeper};
+use super::transfer::{Gate, Opened, Uploaded, Uploader, open_for_upload};
 use crate::journal::{Change, Journal, Pending, RowIdentity, State, Stored};
-use crate::report::{ReportRow, RowStatus};
+use crate::outcome::{self, Outcome};
+use crate::plan::ToSend;
+use crate::target::{ConversationId, UploadTarget};
 
 /// A target from an earlier run is tried again unless our clock says it expired more than this
 /// long ago: S3 decides (it checks the expiry when an upload starts), and our clock may be
@@ -55,11 +59,21 @@ pub struct Job {
     pub warnings: Vec<String>,
 }
 
-/// A settled row, for the report.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    pub seq: u64,
-    pub row: ReportRow,
+impl Job {
+    /// The row at position `seq` that the plan says to send.
+    pub fn new(seq: u64, send: ToSend) -> Job {
+        Job {
+            seq,
+            line: send.row.line,
+            file: send.row.file,
+            path: send.row.path,
+            size: send.row.size,
+            body: send.body,
+            identity: send.identity,
+            resume: send.stored,
+            warnings: send.notes,
+        }
+    }
 }
 
 /// Why a run stopped handing out rows.
@@ -112,10 +126,6 @@ impl RunControl {
         self.stop.is_cancelled()
     }
 
-    pub fn is_aborted(&self) -> bool {
-        self.abort.is_cancelled()
-    }
-
     pub fn reason(&self) -> Option<StopReason> {
         self.reason.lock().expect("stop reason").clone()
     }
@@ -131,6 +141,7 @@ impl RunControl {
 #[derive(Debug)]
 pub struct Engine {
     pub client: VoycClient,
+    pub uploader: Uploader,
     pub journal: Arc<Journal>,
     pub control: Arc<RunControl>,
     /// Retries per call (`--retries`).
@@ -144,7 +155,7 @@ pub struct Engine {
 }
 
 /// How a row's attempt ended.
-enum End {
+enum RowEnd {
     Uploaded {
         conversation: ConversationId,
         uploaded: Uploaded,
@@ -176,6 +187,7 @@ struct Tally {
 impl Engine {
     /// Takes one row through both calls and says how it ended. The row is ready for the
     /// report once [`Settled::committed`] says the journal has it.
+    #[cfg(test)]
     pub async fn process(&self, job: &Job) -> Settled {
         self.process_started(job, None).await
     }
@@ -186,7 +198,6 @@ impl Engine {
         let started = Instant::now();
         let mut tally = Tally::default();
         let end = self.run_row(job, &mut tally, started_change).await;
-        let mut row = ReportRow::new(job.line, job.file.clone(), RowStatus::Failed);
         if tally.ambiguous_retries > 0 {
             let last = tally.last_ambiguous.take().unwrap_or_default();
             tally.notes.insert(
@@ -201,43 +212,52 @@ impl Engine {
                 },
             );
         }
-        row.attempts = if tally.requests == 0 {
+        let attempts = if tally.requests == 0 {
             0
         } else {
             1 + tally.retries
         };
-        row.duration_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        let mut pending = None;
-        match end {
-            End::Uploaded {
+        let (end, pending) = match end {
+            RowEnd::Uploaded {
                 conversation,
                 uploaded,
                 commit,
-            } => {
-                pending = commit;
-                row.status = RowStatus::Uploaded;
-                row.conversation_id = Some(conversation.0);
-                row.bytes = Some(uploaded.bytes);
-                row.sha256 = Some(uploaded.sha256);
-            }
-            End::Failed {
+            } => (
+                outcome::End::Uploaded {
+                    conversation,
+                    bytes: uploaded.bytes,
+                    sha256: uploaded.sha256,
+                },
+                commit,
+            ),
+            RowEnd::Failed {
                 conversation,
                 error,
-            } => {
-                row.conversation_id = conversation.map(|c| c.0);
-                row.error = Some(error);
-            }
-            End::Abandoned { conversation, note } => {
-                row.status = RowStatus::NotAttempted;
-                row.conversation_id = conversation.map(|c| c.0);
+            } => (
+                outcome::End::Failed {
+                    conversation,
+                    error,
+                },
+                None,
+            ),
+            RowEnd::Abandoned { conversation, note } => {
                 tally.notes.push(note);
+                (outcome::End::NotAttempted { conversation }, None)
             }
-        }
-        row.notes = job.warnings.iter().cloned().chain(tally.notes).collect();
-        Settled { row, pending }
+        };
+        let outcome = Outcome {
+            seq: job.seq,
+            line: job.line,
+            file: job.file.clone(),
+            end,
+            attempts,
+            duration: Some(started.elapsed()),
+            notes: job.warnings.iter().cloned().chain(tally.notes).collect(),
+        };
+        Settled { outcome, pending }
     }
 
-    async fn run_row(&self, job: &Job, tally: &mut Tally, mut started: Option<Pending>) -> End {
+    async fn run_row(&self, job: &Job, tally: &mut Tally, mut started: Option<Pending>) -> RowEnd {
         let (mut known, uploading) = self.resumable_target(job, &mut tally.notes);
         let mut renewed = false;
         loop {
@@ -280,7 +300,7 @@ impl Engine {
                             None
                         }
                     };
-                    return End::Uploaded {
+                    return RowEnd::Uploaded {
                         conversation,
                         uploaded,
                         commit,
@@ -301,7 +321,7 @@ impl Engine {
                 Err(UploadEnd::Expired(why)) => {
                     let error = format!("upload: the target expired again ({why})");
                     self.record_failure(job, &error).await;
-                    return End::Failed {
+                    return RowEnd::Failed {
                         conversation: Some(conversation),
                         error,
                     };
@@ -365,7 +385,7 @@ impl Engine {
         job: &Job,
         tally: &mut Tally,
         started: Option<Pending>,
-    ) -> Result<(Call1Response, Commit), End> {
+    ) -> Result<(Call1Response, Commit), RowEnd> {
         let committed = match started {
             Some(pending) => pending.committed().await,
             None => self.record(job, Change::Call1Started).await,
@@ -373,85 +393,88 @@ impl Engine {
         if let Err(err) = committed {
             return Err(self.journal_broke(err, None));
         }
-        let mut retry = 0;
-        loop {
+        let mut retries = Retries::default();
+        let response = loop {
             tally.requests += 1;
             let failure = match self.client.call1(job.body.clone()).await {
-                Ok(response) => {
-                    self.control.any_success.store(true, Ordering::Relaxed);
-                    let change = Change::Call1Done {
-                        conversation_id: response.conversation_id.clone(),
-                        target: response.target.clone(),
-                    };
-                    // The upload starts while this is committed; its last byte waits for it.
-                    return match self
-                        .journal
-                        .begin(job.identity, &job.file, job.line, change)
-                    {
-                        Ok(pending) => Ok((response, shared(pending))),
-                        Err(err) => {
-                            Err(self.journal_broke(err, Some(response.conversation_id.clone())))
-                        }
-                    };
-                }
+                Ok(response) => break response,
                 Err(failure) => failure,
             };
-            let retrying = failure.is_transient() && retry < self.retries;
-            if failure.ambiguous {
-                self.note_unknown_conversation(
-                    job,
-                    format!("call 1 failed after it was sent ({})", failure.message),
-                );
-            } else if let Some(status) = failure.status.filter(|s| (200..300).contains(s)) {
-                let with = match &failure.conversation {
-                    Some(id) => format!(" with conversation {id}"),
-                    None => String::new(),
-                };
-                self.note_unknown_conversation(
-                    job,
-                    format!(
-                        "call 1 answered HTTP {status}{with}, but its answer could not be used"
-                    ),
-                );
+            let retrying = self.will_retry(&retries, &failure);
+            self.note_call1_failure(job, tally, &failure, retrying);
+            match self.next_try(&mut retries, tally, &failure).await {
+                Next::Again => {}
+                Next::GiveUp => {
+                    self.check_for_stop(&failure);
+                    let error = failure.describe();
+                    self.record_failure(job, &error).await;
+                    return Err(RowEnd::Failed {
+                        conversation: failure.conversation.clone(),
+                        error,
+                    });
+                }
+                Next::Interrupted => {
+                    let error = format!(
+                        "interrupted while waiting to retry call 1 ({})",
+                        failure.message
+                    );
+                    self.record_failure(job, &error).await;
+                    return Err(RowEnd::Abandoned {
+                        conversation: None,
+                        note: format!("{error}; run the same command to finish it"),
+                    });
+                }
             }
-            if failure.ambiguous && retrying {
-                tally.ambiguous_retries += 1;
-                tally.last_ambiguous = Some(failure.message.clone());
-            } else if failure.ambiguous {
-                tally.notes.push(
-                    "call 1's last attempt failed after it was sent, so Voyc may hold a conversation without audio for this row"
-                        .to_string(),
-                );
-            } else if failure.status.is_some_and(|s| (200..300).contains(&s)) {
-                tally.notes.push(match &failure.conversation {
-                    Some(id) => format!(
-                        "call 1 succeeded but its answer could not be used, so Voyc holds conversation {id} without audio for this row"
-                    ),
-                    None => "call 1 succeeded but its answer could not be used, so Voyc holds a conversation without audio for this row".to_string(),
-                });
-            }
-            if !retrying {
-                self.check_for_stop(&failure);
-                let error = failure.describe();
-                self.record_failure(job, &error).await;
-                return Err(End::Failed {
-                    conversation: failure.conversation.clone(),
-                    error,
-                });
-            }
-            retry += 1;
-            tally.retries += 1;
-            if !self.pause(retry, failure.retry_after).await {
-                let error = format!(
-                    "interrupted while waiting to retry call 1 ({})",
-                    failure.message
-                );
-                self.record_failure(job, &error).await;
-                return Err(End::Abandoned {
-                    conversation: None,
-                    note: format!("{error}; run the same command to finish it"),
-                });
-            }
+        };
+        self.control.any_success.store(true, Ordering::Relaxed);
+        let change = Change::Call1Done {
+            conversation_id: response.conversation_id.clone(),
+            target: response.target.clone(),
+        };
+        // The upload starts while this is committed; its last byte waits for it.
+        match self
+            .journal
+            .begin(job.identity, &job.file, job.line, change)
+        {
+            Ok(pending) => Ok((response, shared(pending))),
+            Err(err) => Err(self.journal_broke(err, Some(response.conversation_id.clone()))),
+        }
+    }
+
+    /// What a failed call 1 may have left behind, in the journal and the row's notes: a
+    /// conversation whose id never reached us (an ambiguous failure, or an answer that could
+    /// not be used).
+    fn note_call1_failure(&self, job: &Job, tally: &mut Tally, failure: &Failure, retrying: bool) {
+        if failure.ambiguous {
+            self.note_unknown_conversation(
+                job,
+                format!("call 1 failed after it was sent ({})", failure.message),
+            );
+        } else if let Some(status) = failure.status.filter(|s| (200..300).contains(s)) {
+            let with = match &failure.conversation {
+                Some(id) => format!(" with conversation {id}"),
+                None => String::new(),
+            };
+            self.note_unknown_conversation(
+                job,
+                format!("call 1 answered HTTP {status}{with}, but its answer could not be used"),
+            );
+        }
+        if failure.ambiguous && retrying {
+            tally.ambiguous_retries += 1;
+            tally.last_ambiguous = Some(failure.message.clone());
+        } else if failure.ambiguous {
+            tally.notes.push(
+                "call 1's last attempt failed after it was sent, so Voyc may hold a conversation without audio for this row"
+                    .to_string(),
+            );
+        } else if failure.status.is_some_and(|s| (200..300).contains(&s)) {
+            tally.notes.push(match &failure.conversation {
+                Some(id) => format!(
+                    "call 1 succeeded but its answer could not be used, so Voyc holds conversation {id} without audio for this row"
+                ),
+                None => "call 1 succeeded but its answer could not be used, so Voyc holds a conversation without audio for this row".to_string(),
+            });
         }
     }
 
@@ -467,15 +490,15 @@ impl Engine {
         mut opened: Option<Opened>,
         tally: &mut Tally,
     ) -> Result<Uploaded, UploadEnd> {
-        let mut retry = 0;
+        let mut retries = Retries::default();
         // A fresh target is never judged by our clock (it may be skewed against Voyc's):
         // S3 says when it has expired.
         loop {
             tally.requests += 1;
             let gate = commit.map(|commit| Box::pin(commit.clone()) as Gate);
             let result = self
-                .client
-                .upload_after(target, &job.path, job.size, &self.sent, opened.take(), gate)
+                .uploader
+                .upload(target, &job.path, job.size, &self.sent, opened.take(), gate)
                 .await;
             if let Some(commit) = commit
                 && let Err(err) = commit.clone().await
@@ -492,26 +515,48 @@ impl Engine {
             if failure.expired_target {
                 return Err(UploadEnd::Expired(failure.message));
             }
-            if !failure.is_transient() || retry >= self.retries {
-                let error = failure.describe();
-                self.record_failure(job, &error).await;
-                return Err(UploadEnd::End(End::Failed {
-                    conversation: Some(conversation.clone()),
-                    error,
-                }));
-            }
-            retry += 1;
-            tally.retries += 1;
-            if !self.pause(retry, failure.retry_after).await {
+            match self.next_try(&mut retries, tally, &failure).await {
+                Next::Again => {}
+                Next::GiveUp => {
+                    let error = failure.describe();
+                    self.record_failure(job, &error).await;
+                    return Err(UploadEnd::End(RowEnd::Failed {
+                        conversation: Some(conversation.clone()),
+                        error,
+                    }));
+                }
                 // The journal keeps call1_done and the target: a rerun finishes the upload.
-                return Err(UploadEnd::End(End::Abandoned {
-                    conversation: Some(conversation.clone()),
-                    note: format!(
-                        "interrupted while waiting to retry the upload ({}); run the same command to finish it with the same target",
-                        failure.message
-                    ),
-                }));
+                Next::Interrupted => {
+                    return Err(UploadEnd::End(RowEnd::Abandoned {
+                        conversation: Some(conversation.clone()),
+                        note: format!(
+                            "interrupted while waiting to retry the upload ({}); run the same command to finish it with the same target",
+                            failure.message
+                        ),
+                    }));
+                }
             }
+        }
+    }
+
+    /// Whether a failed attempt will be tried again: a transient failure with retries left
+    /// (`--retries`).
+    fn will_retry(&self, retries: &Retries, failure: &Failure) -> bool {
+        failure.is_transient() && retries.done < self.retries
+    }
+
+    /// The one decision both calls' loops make after a failed attempt: give up, or wait
+    /// (backoff, `Retry-After`) and try again, unless the run stops meanwhile.
+    async fn next_try(&self, retries: &mut Retries, tally: &mut Tally, failure: &Failure) -> Next {
+        if !self.will_retry(retries, failure) {
+            return Next::GiveUp;
+        }
+        retries.done += 1;
+        tally.retries += 1;
+        if self.pause(retries.done, failure.retry_after).await {
+            Next::Again
+        } else {
+            Next::Interrupted
         }
     }
 
@@ -540,21 +585,18 @@ impl Engine {
         }
         // Every retry of the first calls failed to connect: a mistyped --base-url, or no
         // network. Going on would fail every row the same way, for hours on a large manifest.
-        if failure.unreachable
-            && failure.call == super::retry::Call::Api
-            && !self.control.any_success()
-        {
+        if failure.unreachable && failure.call == Call::Api && !self.control.any_success() {
             self.control.stop(StopReason::Misconfigured(format!(
                 "call 1 could not be made: {}; check --base-url ({}) and the network, then run the same command again",
                 failure.message,
-                super::response::without_query(self.client.endpoint())
+                crate::target::without_query(self.client.endpoint())
             )));
             return;
         }
         let Some(status) = failure.status else {
             return;
         };
-        let endpoint = super::response::without_query(self.client.endpoint());
+        let endpoint = crate::target::without_query(self.client.endpoint());
         if !self.control.any_success() && matches!(status, 401 | 403 | 404) {
             let cause = if failure.about_credentials || status == 401 {
                 "the token was refused (wrong, expired or revoked): check VOYC_TOKEN or --token-file".to_string()
@@ -609,10 +651,10 @@ impl Engine {
         }
     }
 
-    fn journal_broke(&self, err: anyhow::Error, conversation: Option<ConversationId>) -> End {
+    fn journal_broke(&self, err: anyhow::Error, conversation: Option<ConversationId>) -> RowEnd {
         let text = format!("{err:#}");
         self.control.stop(StopReason::Journal(text.clone()));
-        End::Abandoned {
+        RowEnd::Abandoned {
             conversation,
             note: format!("stopped: {text}"),
         }
@@ -622,21 +664,21 @@ impl Engine {
 /// A processed row, and the journal change it waits on before it may be reported.
 #[derive(Debug)]
 pub struct Settled {
-    pub row: ReportRow,
+    pub outcome: Outcome,
     pending: Option<Pending>,
 }
 
 impl Settled {
-    /// Waits for the journal to hold the row's last change, then gives the report row.
-    pub async fn committed(self, control: &RunControl) -> ReportRow {
-        let mut row = self.row;
+    /// Waits for the journal to hold the row's last change, then gives the row's outcome.
+    pub async fn committed(self, control: &RunControl) -> Outcome {
+        let mut outcome = self.outcome;
         if let Some(pending) = self.pending
             && let Err(err) = pending.committed().await
         {
-            row.notes.push(journal_lost_note(&err));
+            outcome.notes.push(journal_lost_note(&err));
             control.stop(StopReason::Journal(format!("{err:#}")));
         }
-        row
+        outcome
     }
 }
 
@@ -655,10 +697,25 @@ fn journal_lost_note(err: &anyhow::Error) -> String {
     format!("the journal could not record this upload ({err:#}); a rerun would upload it again")
 }
 
+/// Retries made so far of one call of one row.
+#[derive(Default)]
+struct Retries {
+    done: u32,
+}
+
+/// What follows a failed attempt.
+enum Next {
+    Again,
+    /// A permanent failure, or retries ran out.
+    GiveUp,
+    /// The run stopped while waiting to retry.
+    Interrupted,
+}
+
 enum UploadEnd {
     /// S3 (or the target's own expiry) says the target is past its time.
     Expired(String),
-    End(End),
+    End(RowEnd),
 }
 
 fn may_still_be_valid(target: &UploadTarget) -> bool {
@@ -705,10 +762,6 @@ impl Pool {
             outcomes,
             tasks: Mutex::new(tokio::task::JoinSet::new()),
         }
-    }
-
-    pub fn control(&self) -> &Arc<RunControl> {
-        &self.engine.control
     }
 
     /// Hands a row to the pool once fewer than `concurrency` rows wait for a worker; it
@@ -766,11 +819,11 @@ impl Pool {
             };
             // The worker is free while its last change is committed.
             drop(permit);
-            let row = match settled {
+            let outcome = match settled {
                 Some(settled) => settled.committed(control).await,
                 None => aborted(&job),
             };
-            let _ = outcomes.send(Outcome { seq: job.seq, row });
+            let _ = outcomes.send(outcome);
         });
     }
 
@@ -789,9 +842,8 @@ impl Pool {
 
 /// A row the run stopped before it started.
 fn unstarted(job: Job, reason: Option<StopReason>) -> Outcome {
-    let mut row = ReportRow::new(job.line, job.file, RowStatus::NotAttempted);
-    row.notes.push(stopped_note(reason));
-    Outcome { seq: job.seq, row }
+    let end = outcome::End::NotAttempted { conversation: None };
+    Outcome::new(job.seq, job.line, job.file, end).noting(vec![stopped_note(reason)])
 }
 
 /// Why a row was not tried, for its notes.
@@ -807,12 +859,11 @@ pub fn stopped_note(reason: Option<StopReason>) -> String {
     }
 }
 
-fn aborted(job: &Job) -> ReportRow {
-    let mut row = ReportRow::new(job.line, job.file.clone(), RowStatus::NotAttempted);
-    row.notes.push(
+fn aborted(job: &Job) -> Outcome {
+    let end = outcome::End::NotAttempted { conversation: None };
+    Outcome::new(job.seq, job.line, job.file.clone(), end).noting(vec![
         "aborted by a second interrupt while in flight; run the same command to finish it".into(),
-    );
-    row
+    ])
 }
 
 #[cfg(test)]
@@ -823,9 +874,11 @@ mod tests {
     use reqwest::Url;
 
     use super::super::client::ClientConfig;
+    use super::super::http::http_client;
     use super::super::test_server::{Reply, Server, serve};
     use super::*;
     use crate::journal::Destination;
+    use crate::report::{ReportRow, RowStatus};
     use crate::secret::Token;
 
     /// A stand-in for Voyc and S3 whose next answers each test queues; by default call 1
@@ -895,16 +948,19 @@ mod tests {
         )
         .unwrap();
         let (sleeper, waits) = Sleeper::recorded();
-        let client = VoycClient::new(ClientConfig {
-            base_url: server.url.clone(),
-            organisation: "118".into(),
-            token: Token::parse("t0ken").unwrap(),
-            timeout: Duration::from_secs(5),
-            ca_cert: None,
-        })
-        .unwrap();
+        let http = http_client(Duration::from_secs(5), None, true).unwrap();
+        let client = VoycClient::with_http(
+            http.clone(),
+            ClientConfig {
+                base_url: server.url.clone(),
+                organisation: "118".into(),
+                token: Token::parse("t0ken").unwrap(),
+                timeout: Duration::from_secs(5),
+            },
+        );
         let engine = Arc::new(Engine {
             client,
+            uploader: Uploader::new(http, Duration::from_secs(5)),
             journal: Arc::new(journal),
             control: Arc::new(RunControl::new()),
             retries: 5,
@@ -969,8 +1025,25 @@ mod tests {
         }
     }
 
+    /// An outcome as the report shows it, with its place.
+    #[derive(Debug)]
+    struct Reported {
+        seq: u64,
+        row: ReportRow,
+    }
+
+    impl From<Outcome> for Reported {
+        fn from(outcome: Outcome) -> Reported {
+            Reported {
+                seq: outcome.seq,
+                row: ReportRow::from(outcome),
+            }
+        }
+    }
+
     async fn settle(engine: &Engine, job: &Job) -> ReportRow {
-        engine.process(job).await.committed(&engine.control).await
+        let outcome = engine.process(job).await.committed(&engine.control).await;
+        ReportRow::from(outcome)
     }
 
     fn requests_to(server: &Server, prefix: &str) -> usize {
@@ -1338,14 +1411,14 @@ mod tests {
         for job in &jobs[..10] {
             pool.submit(job.clone()).await;
         }
-        pool.control().stop(StopReason::Interrupted);
+        setup.engine.control.stop(StopReason::Interrupted);
         for job in &jobs[10..] {
             pool.submit(job.clone()).await;
         }
         pool.wait().await;
         drop(pool);
         setup.engine.journal.close();
-        let mut outcomes: Vec<Outcome> = rx.iter().collect();
+        let mut outcomes: Vec<Reported> = rx.iter().map(Reported::from).collect();
         outcomes.sort_by_key(|o| o.seq);
         assert_eq!(outcomes.len(), 15);
         // Rows start in the order they were handed in, and at most 3 wait for a worker: the
@@ -1380,9 +1453,9 @@ mod tests {
         let pool = Pool::new(setup.engine.clone(), 2, tx);
         pool.submit(job(&setup, 0)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        pool.control().abort();
+        setup.engine.control.abort();
         pool.wait().await;
-        let outcome = rx.recv().unwrap();
+        let outcome = Reported::from(rx.recv().unwrap());
         assert_eq!(outcome.row.status, RowStatus::NotAttempted);
         assert!(outcome.row.notes[0].starts_with("aborted by a second interrupt"));
     }

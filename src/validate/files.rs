@@ -81,7 +81,7 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
     if size > MAX_FILE_BYTES {
         return Err(format!(
             "is {}, more than the 5 GiB a single upload takes",
-            human_size(size)
+            crate::human::bytes(size)
         ));
     }
     let mut head = [0u8; SNIFF_LEN];
@@ -146,11 +146,6 @@ pub(crate) fn shown(path: &Path) -> String {
         out.push_str(&escaped);
     }
     out
-}
-
-/// `6.2 GiB`.
-fn human_size(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// "permission denied", without the "(os error 13)" tail.

@@ -14,7 +14,6 @@ pub mod sniff;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
@@ -23,14 +22,12 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::Status;
-use crate::cli::{ManifestArgs, ValidateArgs};
-use crate::manifest::{Manifest, Unreadable, plural};
+use crate::human::plural;
+use crate::manifest::{Manifest, Unreadable};
 pub use fields::Severity;
 use files::FileId;
-pub use files::MAX_FILE_BYTES;
 use rows::{Context, Examined};
-use settings::Settings;
+pub use settings::ManifestSettings;
 pub use sniff::AudioFormat;
 
 /// Rows checked in parallel at a time; bounds memory, however long the manifest.
@@ -224,11 +221,10 @@ impl fmt::Display for Summary {
 /// `Err` is a manifest that cannot be read at all, or flags that cannot work (a usage
 /// error); problems inside the manifest come as verdicts and are counted in the summary.
 pub fn check_manifest(
-    args: &ManifestArgs,
+    settings: &ManifestSettings,
     today: NaiveDate,
     mut visit: impl FnMut(Verdict) -> ControlFlow<()>,
 ) -> anyhow::Result<Summary> {
-    let settings = Settings::from_args(args)?;
     let mut summary = Summary::default();
     let mut emit = |verdict: Verdict, summary: &mut Summary| {
         summary.count(&verdict);
@@ -252,7 +248,7 @@ pub fn check_manifest(
             return Ok(summary);
         }
     };
-    let (context, header_problems) = Context::new(&settings, manifest.header(), today)?;
+    let (context, header_problems) = Context::new(settings, manifest.header(), today)?;
     for problem in header_problems {
         if emit(Verdict::Manifest(problem), &mut summary).is_break() {
             return Ok(summary);
@@ -353,45 +349,6 @@ impl Seen {
             }
         }
         row.conclude(context)
-    }
-}
-
-/// `voyc-import validate`: check every row, print every problem as it is found (in line
-/// order), then a summary; exit 2 if there is any error, 0 otherwise (warnings included).
-pub fn command(args: &ValidateArgs) -> anyhow::Result<Status> {
-    let shown = args.manifest.manifest.display().to_string();
-    let today = chrono::Local::now().date_naive();
-    let stdout = io::stdout();
-    let terminal = stdout.is_terminal();
-    let mut out: Box<dyn Write> = if terminal {
-        Box::new(stdout.lock())
-    } else {
-        Box::new(io::BufWriter::new(stdout.lock()))
-    };
-    let mut failed: Option<io::Error> = None;
-    let summary = check_manifest(&args.manifest, today, |verdict| {
-        for problem in verdict.problems() {
-            if let Err(e) = writeln!(out, "{shown}:{}: {problem}", problem.line) {
-                failed = Some(e);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
-    let status = if summary.is_valid() && !summary.stopped {
-        Status::Success
-    } else {
-        Status::Usage
-    };
-    let written = match failed {
-        Some(e) => Err(e),
-        None => writeln!(out, "{summary}").and_then(|()| out.flush()),
-    };
-    match written {
-        // A reader that went away (`validate … | head`) is no error of ours.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(status),
-        Err(e) => Err(e).context("cannot write to standard output"),
-        Ok(()) => Ok(status),
     }
 }
 

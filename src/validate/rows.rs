@@ -8,9 +8,9 @@ use serde_json::{Map, Number, Value};
 
 use super::fields::{self, FieldProblem, REQUIRED, RESERVED, Severity};
 use super::files::{self, FileId};
-use super::settings::Settings;
+use super::settings::ManifestSettings;
 use super::{CheckedRow, Problem, Verdict};
-use crate::cli::Format;
+use crate::manifest::Format;
 use crate::manifest::{Header, MAX_COLUMNS, Name, RawRow, column_label, json_kind};
 
 /// The reserved keys that may be left out.
@@ -18,7 +18,7 @@ const OPTIONAL: [&str; 3] = ["direction", "language", "speakers"];
 
 /// Everything a row's checks need to know, shared read-only by the parallel checks.
 pub(crate) struct Context<'a> {
-    settings: &'a Settings,
+    settings: &'a ManifestSettings,
     today: NaiveDate,
     /// CSV only: the header as read, and as the checks see it.
     header: Option<Header>,
@@ -52,7 +52,7 @@ impl<'a> Context<'a> {
     /// The context for a manifest, and the header's problems (CSV). `Err` is a usage error:
     /// a `--map` naming a column that is not there, or giving two columns one name.
     pub fn new(
-        settings: &'a Settings,
+        settings: &'a ManifestSettings,
         header: Option<&Header>,
         today: NaiveDate,
     ) -> anyhow::Result<(Context<'a>, Vec<Problem>)> {
@@ -321,7 +321,7 @@ impl Examined {
 impl Layout {
     /// Applies `--map` to a header and finds its problems: repeated names, required columns
     /// missing (unless `--set` gives them), misspelt reserved names, text not in UTF-8.
-    fn new(header: &Header, settings: &Settings) -> anyhow::Result<(Layout, Vec<Problem>)> {
+    fn new(header: &Header, settings: &ManifestSettings) -> anyhow::Result<(Layout, Vec<Problem>)> {
         for (source, target) in &settings.renames {
             if !header.names.contains(source) {
                 anyhow::bail!(

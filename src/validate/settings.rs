@@ -1,6 +1,6 @@
-//! The manifest flags as given (`ManifestArgs`) turned into checked settings: the format,
-//! where relative audio paths resolve, and the `--map` renames and `--set` fills. A flag that
-//! cannot work is a usage error here, before any row is read.
+//! How a manifest is read, checked: the format, where relative audio paths resolve, and the
+//! `--map` renames and `--set` fills. A flag that cannot work is a usage error here, before any
+//! row is read.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +8,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::fields;
-use crate::cli::{Format, ManifestArgs};
-use crate::manifest;
+use crate::manifest::{self, Format};
 
 #[derive(Clone, Debug)]
-pub(crate) struct Settings {
+pub struct ManifestSettings {
     pub manifest: PathBuf,
     pub format: Format,
     /// Relative audio paths are joined to this (as typed, so messages show the user's path).
@@ -23,31 +22,41 @@ pub(crate) struct Settings {
     pub fills: Vec<(String, String)>,
 }
 
-impl Settings {
-    pub fn from_args(args: &ManifestArgs) -> anyhow::Result<Settings> {
-        let format = manifest::format_of(&args.manifest, args.format)?;
-        let base_dir = match &args.base_dir {
+impl ManifestSettings {
+    /// `manifest`, read as `format` (by default from its extension), with relative audio paths
+    /// resolved against `base_dir` (by default the manifest's folder), and the `--map` and
+    /// `--set` pairs as given.
+    pub fn new(
+        manifest: &Path,
+        format: Option<Format>,
+        base_dir: Option<&Path>,
+        map: &[String],
+        set: &[String],
+    ) -> anyhow::Result<ManifestSettings> {
+        let format = manifest::format_of(manifest, format)?;
+        let base_dir = match base_dir {
             Some(dir) => {
                 let meta = std::fs::metadata(dir)
                     .with_context(|| format!("--base-dir {}: cannot open it", dir.display()))?;
                 if !meta.is_dir() {
                     bail!("--base-dir {}: not a folder", dir.display());
                 }
-                dir.clone()
+                dir.to_path_buf()
             }
-            None => args
-                .manifest
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
+            None => manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
-        Ok(Settings {
-            manifest: args.manifest.clone(),
+        Ok(ManifestSettings {
+            manifest: manifest.to_path_buf(),
             format,
             base_dir,
-            renames: parse_renames(&args.map)?,
-            fills: parse_fills(&args.set)?,
+            renames: parse_renames(map)?,
+            fills: parse_fills(set)?,
         })
+    }
+
+    /// The manifest as the user wrote it, for messages (`manifest.csv:17: ...`).
+    pub fn shown(&self) -> String {
+        self.manifest.display().to_string()
     }
 
     /// A manifest column's name after `--map`.
@@ -139,23 +148,24 @@ fn parse_fills(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
 
-    fn args(map: &[&str], set: &[&str]) -> ManifestArgs {
-        ManifestArgs {
-            manifest: PathBuf::from("exports/today.csv"),
-            format: None,
-            base_dir: None,
-            map: map.iter().map(|s| s.to_string()).collect(),
-            set: set.iter().map(|s| s.to_string()).collect(),
-        }
+    fn settings(map: &[&str], set: &[&str]) -> anyhow::Result<ManifestSettings> {
+        let strings = |given: &[&str]| given.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ManifestSettings::new(
+            Path::new("exports/today.csv"),
+            None,
+            None,
+            &strings(map),
+            &strings(set),
+        )
     }
 
     fn error(map: &[&str], set: &[&str]) -> String {
-        format!("{:#}", Settings::from_args(&args(map, set)).unwrap_err())
+        format!("{:#}", settings(map, set).unwrap_err())
     }
 
     #[test]
     fn relative_paths_resolve_against_the_manifests_folder() {
-        let settings = Settings::from_args(&args(&[], &[])).unwrap();
+        let settings = settings(&[], &[]).unwrap();
         assert_eq!(
             settings.resolve("calls/a.wav"),
             Path::new("exports/calls/a.wav")
@@ -165,18 +175,24 @@ mod tests {
 
     #[test]
     fn a_base_dir_that_is_not_a_folder_is_a_usage_error() {
-        let mut a = args(&[], &[]);
-        a.base_dir = Some(PathBuf::from("/definitely/not/here"));
-        let err = format!("{:#}", Settings::from_args(&a).unwrap_err());
+        let err = ManifestSettings::new(
+            Path::new("exports/today.csv"),
+            None,
+            Some(Path::new("/definitely/not/here")),
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        let err = format!("{err:#}");
         assert!(err.starts_with("--base-dir /definitely/not/here"), "{err}");
     }
 
     #[test]
     fn map_and_set_take_pairs_and_apply_in_order() {
-        let settings = Settings::from_args(&args(
+        let settings = settings(
             &["recording = file", "Agent Name=agent"],
             &["channel_id=42", "direction=Inbound"],
-        ))
+        )
         .unwrap();
         assert_eq!(settings.rename("recording"), "file");
         assert_eq!(settings.rename("Agent Name"), "agent");

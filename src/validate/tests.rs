@@ -8,7 +8,34 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::cli::{Format, ManifestArgs};
+use crate::manifest::Format;
+
+/// The manifest flags as a test gives them (what the command line's `ManifestArgs` holds).
+#[derive(Clone, Debug)]
+struct ManifestArgs {
+    manifest: PathBuf,
+    format: Option<Format>,
+    base_dir: Option<PathBuf>,
+    map: Vec<String>,
+    set: Vec<String>,
+}
+
+/// [`super::check_manifest`] from the flags, as `validate` and `upload` get there: a flag that
+/// cannot work is the pass's error.
+fn check_manifest(
+    args: &ManifestArgs,
+    today: NaiveDate,
+    visit: impl FnMut(Verdict) -> ControlFlow<()>,
+) -> anyhow::Result<Summary> {
+    let settings = ManifestSettings::new(
+        &args.manifest,
+        args.format,
+        args.base_dir.as_deref(),
+        &args.map,
+        &args.set,
+    )?;
+    super::check_manifest(&settings, today, visit)
+}
 
 const WAV: &[u8] = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00";
 const MP3: &[u8] = b"ID3\x04\x00\x00\x00\x00\x00\x00\xFF\xFB\x90\x64";

@@ -1,0 +1,523 @@
+//! `voyc-import upload`: validate every row, then send them through the pool, and report.
+//!
+//! Two passes over the manifest keep memory flat at any length: pass 1 validates (nothing is
+//! sent if a row is invalid, unless `--skip-invalid`) and counts what is left to send; pass 2
+//! validates again as it streams rows to the pool. Both plan each row with the same stage
+//! (`plan`). Outcomes come back in any order and go to the report writer, which puts them in
+//! manifest order; the feeder never runs more than [`WINDOW`] rows ahead of the oldest
+//! unsettled one.
+
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::Semaphore;
+
+use crate::Status;
+use crate::human;
+use crate::journal::{Destination, Journal};
+use crate::outcome::{End, Outcome};
+use crate::plan::{Planner, Step, ToSend};
+use crate::progress::{Mode, Progress};
+use crate::report::{Counts, Ending, ReportRow, ReportWriter, summary_line};
+use crate::secret::Token;
+use crate::settings::{Endpoint, UploadSettings, check_base_url};
+use crate::upload::client::{ClientConfig, VoycClient, call1_endpoint};
+use crate::upload::http::http_client;
+use crate::upload::lock::RunLock;
+use crate::upload::pool::{Engine, Job, Pool, RunControl, StopReason, stopped_note};
+use crate::upload::retry::{Backoff, Sleeper};
+use crate::upload::transfer::Uploader;
+use crate::validate::check_manifest;
+
+/// How far the feeder may run ahead of the oldest row not yet in the report: bounds the
+/// report's reorder buffer (a few hundred bytes a row) whatever the manifest's length.
+pub const WINDOW: usize = 16_384;
+
+/// What pass 1 found.
+#[derive(Debug, Default)]
+struct Found {
+    valid: u64,
+    invalid: u64,
+    manifest_errors: u64,
+    beyond_limit: u64,
+    already_uploaded: u64,
+    to_send: u64,
+    bytes_to_send: u64,
+}
+
+/// `voyc-import upload`.
+pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
+    let shown = settings.manifest.shown();
+    // Before anything else, so that an overlapping run stops at once: held until the report is
+    // written. A dry run writes nothing and needs none.
+    let _lock = (!settings.dry_run)
+        .then(|| RunLock::acquire(&settings.report))
+        .transpose()?;
+    // Loading the TLS roots takes tens of milliseconds: done while pass 1 validates.
+    let http = (!settings.dry_run).then(|| {
+        let (timeout, ca_cert) = (settings.timeout, settings.ca_cert.clone());
+        let direct = settings.endpoint.direct();
+        std::thread::spawn(move || http_client(timeout, ca_cert.as_deref(), direct))
+    });
+    let progress = Arc::new(Progress::new(Mode::detect(settings.quiet)));
+    let today = chrono::Local::now().date_naive();
+
+    // A journal left by an earlier run tells pass 1 what is already uploaded. A sandbox is a
+    // new destination every run, so nothing is.
+    let earlier = match &settings.endpoint {
+        Endpoint::Voyc {
+            base_url,
+            organisation,
+            ..
+        } => Journal::open_for_lookups(
+            &settings.journal,
+            &Destination::voyc(base_url.as_str(), organisation),
+        )?,
+        Endpoint::Sandbox { .. } => None,
+    };
+
+    // Pass 1: validate everything, print every problem, count what there is to send.
+    let mut found = Found::default();
+    let mut dry_run_out = settings
+        .dry_run
+        .then(|| std::io::BufWriter::new(std::io::stdout().lock()));
+    let lookup = |identity: &_| {
+        earlier
+            .as_ref()
+            .and_then(|journal| journal.lookup(identity).ok().flatten())
+    };
+    let mut planner = Planner::new(settings.limit, lookup, Default::default());
+    let summary = check_manifest(&settings.manifest, today, |verdict| {
+        for problem in verdict.problems() {
+            let line = format!("{shown}:{}: {problem}", problem.line);
+            if problem.is_error() {
+                progress.failure(&line);
+            } else {
+                progress.say(&line);
+            }
+        }
+        match planner.plan(verdict) {
+            Step::Manifest(problem) => found.manifest_errors += u64::from(problem.is_error()),
+            Step::Invalid { .. } => found.invalid += 1,
+            Step::BeyondLimit { .. } => {
+                found.valid += 1;
+                found.beyond_limit += 1;
+            }
+            Step::AlreadyUploaded { row, .. } => {
+                found.valid += 1;
+                found.already_uploaded += 1;
+                if let Some(out) = &mut dry_run_out {
+                    let _ = writeln!(out, "{shown}:{}: {}: already uploaded", row.line, row.file);
+                }
+            }
+            Step::Send(ToSend { row, body, .. }) => {
+                found.valid += 1;
+                found.to_send += 1;
+                found.bytes_to_send += row.size;
+                if let Some(out) = &mut dry_run_out {
+                    // `manifest.csv:2: calls/0001.wav (23,456 bytes): {"channel_id":"42",...}`.
+                    let _ = writeln!(
+                        out,
+                        "{shown}:{}: {} ({} bytes): {}",
+                        row.line,
+                        row.file,
+                        human::count(row.size),
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    drop(planner);
+    drop(earlier);
+    if found.manifest_errors > 0 || (found.invalid > 0 && !settings.skip_invalid) {
+        progress.failure(&summary.to_string());
+        let advice = if found.manifest_errors > 0 {
+            "nothing was sent: fix the manifest"
+        } else {
+            "nothing was sent: fix the rows above, or pass --skip-invalid to upload the valid rows and report the others as invalid"
+        };
+        progress.failure(&format!("upload: {advice}"));
+        return Ok(Status::Usage);
+    }
+    let mut valid_line = format!(
+        "{shown}: {} valid",
+        human::count_of(found.valid, "row", "rows")
+    );
+    if found.invalid > 0 {
+        valid_line.push_str(&format!(
+            ", {} invalid (skipped)",
+            human::count(found.invalid)
+        ));
+    }
+    if found.beyond_limit > 0 {
+        valid_line.push_str(&format!(
+            "; --limit takes the first {}",
+            human::count(found.valid - found.beyond_limit)
+        ));
+    }
+    progress.say(&valid_line);
+
+    if settings.dry_run {
+        return dry_run_end(settings, &found, dry_run_out);
+    }
+
+    let http = http
+        .expect("an HTTP client unless --dry-run")
+        .join()
+        .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
+    run(settings, &shown, &found, progress, today, http)
+}
+
+/// The last line of a dry run, and its status: as the real run would end if every call
+/// succeeded (rows skipped as invalid or left beyond --limit make it 1).
+fn dry_run_end(
+    settings: &UploadSettings,
+    found: &Found,
+    out: Option<std::io::BufWriter<std::io::StdoutLock<'_>>>,
+) -> anyhow::Result<Status> {
+    let destination = match &settings.endpoint {
+        Endpoint::Voyc {
+            base_url,
+            organisation,
+            ..
+        } => call1_endpoint(base_url, organisation).to_string(),
+        Endpoint::Sandbox { .. } => "an in-process sandbox".to_string(),
+    };
+    let mut line = format!(
+        "dry run: {}, {} would be sent to {destination}",
+        human::count_of(found.to_send, "row", "rows"),
+        human::bytes(found.bytes_to_send)
+    );
+    if found.already_uploaded > 0 {
+        line.push_str(&format!(
+            " ({} already uploaded)",
+            human::count(found.already_uploaded)
+        ));
+    }
+    line.push_str("; nothing was sent");
+    if let Some(mut out) = out {
+        let written = writeln!(out, "{line}").and_then(|()| out.flush());
+        match written {
+            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(err).context("cannot write to standard output");
+            }
+            _ => {}
+        }
+    }
+    Ok(if found.invalid > 0 || found.beyond_limit > 0 {
+        Status::Partial
+    } else {
+        Status::Success
+    })
+}
+
+/// Pass 2 and the pool, on a tokio runtime.
+fn run(
+    settings: &UploadSettings,
+    shown: &str,
+    found: &Found,
+    progress: Arc<Progress>,
+    today: chrono::NaiveDate,
+    http: reqwest::Client,
+) -> anyhow::Result<Status> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("voyc-upload")
+        .build()
+        .context("cannot start the async runtime")?;
+    // The report's folder must be writable before anything is sent.
+    let report = ReportWriter::create(&settings.report)?;
+
+    let mut sandbox = None;
+    let (base_url, organisation, token, destination) = match &settings.endpoint {
+        Endpoint::Voyc {
+            base_url,
+            organisation,
+            token,
+        } => (
+            base_url.clone(),
+            organisation.clone(),
+            token.clone().expect("a token unless --dry-run"),
+            Destination::voyc(base_url.as_str(), organisation),
+        ),
+        Endpoint::Sandbox { organisation } => {
+            let started = runtime.block_on(crate::sandbox::start(
+                crate::sandbox::SandboxConfig::default(),
+            ))?;
+            let base_url = check_base_url(started.base_url())?;
+            let token = Token::parse(started.token())?;
+            progress.say(&format!(
+                "sandbox: uploading to an in-process sandbox at {} (organisation {organisation})",
+                started.base_url()
+            ));
+            let destination = Destination::fresh_sandbox(started.base_url(), organisation);
+            sandbox = Some(started);
+            (base_url, organisation.clone(), token, destination)
+        }
+    };
+    let journal = Arc::new(Journal::open(&settings.journal, &destination)?);
+    // What earlier runs left without audio, so that this run's report says it again.
+    let leftovers = journal
+        .leftovers()
+        .with_context(|| format!("cannot read the journal {}", settings.journal.display()))?;
+    let client = VoycClient::with_http(
+        http.clone(),
+        ClientConfig {
+            base_url,
+            organisation: organisation.clone(),
+            token,
+            timeout: settings.timeout,
+        },
+    );
+    let control = Arc::new(RunControl::new());
+    let engine = Arc::new(Engine {
+        client,
+        uploader: Uploader::new(http, settings.timeout),
+        journal: journal.clone(),
+        control: control.clone(),
+        retries: settings.retries,
+        backoff: Mutex::new(Backoff::default()),
+        sleeper: Sleeper::Real,
+        sent: progress.bytes_counter(),
+        organisation,
+    });
+
+    if found.already_uploaded > 0 {
+        progress.say(&format!(
+            "resuming: {} already uploaded",
+            human::count_of(found.already_uploaded, "row", "rows")
+        ));
+    }
+    progress.start(found.to_send, found.bytes_to_send);
+    let started = Instant::now();
+
+    let (outcomes, settled) = mpsc::channel::<Outcome>();
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let reporter = {
+        let window = window.clone();
+        let progress = progress.clone();
+        let shown = shown.to_string();
+        let control = control.clone();
+        std::thread::Builder::new()
+            .name("report".into())
+            .spawn(move || write_report(report, settled, &window, &progress, &shown, &control))
+            .context("cannot start the report writer")?
+    };
+
+    let _signals = runtime.spawn(watch_signals(control.clone(), progress.clone()));
+    let pool = Pool::new(engine, settings.concurrency, outcomes.clone());
+
+    // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
+    let mut seq = 0u64;
+    let lookup = |identity: &_| match journal.lookup(identity) {
+        Ok(stored) => stored,
+        Err(err) => {
+            control.stop(StopReason::Journal(format!("{err:#}")));
+            None
+        }
+    };
+    let mut planner = Planner::new(settings.limit, lookup, leftovers);
+    let feed = check_manifest(&settings.manifest, today, |verdict| {
+        let step = planner.plan(verdict);
+        if matches!(step, Step::Manifest(_)) {
+            return ControlFlow::Continue(());
+        }
+        if runtime
+            .block_on(window.acquire())
+            .map(|permit| permit.forget())
+            .is_err()
+        {
+            return ControlFlow::Break(());
+        }
+        let this = seq;
+        seq += 1;
+        let outcome = match step {
+            Step::Send(send) if control.is_stopping() => {
+                send.unsent(this, stopped_note(control.reason()))
+            }
+            Step::Send(send) => {
+                runtime.block_on(pool.submit(Job::new(this, send)));
+                return ControlFlow::Continue(());
+            }
+            settled => settled
+                .settled(this)
+                .expect("a row settled without sending"),
+        };
+        let _ = outcomes.send(outcome);
+        ControlFlow::Continue(())
+    });
+    drop(planner);
+    runtime.block_on(pool.wait());
+    drop(pool);
+    drop(outcomes);
+    let written = reporter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the report writer stopped unexpectedly"))?;
+    journal.close();
+    if let Some(sandbox) = sandbox {
+        runtime.block_on(sandbox.stop());
+    }
+    let elapsed = started.elapsed();
+    progress.finish();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let feed = feed?;
+    let counts = written?;
+    if feed.stopped || counts.total() != feed.rows {
+        bail!(
+            "the manifest changed while it was uploaded ({} rows on the second pass, {} in the report); run the same command again",
+            feed.rows,
+            counts.total()
+        );
+    }
+    finish(
+        &settings.report,
+        &counts,
+        elapsed,
+        control.reason(),
+        &progress,
+    )
+}
+
+/// Prints the summary and decides the exit status.
+fn finish(
+    report: &Path,
+    counts: &Counts,
+    elapsed: Duration,
+    reason: Option<StopReason>,
+    progress: &Progress,
+) -> anyhow::Result<Status> {
+    let (ending, status) = match &reason {
+        None if counts.all_uploaded() => (Ending::Done, Status::Success),
+        None => (Ending::Done, Status::Partial),
+        Some(StopReason::Interrupted) => (Ending::Interrupted, Status::Interrupted),
+        Some(StopReason::Misconfigured(message)) => {
+            progress.failure(&format!("error: {message}"));
+            (Ending::Stopped, Status::Usage)
+        }
+        Some(StopReason::TokenRefused(message)) => {
+            progress.failure(&format!("error: {message}"));
+            (Ending::Stopped, Status::Partial)
+        }
+        Some(StopReason::Journal(message)) => {
+            progress.failure(&format!(
+                "error: {message}; stopped so that no row is uploaded twice later: free the disk or fix the journal's folder, then run the same command to resume"
+            ));
+            (Ending::Stopped, Status::Partial)
+        }
+    };
+    progress.failure(&summary_line(counts, elapsed, report, ending));
+    Ok(status)
+}
+
+/// The report writer's thread: outcomes in any order, rows out in manifest order.
+fn write_report(
+    mut report: ReportWriter,
+    settled: mpsc::Receiver<Outcome>,
+    window: &Semaphore,
+    progress: &Progress,
+    shown: &str,
+    control: &RunControl,
+) -> anyhow::Result<Counts> {
+    let mut failure = None;
+    for outcome in settled {
+        match &outcome.end {
+            End::Uploaded { .. } => progress.row_done(false),
+            End::Failed { error, .. } => {
+                progress.row_done(true);
+                if !same_as_the_stop(control) {
+                    progress.failure(&format!(
+                        "{shown}:{}: {}: failed: {error}",
+                        outcome.line, outcome.file,
+                    ));
+                }
+            }
+            _ => {}
+        }
+        continue_report(&mut failure, &mut report, window, outcome);
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => report.finish(),
+    }
+}
+
+/// Guarantee 9: a wrong token, organisation or base URL is one message at the end of the run,
+/// not one more line for each row that was in flight. Such a stop comes before any row has
+/// succeeded, so every failure then is that one's (the report has each row).
+fn same_as_the_stop(control: &RunControl) -> bool {
+    matches!(control.reason(), Some(StopReason::Misconfigured(_)))
+}
+
+/// Puts a settled row in the report, unless writing it has already failed.
+fn continue_report(
+    failure: &mut Option<anyhow::Error>,
+    report: &mut ReportWriter,
+    window: &Semaphore,
+    outcome: Outcome,
+) {
+    if failure.is_none() {
+        match report.push(outcome.seq, ReportRow::from(outcome)) {
+            Ok(written) => window.add_permits(usize::try_from(written).unwrap_or(0)),
+            Err(err) => {
+                // Keep draining so the pool never blocks on a full window.
+                window.add_permits(WINDOW);
+                *failure = Some(err);
+            }
+        }
+    } else {
+        window.add_permits(1);
+    }
+}
+
+/// First SIGINT/SIGTERM: stop handing out rows and let those in flight finish. Second: abort.
+async fn watch_signals(control: Arc<RunControl>, progress: Arc<Progress>) {
+    let Some(mut signals) = Signals::new() else {
+        return;
+    };
+    signals.next().await;
+    control.stop(StopReason::Interrupted);
+    progress.failure("interrupted: finishing the rows in flight (interrupt again to abort them)");
+    signals.next().await;
+    control.abort();
+}
+
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM, registered once for the whole run.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Option<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Some(Signals {
+                interrupt: signal(SignalKind::interrupt()).ok()?,
+                terminate: signal(SignalKind::terminate()).ok()?,
+            })
+        }
+        #[cfg(not(unix))]
+        Some(Signals {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The command line resolved once into checked settings: every flag that cannot work is a usage
+//! error here, before anything is read or sent, and what the commands get is typed (a URL, a
+//! duration, a token), never a raw flag. With `cli.rs` it is the only place that sees clap.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::Url;
+
+use crate::cli::{Cli, Command, ManifestArgs, UploadArgs};
+use crate::manifest::Format;
+use crate::report::{ReportFormat, default_journal_path, default_report_path};
+use crate::secret::Token;
+use crate::upload::client::DEFAULT_BASE_URL;
+use crate::upload::http::is_loopback;
+use crate::validate::ManifestSettings;
+
+/// The organisation id used with `--sandbox` when `--org` is not given.
+pub const SANDBOX_ORG: &str = "1";
+
+/// What to run, checked.
+#[derive(Debug)]
+pub enum Settings {
+    Validate(ManifestSettings),
+    Upload(Box<UploadSettings>),
+    Sandbox(crate::cli::SandboxArgs),
+}
+
+impl Settings {
+    pub fn resolve(cli: Cli) -> anyhow::Result<Settings> {
+        Ok(match cli.command {
+            Command::Validate(args) => Settings::Validate(manifest(&args.manifest)?),
+            Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
+            Command::Sandbox(args) => Settings::Sandbox(args),
+        })
+    }
+}
+
+/// The manifest flags: the format, where relative audio paths resolve, `--map` and `--set`.
+fn manifest(args: &ManifestArgs) -> anyhow::Result<ManifestSettings> {
+    ManifestSettings::new(
+        &args.manifest,
+        args.format.map(|format| match format {
+            crate::cli::Format::Csv => Format::Csv,
+            crate::cli::Format::Jsonl => Format::Jsonl,
+        }),
+        args.base_dir.as_deref(),
+        &args.map,
+        &args.set,
+    )
+}
+
+/// Where `upload` sends the rows.
+#[derive(Debug)]
+pub enum Endpoint {
+    Voyc {
+        base_url: Url,
+        organisation: String,
+        /// `None` only for `--dry-run`, which needs no token.
+        token: Option<Token>,
+    },
+    /// `--sandbox`: an in-process sandbox, started by the run.
+    Sandbox { organisation: String },
+}
+
+impl Endpoint {
+    pub fn organisation(&self) -> &str {
+        match self {
+            Endpoint::Voyc { organisation, .. } | Endpoint::Sandbox { organisation } => {
+                organisation
+            }
+        }
+    }
+
+    /// Plain http is allowed only to loopback (the sandbox), and then never through a proxy,
+    /// which would see the token in clear.
+    pub fn direct(&self) -> bool {
+        match self {
+            Endpoint::Voyc { base_url, .. } => base_url.scheme() == "http",
+            Endpoint::Sandbox { .. } => true,
+        }
+    }
+}
+
+/// `voyc-import upload`, checked.
+#[derive(Debug)]
+pub struct UploadSettings {
+    pub manifest: ManifestSettings,
+    pub endpoint: Endpoint,
+    pub report: PathBuf,
+    pub journal: PathBuf,
+    /// Bounds connecting, any idle gap, and the whole of call 1.
+    pub timeout: Duration,
+    /// Extra trusted roots (PEM), for corporate TLS-inspecting proxies.
+    pub ca_cert: Option<PathBuf>,
+    /// Rows in flight at once.
+    pub concurrency: usize,
+    /// Retries per call after a transient failure.
+    pub retries: u32,
+    pub dry_run: bool,
+    /// Only the first N valid rows are taken.
+    pub limit: Option<u64>,
+    pub skip_invalid: bool,
+    pub quiet: bool,
+}
+
+impl UploadSettings {
+    fn resolve(args: &UploadArgs) -> anyhow::Result<UploadSettings> {
+        let endpoint = if args.sandbox {
+            Endpoint::Sandbox {
+                organisation: match &args.org {
+                    Some(org) => check_organisation(org)?,
+                    None => SANDBOX_ORG.to_string(),
+                },
+            }
+        } else {
+            let Some(org) = &args.org else {
+                bail!(
+                    "--org is required: give your organisation id with --org ORG_ID or VOYC_ORG_ID (or rehearse with --sandbox)"
+                );
+            };
+            let organisation = check_organisation(org)?;
+            let base_url = check_base_url(&args.base_url)?;
+            let token = if args.dry_run {
+                None
+            } else {
+                Some(Token::load(args.token_file.as_deref())?)
+            };
+            Endpoint::Voyc {
+                base_url,
+                organisation,
+                token,
+            }
+        };
+        check_manifest_is_a_file(&args.manifest.manifest)?;
+        let report = args
+            .report
+            .clone()
+            .unwrap_or_else(|| default_report_path(&args.manifest.manifest));
+        ReportFormat::from_path(&report)?;
+        let journal = args
+            .journal
+            .clone()
+            .unwrap_or_else(|| default_journal_path(&report));
+        if journal == report {
+            bail!(
+                "--journal and --report name the same file {}",
+                report.display()
+            );
+        }
+        if let Some(path) = &args.ca_cert
+            && !path.is_file()
+        {
+            bail!("--ca-cert {}: no such file", path.display());
+        }
+        Ok(UploadSettings {
+            manifest: manifest(&args.manifest)?,
+            endpoint,
+            report,
+            journal,
+            timeout: args.timeout,
+            ca_cert: args.ca_cert.clone(),
+            concurrency: args.concurrency as usize,
+            retries: args.retries,
+            dry_run: args.dry_run,
+            limit: args.limit,
+            skip_invalid: args.skip_invalid,
+            quiet: args.quiet,
+        })
+    }
+}
+
+/// Checks `--base-url`: http(s), no credentials, query or fragment, and plain `http://` only
+/// to a loopback address (the token must not cross a network in clear).
+pub fn check_base_url(text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text.trim()).with_context(|| {
+        format!("--base-url {text:?} is not a URL (expected e.g. {DEFAULT_BASE_URL})")
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => bail!(
+            "--base-url {text:?} uses plain http:// to a host that is not loopback: the token would cross the network in clear; use https://"
+        ),
+        other => bail!("--base-url {text:?} has scheme {other:?}; expected https://"),
+    }
+    if url.host().is_none() {
+        bail!("--base-url {text:?} names no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "--base-url must not hold a user name or password; the token goes in VOYC_TOKEN or --token-file"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("--base-url {text:?} must not have a query or fragment");
+    }
+    Ok(url)
+}
+
+/// Checks `--org`: the organisation id goes in the URL path, so it must be a plain token.
+pub fn check_organisation(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        bail!("--org is empty; give the organisation id (or set VOYC_ORG_ID)");
+    }
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!(
+            "--org {text:?} is not an organisation id (expected letters, digits, '-', '_' or '.')"
+        );
+    }
+    Ok(text.to_string())
+}
+
+/// Upload reads the manifest twice (to check every row, then to send them), which a named
+/// pipe cannot give; and opening one that nobody writes to would wait for ever.
+fn check_manifest_is_a_file(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the manifest {}", path.display()))?;
+    if meta.is_file() || meta.is_dir() {
+        // A folder is refused with its own message when it is opened.
+        return Ok(());
+    }
+    bail!(
+        "the manifest {} is not a regular file (a named pipe or a device): upload reads it twice, \
+         once to check every row and once to send them; save it to a file first",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_unless_the_host_is_loopback() {
+        assert!(check_base_url("https://api.app.voyc.ai").is_ok());
+        assert!(check_base_url("http://127.0.0.1:8787").is_ok());
+        assert!(check_base_url("http://localhost:8787/").is_ok());
+        assert!(check_base_url("http://[::1]:8787/").is_ok());
+        let err = check_base_url("http://api.app.voyc.ai")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("plain http:// to a host that is not loopback"),
+            "{err}"
+        );
+        let err = check_base_url("http://127.0.0.1.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not loopback"), "{err}");
+        assert!(check_base_url("ftp://x").is_err());
+        assert!(check_base_url("https://user:pw@api.app.voyc.ai").is_err());
+        assert!(check_base_url("https://api.app.voyc.ai/?a=b").is_err());
+        assert!(check_base_url("api.app.voyc.ai").is_err());
+    }
+
+    #[test]
+    fn an_organisation_must_be_a_plain_id() {
+        assert_eq!(check_organisation(" 118 ").unwrap(), "118");
+        assert!(check_organisation("").is_err());
+        assert!(check_organisation("1/../2").is_err());
+    }
+}
