@@ -1,6 +1,6 @@
 //! The results report: every manifest row exactly once, in manifest order, with its status.
 //!
-//! Columns (binding, PRODUCT.md "Interface"): `line, file, status, conversation_id, attempts,
+//! Columns (a stable contract: docs/upload.md, "The report"): `line, file, status, conversation_id, attempts,
 //! bytes, sha256, duration_ms, error, notes`, as CSV or JSONL by the report's extension.
 //! Rows are written as they are settled into a temporary file in the report's folder, which
 //! is renamed over the report at the end (or on interruption), so a reader never sees half a

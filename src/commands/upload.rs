@@ -447,7 +447,7 @@ fn write_report(
     }
 }
 
-/// Guarantee 9: a wrong token, organisation or base URL is one message at the end of the run,
+/// A wrong token, organisation or base URL is one message at the end of the run,
 /// not one more line for each row that was in flight. Such a stop comes before any row has
 /// succeeded, so every failure then is that one's (the report has each row).
 fn same_as_the_stop(control: &RunControl) -> bool {

@@ -60,7 +60,7 @@ pub struct Failure {
     /// The server's TLS certificate is not trusted: no retry helps, `--ca-cert` may.
     pub untrusted_certificate: bool,
     /// No connection could be made at all (the name does not resolve, nothing listens): before
-    /// any row has succeeded, a wrong `--base-url` or no network (guarantee 9).
+    /// any row has succeeded, a wrong `--base-url` or no network, which stops the run at once.
     pub unreachable: bool,
     /// Call 1 only: the conversation id an answer held whose rest could not be used (the
     /// conversation exists, without audio).

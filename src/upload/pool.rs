@@ -4,8 +4,9 @@
 //! A row's way through: resume from the journal if it holds a target that is still valid
 //! (no second conversation), else call 1; then the upload with the same target, retried on
 //! transient failures; if S3 says the target expired, call 1 once more (noted). Ambiguous
-//! call-1 retries are noted (guarantee 6). The first 401/403/404 before any success stops
-//! the run as misconfigured, a later 401 as a refused token (guarantee 9). A stop (Ctrl-C,
+//! call-1 retries are noted (Voyc may hold a conversation without audio). The first 401/403/404
+//! before any success stops the run as misconfigured (a wrong token, organisation or base URL
+//! is found on the first call, not a million rows later), a later 401 as a refused token. A stop (Ctrl-C,
 //! or one of those) hands out no more rows and lets rows in flight finish; an abort (a
 //! second Ctrl-C) drops them where they are, which the journal makes safe to resume.
 
@@ -81,8 +82,8 @@ impl Job {
 pub enum StopReason {
     /// SIGINT or SIGTERM.
     Interrupted,
-    /// Guarantee 9: 401, 403 or 404 before any row succeeded; a wrong token, organisation or
-    /// base URL. Exit 2.
+    /// 401, 403 or 404 before any row succeeded: a wrong token, organisation or base URL.
+    /// Exit 2.
     Misconfigured(String),
     /// A 401 after rows succeeded: the token expired or was revoked. Exit 1, resumable.
     TokenRefused(String),
@@ -573,8 +574,8 @@ impl Engine {
         }
     }
 
-    /// Guarantee 9: a 401, 403 or 404 from call 1 before any success stops the run as
-    /// misconfigured; a refused token later stops it as expired.
+    /// A 401, 403 or 404 from call 1 before any success stops the run as misconfigured (the
+    /// rest would fail the same way); a refused token later stops it as expired.
     fn check_for_stop(&self, failure: &Failure) {
         if failure.untrusted_certificate && !self.control.any_success() {
             self.control.stop(StopReason::Misconfigured(format!(

@@ -2,7 +2,7 @@
 //!
 //! Voyc is a Django REST Framework service with the drf-standardized-errors envelope, but a
 //! proxy in front of it may answer in HTML, and S3 answers in XML; the report must carry the
-//! server's message whichever it is (PRODUCT.md, "The API" and guarantee 5).
+//! server's message whichever it is (docs/upload.md, "Retries and failures").
 
 use serde_json::Value;
 

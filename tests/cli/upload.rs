@@ -475,7 +475,7 @@ fn a_wrong_token_stops_at_the_first_call_with_exit_2_and_the_servers_message() {
     }
 }
 
-/// Guarantee 9's late 401, against `sandbox --token-ttl`: the token is accepted for 3 s, and a
+/// A 401 late in a run (an expired token), against `sandbox --token-ttl`: the token is accepted for 3 s, and a
 /// run that needs longer stops handing out rows, lets the one in flight finish, and ends
 /// resumable with exit 1; the journal keeps what was uploaded.
 #[test]
@@ -841,7 +841,7 @@ fn a_rows_validation_warnings_are_in_its_notes_when_it_is_uploaded() {
 
 #[test]
 fn a_base_url_where_nothing_listens_stops_the_run_after_the_first_rows_retries_with_exit_2() {
-    // Guarantee 9: a wrong base URL is found on the first call, not a million rows later.
+    // A wrong base URL is found on the first call, not a million rows later.
     let corpus = Corpus::new(40, |_| 1_000);
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
