@@ -127,10 +127,10 @@ impl VoycClient {
 #[cfg(test)]
 mod tests {
     use super::super::http::http_client;
-    use super::super::test_server::{Reply, closed_port_url, serve};
     use super::*;
     use crate::target::UploadTarget;
     use crate::upload::failure::Class;
+    use voyc_testkit::scripted::{Reply, closed_port_url, serve};
 
     const TOKEN: &str = "test-token-123";
 

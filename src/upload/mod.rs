@@ -12,6 +12,3 @@ pub mod response;
 pub mod retry;
 pub mod server_error;
 pub mod transfer;
-
-#[cfg(test)]
-mod test_server;

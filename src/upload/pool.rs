@@ -876,11 +876,11 @@ mod tests {
 
     use super::super::client::ClientConfig;
     use super::super::http::http_client;
-    use super::super::test_server::{Reply, Server, serve};
     use super::*;
     use crate::journal::Destination;
     use crate::report::{ReportRow, RowStatus};
     use crate::secret::Token;
+    use voyc_testkit::scripted::{Reply, Server, serve};
 
     /// A stand-in for Voyc and S3 whose next answers each test queues; by default call 1
     /// creates conversation `c-N` with a presigned PUT valid for an hour, and S3 says 200.

@@ -387,10 +387,10 @@ impl Stream for FileStream {
 #[cfg(test)]
 mod tests {
     use super::super::http::http_client;
-    use super::super::test_server::{Reply, serve};
     use super::*;
     use crate::upload::failure::Class;
     use std::path::PathBuf;
+    use voyc_testkit::scripted::{Reply, serve};
 
     fn uploader(timeout: Duration) -> Uploader {
         Uploader::new(http_client(timeout, None, true).unwrap(), timeout)
@@ -407,7 +407,7 @@ mod tests {
     /// What most upload tests start from: a server answering with `script`, an audio file of
     /// `size` bytes, and a PUT target on the server (`/s3/b/k`).
     struct PutCase {
-        server: super::super::test_server::Server,
+        server: voyc_testkit::scripted::Server,
         _dir: tempfile::TempDir,
         path: PathBuf,
         sha256: String,
@@ -415,7 +415,7 @@ mod tests {
     }
 
     async fn put_case(
-        script: impl Fn(&super::super::test_server::Head) -> Reply + Send + Sync + 'static,
+        script: impl Fn(&voyc_testkit::scripted::Head) -> Reply + Send + Sync + 'static,
         size: usize,
     ) -> PutCase {
         let server = serve(script).await;

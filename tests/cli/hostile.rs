@@ -3,15 +3,13 @@
 //! spawned sandbox (checked through its inspection endpoint). Each hostile answer to call 1 or
 //! to an upload is a clear error on its rows, within the timeouts, never a crash.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::upload::{Sandbox, read_report, wav};
 use crate::util::{Dir, show, voyc};
+use voyc_testkit::threaded::{Hostile, Raw, http};
 
 const TOKEN: &str = "sandbox-token";
 const HEADER: &str = "file,channel_id,call_date,call_time,agent";
@@ -390,93 +388,6 @@ fn a_full_disk_for_the_journal_stops_the_run_cleanly_and_a_rerun_uploads_each_ro
     assert_eq!(holders.len(), 60, "every row uploaded");
 }
 
-/// A stand-in server that answers every request with raw bytes from a script, for what no
-/// well-behaved server does. `answer(n, request line)` gives the n-th answer (from 0).
-struct Hostile {
-    url: String,
-    requests: Arc<AtomicUsize>,
-}
-
-enum Reply {
-    /// These bytes, then the connection closes.
-    Raw(Vec<u8>),
-    /// A 200 head with chunked encoding, then `chunk` every `every`, for ever.
-    Endless { chunk: Vec<u8>, every: Duration },
-}
-
-impl Hostile {
-    fn start(answer: impl Fn(usize, &str, &str) -> Reply + Send + Sync + 'static) -> Hostile {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        let answer = Arc::new(answer);
-        let base = url.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let (answer, counter, base) = (answer.clone(), counter.clone(), base.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &*answer, &counter, &base);
-                });
-            }
-        });
-        Hostile { url, requests }
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    answer: &dyn Fn(usize, &str, &str) -> Reply,
-    counter: &AtomicUsize,
-    base: &str,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header)?;
-        if header == "\r\n" || header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let n = counter.fetch_add(1, Ordering::SeqCst);
-    match answer(n, line.trim(), base) {
-        Reply::Raw(bytes) => writer.write_all(&bytes),
-        Reply::Endless { chunk, every } => {
-            writer.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
-            )?;
-            loop {
-                writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-                writer.write_all(&chunk)?;
-                writer.write_all(b"\r\n")?;
-                std::thread::sleep(every);
-            }
-        }
-    }
-}
-
-fn http(status: &str, headers: &str, body: &[u8]) -> Reply {
-    let mut bytes = format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    bytes.extend_from_slice(body);
-    Reply::Raw(bytes)
-}
-
 /// Uploads three rows to a hostile server with a 2 s timeout and one retry: every row fails
 /// with an error that starts with `error` (after `call 1: ` or `upload: `), within a minute,
 /// without a crash; the report has all three rows.
@@ -516,7 +427,7 @@ fn each_row_fails(server: &Hostile, error: &str) -> Vec<std::collections::HashMa
     report
 }
 
-fn created(body: &str) -> Reply {
+fn created(body: &str) -> Raw {
     http(
         "201 Created",
         "Content-Type: application/json\r\n",
@@ -567,7 +478,7 @@ fn call_1_answering_ten_mebibytes_of_json_or_a_body_that_never_ends_fails_each_r
         created(std::str::from_utf8(&body).unwrap())
     });
     each_row_fails(&huge, "call 1: HTTP 201, but the answer is over 1 MiB");
-    let endless_fast = Hostile::start(|_, _, _| Reply::Endless {
+    let endless_fast = Hostile::start(|_, _, _| Raw::Endless {
         chunk: vec![b' '; 64 << 10],
         every: Duration::from_millis(1),
     });
@@ -575,7 +486,7 @@ fn call_1_answering_ten_mebibytes_of_json_or_a_body_that_never_ends_fails_each_r
         &endless_fast,
         "call 1: HTTP 200, but the answer is over 1 MiB",
     );
-    let endless_slow = Hostile::start(|_, _, _| Reply::Endless {
+    let endless_slow = Hostile::start(|_, _, _| Raw::Endless {
         chunk: b" ".to_vec(),
         every: Duration::from_millis(100),
     });

@@ -9,7 +9,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::util::{Dir, SandboxProcess};
+use crate::util::{Dir, SandboxProcess, sandbox_process};
 
 /// A `voyc-import sandbox` process with an HTTP client for it.
 pub(crate) struct Sandbox {
@@ -21,7 +21,7 @@ pub(crate) struct Sandbox {
 impl Sandbox {
     /// Starts the sandbox on a free port with `args`, and reads its URL from stdout.
     pub(crate) fn start(args: &[&str]) -> Sandbox {
-        let process = SandboxProcess::start(args);
+        let process = sandbox_process(args);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Client::builder()
             .no_proxy()

@@ -3,17 +3,17 @@
 //! the journal: every row uploaded exactly once with the right bytes, under every fault.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::util::{Dir, SandboxProcess, samples, show, voyc};
+use crate::util::{Dir, SandboxProcess, samples, sandbox_process, show, voyc};
+use voyc_testkit::threaded::Scripted;
 
 const TOKEN: &str = "sandbox-token";
 
@@ -25,7 +25,7 @@ pub(crate) struct Sandbox {
 
 impl Sandbox {
     pub(crate) fn start(args: &[&str]) -> Sandbox {
-        let process = SandboxProcess::start(args);
+        let process = sandbox_process(args);
         Sandbox {
             url: process.url.clone(),
             _process: process,
@@ -607,75 +607,6 @@ fn an_oversized_file_fails_only_its_row_with_s3s_message_and_one_attempt() {
             .unwrap()
             .starts_with("done: 5 uploaded, 1 failed in ")
     );
-}
-
-/// A stand-in for Voyc that answers from a script, for what the sandbox never does on its
-/// own: a 400 from call 1 for a row the client finds valid, and a target that expires once.
-struct Scripted {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Scripted {
-    /// `answer(request line, body)` gives (status, content type, body) for each request.
-    fn start(
-        answer: impl Fn(&str, &str) -> (u16, &'static str, String) + Send + Sync + 'static,
-    ) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let answer = Arc::new(answer);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let answer = answer.clone();
-                let log = log.clone();
-                std::thread::spawn(move || serve_connection(stream, &*answer, &log));
-            }
-        });
-        Scripted { url, seen }
-    }
-}
-
-fn serve_connection(
-    stream: TcpStream,
-    answer: &dyn Fn(&str, &str) -> (u16, &'static str, String),
-    log: &Mutex<Vec<String>>,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0usize;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
-            if header == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let body = String::from_utf8_lossy(&body).into_owned();
-        log.lock().unwrap().push(request_line.trim().to_string());
-        let (status, content_type, text) = answer(request_line.trim(), &body);
-        let response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{text}",
-            text.len()
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
 }
 
 /// Call 1's answer for conversation `c-N`, with a presigned PUT on the same server.

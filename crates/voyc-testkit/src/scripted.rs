@@ -1,13 +1,13 @@
-//! A scripted HTTP/1.1 server on 127.0.0.1 for the client's unit tests: it answers, trickles,
-//! stays silent, resets, or stops reading the body, as each test asks, and records every
-//! request it read in full.
+//! A scripted HTTP/1.1 server on 127.0.0.1, on the caller's tokio runtime, for the client's
+//! unit tests: it answers, trickles, stays silent, resets, or stops reading the body, as each
+//! test asks, and records every request it read in full.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use url::Url;
 
 /// A request's line and headers, which is what a script decides on.
 #[derive(Clone, Debug)]
