@@ -4,11 +4,11 @@
 //! outcomes → journal + report. `main.rs` only parses the command line and calls [`run`].
 
 pub mod cli;
+pub mod commands;
 pub mod journal;
 pub mod manifest;
 pub mod progress;
 pub mod report;
-pub mod sandbox;
 pub mod secret;
 pub mod upload;
 pub mod validate;
@@ -50,6 +50,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<Status> {
     match cli.command {
         cli::Command::Validate(args) => validate::command(&args),
         cli::Command::Upload(args) => upload::command::command(&args),
-        cli::Command::Sandbox(args) => sandbox::command(&args),
+        cli::Command::Sandbox(args) => commands::sandbox::command(&args),
     }
 }

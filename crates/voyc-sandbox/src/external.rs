@@ -541,7 +541,7 @@ mod tests {
     }
 
     // The sandbox's own S3 stand-in, written separately from aws-sigv4, with the same keys.
-    use crate::sandbox::sigv4::tests::{at, creds as stand_in};
+    use crate::sigv4::tests::{at, creds as stand_in};
 
     fn query_pairs(url: &Url) -> Vec<(String, String)> {
         url.query_pairs()

@@ -1,5 +1,12 @@
-//! The sandbox: a local stand-in for Voyc's upload API and for S3, with fault injection, so
-//! that users can rehearse a migration and our tests and benchmarks have something to hit.
+//! voyc-sandbox: a local stand-in for Voyc's upload API and for S3, with fault injection.
+//!
+//! There is no public Voyc test server, so users rehearse a migration against this one, our
+//! tests and benchmarks run against it, and `voyc-import upload --sandbox` runs a whole import
+//! against it in-process. It is a crate of its own so that everything only a server needs
+//! (axum, hyper, multer, aws-sigv4, ...) stays out of the client's dependencies, and so that
+//! it cannot reach into the client's code: it checks call 1 with its own rules, written as
+//! Voyc's Django REST Framework serializer would apply them, so that a client rule that
+//! disagrees with Voyc shows up in the tests instead of being shared by both sides.
 //!
 //! One server on one port: call 1 under `/api/v2/...`, the S3 side under `/s3/...`, the
 //! inspection endpoints under `/_sandbox/...`. It runs its own accept loop rather than
@@ -7,6 +14,7 @@
 //! way a flaky network does; a clean HTTP error would not test the same thing.
 
 mod api;
+mod client_rules;
 mod delay;
 mod external;
 mod faults;
@@ -14,7 +22,6 @@ mod s3;
 mod sigv4;
 mod store;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,15 +41,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tower_service::Service as _;
 
-use crate::Status;
-use crate::cli::SandboxArgs;
-
 pub use external::S3Storage;
 pub use faults::FaultCounts;
 pub use store::Conversation;
 
 /// How call 1 hands out the upload target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UploadStyle {
     /// A presigned POST: `url` and form `fields`, as boto3's `generate_presigned_post` returns.
     #[default]
@@ -52,7 +56,7 @@ pub enum UploadStyle {
 }
 
 /// How call 1 words its errors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ErrorStyle {
     /// Plain Django REST Framework: `{"detail": "..."}`, `{"call_date": ["..."]}`, 401.
     #[default]
@@ -64,7 +68,7 @@ pub enum ErrorStyle {
 
 /// Where call 1's response puts the conversation id and the upload target, so that a client's
 /// parser meets every shape PRODUCT.md says it must accept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ResponseShape {
     /// `{"conversation_id": "…", "upload": {"url", "fields"}}` or `{"conversation_id": "…", "upload_url": "…"}`.
     #[default]
@@ -471,123 +475,6 @@ async fn serve_connection(stream: TcpStream, router: Router, mut stopping: watch
         _ = connection => {}
         _ = cut.notified() => {}
     }
-}
-
-impl TryFrom<&SandboxArgs> for SandboxConfig {
-    type Error = anyhow::Error;
-
-    /// Fails only when `--s3-endpoint` is given without credentials in the environment.
-    fn try_from(args: &SandboxArgs) -> anyhow::Result<Self> {
-        let s3 = match (&args.s3_endpoint, &args.s3_bucket) {
-            (Some(endpoint), Some(bucket)) => {
-                Some(S3Storage::from_env(endpoint, bucket, &args.s3_region)?)
-            }
-            _ => None,
-        };
-        Ok(SandboxConfig {
-            listen: args.listen,
-            token: args.token.clone(),
-            token_ttl: args.token_ttl.map(Duration::from_secs),
-            org: args.org.clone(),
-            upload_style: args.upload_style,
-            error_style: args.error_style,
-            response_shape: args.response_shape,
-            latency: Duration::from_millis(args.latency_ms),
-            fail_rate: args.fail_rate,
-            ambiguous_rate: args.ambiguous_rate,
-            throttle_rate: args.throttle_rate,
-            s3_fail_rate: args.s3_fail_rate,
-            s3_drop_rate: args.s3_drop_rate,
-            expired_rate: args.expired_rate,
-            upload_ttl: Duration::from_secs(args.upload_ttl),
-            max_upload_bytes: args.max_upload_bytes,
-            success_action_status: args.success_action_status,
-            seed: args.seed,
-            data_dir: args.data_dir.clone(),
-            s3,
-        })
-    }
-}
-
-/// `voyc-import sandbox`: print the base URL, serve until Ctrl-C or SIGTERM, stop cleanly.
-pub fn command(args: &SandboxArgs) -> anyhow::Result<Status> {
-    let config = SandboxConfig::try_from(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let sandbox = start(config).await?;
-        {
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", sandbox.base_url())?;
-            stdout.flush()?;
-        }
-        let uploads = match sandbox.s3_bucket() {
-            Some((endpoint, bucket)) => format!("uploads go to the bucket {bucket} on {endpoint}"),
-            None if args.data_dir.is_some() => {
-                format!("uploads kept in {}", sandbox.data_dir().display())
-            }
-            None => format!(
-                "uploads kept in {} (removed on exit)",
-                sandbox.data_dir().display()
-            ),
-        };
-        let lifetime = match args.token_ttl {
-            Some(secs) => format!(" (expires {secs} s after start)"),
-            None => String::new(),
-        };
-        // The default token is shown so that a newcomer knows what to set; one given with
-        // --token may be somebody's real one, and tokens are never printed.
-        let token = match sandbox.token() {
-            "sandbox-token" => "token \"sandbox-token\"",
-            _ => "the token given by --token",
-        };
-        eprintln!(
-            "sandbox: organisation {}, {token}{lifetime}, {uploads}; Ctrl-C to stop",
-            args.org.as_deref().unwrap_or("any"),
-        );
-        stop_signal().await?;
-        let stats = sandbox.stats();
-        let uploads = match sandbox.s3_bucket() {
-            Some(_) => "uploads went to the S3 server".to_string(),
-            None => format!("uploads {}", stats.uploads.unwrap_or_default()),
-        };
-        sandbox.stop().await;
-        let f = stats.faults;
-        eprintln!(
-            "sandbox: stopped; conversations {}, {uploads}; faults injected: \
-             fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}, expired {}, \
-             token-expired {}",
-            stats.conversations,
-            f.fail,
-            f.ambiguous,
-            f.throttle,
-            f.s3_fail,
-            f.s3_drop,
-            f.expired,
-            f.token_expired
-        );
-        Ok(Status::Success)
-    })
-}
-
-/// Waits for Ctrl-C (or, on Unix, SIGTERM).
-async fn stop_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("cannot watch for Ctrl-C")?,
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot watch for Ctrl-C")?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::external::Target;
 use super::faults::Fault;
 use super::sigv4::uri_encode;
 use super::{ErrorStyle, ResponseShape, Shared, UploadStyle};
-use crate::validate::fields::{self, Severity};
+use crate::client_rules::{self as fields, Severity};
 
 /// One error of a DRF error response.
 struct ErrorItem {
