@@ -13,19 +13,35 @@
 //! `axum::serve` so that a handler can make its connection drop in the middle of a body, the
 //! way a flaky network does; a clean HTTP error would not test the same thing.
 
+// The modules, from the top down: each uses only modules of the groups below its own.
+//
+// The handlers: call 1, the S3 stand-in's uploads, the inspection endpoints.
 mod api;
+mod inspect;
+mod s3;
+
+// The state the handlers share.
+mod shared;
+
+// External-storage mode: presigning for a real S3 server and reading back what it holds.
+mod external;
+
+// Everything the sandbox can be told.
+mod config;
+
+// Call 1's rules, the latency and fault generators, S3's signatures, the conversations.
 mod client_rules;
 mod delay;
-mod external;
 mod faults;
-mod s3;
 mod sigv4;
 mod store;
 
-use std::net::SocketAddr;
+// S3's error answers (the signature checks refuse with them too).
+mod s3_error;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -35,242 +51,17 @@ use axum::routing::{get, post, put};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tower_service::Service as _;
 
-pub use external::S3Storage;
+pub use config::{ErrorStyle, ResponseShape, S3Storage, SandboxConfig, UploadStyle};
 pub use faults::FaultCounts;
+pub use shared::Stats;
 pub use store::Conversation;
 
-/// How call 1 hands out the upload target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum UploadStyle {
-    /// A presigned POST: `url` and form `fields`, as boto3's `generate_presigned_post` returns.
-    #[default]
-    Post,
-    /// A presigned PUT URL with its expiry and signature in the query.
-    Put,
-}
-
-/// How call 1 words its errors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ErrorStyle {
-    /// Plain Django REST Framework: `{"detail": "..."}`, `{"call_date": ["..."]}`, 401.
-    #[default]
-    Drf,
-    /// The drf-standardized-errors envelope Voyc's live API uses: `{"type": ..., "errors": [...]}`,
-    /// and 403 `not_authenticated` for missing credentials.
-    Standardized,
-}
-
-/// Where call 1's response puts the conversation id and the upload target, so that a client's
-/// parser meets every shape PRODUCT.md says it must accept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ResponseShape {
-    /// `{"conversation_id": "…", "upload": {"url", "fields"}}` or `{"conversation_id": "…", "upload_url": "…"}`.
-    #[default]
-    Flat,
-    /// `{"conversation": {"id": "…"}, "presigned_post": {"url", "fields"}}` or `{"conversation": {"id": "…"}, "presigned_url": "…"}`.
-    Nested,
-    /// `{"id": 17, "url": "…", "fields": {…}}` or `{"id": 17, "url": "…"}`: numeric ids, target at the top level.
-    Numeric,
-}
-
-/// The longest `upload_ttl`: far beyond any use, and short enough for date arithmetic.
-const MAX_UPLOAD_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-/// Everything the sandbox can be told; `Default` is a well-behaved server on a free port.
-#[derive(Clone, Debug)]
-pub struct SandboxConfig {
-    /// Address to listen on; port 0 picks any free port.
-    pub listen: SocketAddr,
-    /// The bearer token call 1 accepts.
-    pub token: String,
-    /// When set, call 1 accepts the token only this long after the sandbox starts, and then
-    /// refuses it exactly as it refuses a wrong one: an expired token. `None`: it never expires.
-    pub token_ttl: Option<Duration>,
-    /// When set, only this organisation id exists; others get 404.
-    pub org: Option<String>,
-    pub upload_style: UploadStyle,
-    pub error_style: ErrorStyle,
-    pub response_shape: ResponseShape,
-    /// Added before every API and S3 request is answered.
-    pub latency: Duration,
-    /// Probability that call 1 is answered 503 before it is processed.
-    pub fail_rate: f64,
-    /// Probability that call 1 is processed (the conversation exists) and then answered 500.
-    pub ambiguous_rate: f64,
-    /// Probability that call 1 is answered 429 with `Retry-After: 1`.
-    pub throttle_rate: f64,
-    /// Probability that an upload is answered 503 `SlowDown`.
-    pub s3_fail_rate: f64,
-    /// Probability that an upload's connection is closed after part of its body.
-    pub s3_drop_rate: f64,
-    /// Probability that call 1 hands out an upload target that has already expired (signed as
-    /// if `upload_ttl` and another minute had passed), so that S3 refuses it as expired.
-    pub expired_rate: f64,
-    /// How long a presigned POST policy or PUT URL stays valid (whole seconds).
-    pub upload_ttl: Duration,
-    /// The largest upload accepted (S3's limit for one presigned upload is 5 GiB).
-    pub max_upload_bytes: u64,
-    /// When set (200, 201 or 204), presigned POSTs carry this `success_action_status` field.
-    pub success_action_status: Option<u16>,
-    /// Seed of the fault generator (and of ids and the signing secret); random when unset.
-    pub seed: Option<u64>,
-    /// Where uploads are stored, under `{bucket}/{key}`; a temporary folder removed on stop
-    /// when unset.
-    pub data_dir: Option<PathBuf>,
-    /// When set, call 1 presigns uploads for this S3 server instead of the sandbox's own
-    /// stand-in, and the inspection endpoint reports what that server holds.
-    pub s3: Option<S3Storage>,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            token: "sandbox-token".into(),
-            token_ttl: None,
-            org: None,
-            upload_style: UploadStyle::Post,
-            error_style: ErrorStyle::Drf,
-            response_shape: ResponseShape::Flat,
-            latency: Duration::ZERO,
-            fail_rate: 0.0,
-            ambiguous_rate: 0.0,
-            throttle_rate: 0.0,
-            s3_fail_rate: 0.0,
-            s3_drop_rate: 0.0,
-            expired_rate: 0.0,
-            upload_ttl: Duration::from_secs(3600),
-            max_upload_bytes: 5 << 30,
-            success_action_status: None,
-            seed: None,
-            data_dir: None,
-            s3: None,
-        }
-    }
-}
-
-impl SandboxConfig {
-    fn rates(&self) -> faults::Rates {
-        faults::Rates {
-            fail: self.fail_rate,
-            ambiguous: self.ambiguous_rate,
-            throttle: self.throttle_rate,
-            s3_fail: self.s3_fail_rate,
-            s3_drop: self.s3_drop_rate,
-            expired: self.expired_rate,
-        }
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        for (name, rate) in self.rates().named() {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&rate),
-                "the {name} must be a probability between 0 and 1, not {rate}"
-            );
-        }
-        if let Some(status) = self.success_action_status {
-            anyhow::ensure!(
-                matches!(status, 200 | 201 | 204),
-                "success_action_status must be 200, 201 or 204, not {status}"
-            );
-        }
-        anyhow::ensure!(
-            !self.token.is_empty(),
-            "the sandbox token must not be empty"
-        );
-        anyhow::ensure!(
-            self.upload_ttl <= MAX_UPLOAD_TTL,
-            "the upload TTL must be at most {} seconds (a century), not {}",
-            MAX_UPLOAD_TTL.as_secs(),
-            self.upload_ttl.as_secs()
-        );
-        if self.s3.is_some() {
-            anyhow::ensure!(
-                self.s3_fail_rate == 0.0 && self.s3_drop_rate == 0.0,
-                "the S3 fail and drop rates act on the sandbox's own S3 stand-in; \
-                 with --s3-endpoint uploads go to that server instead"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Counts of what the sandbox did, as `GET /_sandbox/stats` shows them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Stats {
-    pub conversations: usize,
-    /// Successful uploads (a file uploaded twice counts twice); `None` (`null`) with
-    /// `--s3-endpoint`, where uploads go straight to the S3 server and cannot be counted.
-    pub uploads: Option<u64>,
-    pub api_requests: u64,
-    pub s3_requests: u64,
-    pub faults: FaultCounts,
-}
-
-/// The state every handler shares.
-struct Shared {
-    config: SandboxConfig,
-    bucket: String,
-    credentials: sigv4::Credentials,
-    data_dir: PathBuf,
-    store: store::Store,
-    /// The S3 server uploads go to in external-storage mode.
-    external: Option<external::External>,
-    faults: faults::Faults,
-    ids: std::sync::Mutex<fastrand::Rng>,
-    /// The last numeric conversation id handed out.
-    sequence: AtomicU64,
-    /// `127.0.0.1:PORT`: where upload targets point when a request names no `Host`.
-    authority: String,
-    api_requests: AtomicU64,
-    s3_requests: AtomicU64,
-    /// Only with `--latency-ms`.
-    delays: Option<delay::Delays>,
-    /// When the sandbox started: `token_ttl` counts from here.
-    started: Instant,
-}
-
-impl Shared {
-    /// The configured latency, added to every API and S3 request.
-    async fn delay(&self) {
-        if let Some(delays) = &self.delays {
-            delays.sleep(self.config.latency).await;
-        }
-    }
-
-    /// True once `token_ttl` has run out since the sandbox started.
-    fn token_expired(&self) -> bool {
-        self.config
-            .token_ttl
-            .is_some_and(|ttl| self.started.elapsed() >= ttl)
-    }
-
-    fn stats(&self) -> Stats {
-        Stats {
-            conversations: self.store.len(),
-            uploads: self.external.is_none().then(|| self.store.uploads()),
-            api_requests: self.api_requests.load(Ordering::Relaxed),
-            s3_requests: self.s3_requests.load(Ordering::Relaxed),
-            faults: self.faults.counts(),
-        }
-    }
-}
-
-/// Lets a handler close its own connection at once, without an answer.
-#[derive(Clone, Default)]
-struct ConnectionHandle(Arc<Notify>);
-
-impl ConnectionHandle {
-    fn drop_connection(&self) {
-        self.0.notify_one();
-    }
-}
+use crate::shared::{ConnectionHandle, Shared};
 
 /// A running sandbox. Stop it with [`Sandbox::stop`]; dropping it also stops it, abruptly.
 pub struct Sandbox {
@@ -418,8 +209,8 @@ fn router(shared: Arc<Shared>) -> Router {
             .route("/s3/{bucket}/{*key}", put(s3::put_object));
     }
     router
-        .route("/_sandbox/conversations", get(store::conversations))
-        .route("/_sandbox/stats", get(store::stats))
+        .route("/_sandbox/conversations", get(inspect::conversations))
+        .route("/_sandbox/stats", get(inspect::stats))
         .fallback(api::not_found)
         .with_state(shared)
 }
