@@ -9,13 +9,16 @@ use voyc_sandbox::{S3Storage, SandboxConfig};
 
 use crate::Status;
 use crate::cli::SandboxArgs;
+use crate::upload::client::is_loopback;
 
 /// The sandbox's settings from its flags; fails only when `--s3-endpoint` is given without
 /// credentials in the environment.
 fn sandbox_config(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     let s3 = match (&args.s3_endpoint, &args.s3_bucket) {
         (Some(endpoint), Some(bucket)) => {
-            Some(S3Storage::from_env(endpoint, bucket, &args.s3_region)?)
+            let mut storage = S3Storage::from_env(endpoint, bucket, &args.s3_region)?;
+            storage.direct = reached_directly(endpoint);
+            Some(storage)
         }
         _ => None,
     };
@@ -41,6 +44,12 @@ fn sandbox_config(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         data_dir: args.data_dir.clone(),
         s3,
     })
+}
+
+/// True for a loopback S3 endpoint: reached directly, never through a proxy, as the client
+/// reaches a loopback API. (An endpoint that is not a URL is refused when the sandbox starts.)
+fn reached_directly(endpoint: &str) -> bool {
+    reqwest::Url::parse(endpoint).is_ok_and(|url| is_loopback(&url))
 }
 
 /// `voyc-import sandbox`: print the base URL, serve until Ctrl-C or SIGTERM, stop cleanly.
@@ -122,4 +131,27 @@ async fn stop_signal() -> anyhow::Result<()> {
         .await
         .context("cannot watch for Ctrl-C")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_loopback_s3_endpoint_is_reached_without_the_proxies() {
+        for endpoint in [
+            "http://127.0.0.1:8333",
+            "http://localhost:9/s3",
+            "http://[::1]:1",
+        ] {
+            assert!(reached_directly(endpoint), "{endpoint}");
+        }
+        for endpoint in [
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://10.0.0.1",
+            "127.0.0.1:8333",
+        ] {
+            assert!(!reached_directly(endpoint), "{endpoint}");
+        }
+    }
 }

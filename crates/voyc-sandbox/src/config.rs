@@ -181,11 +181,16 @@ pub struct S3Storage {
     pub region: String,
     /// Its `Debug` form hides the secret and the session token.
     pub credentials: Credentials,
+    /// Reach the server directly, never through the proxies the environment names
+    /// (`HTTPS_PROXY`, ...). The caller decides: the sandbox cannot tell which hosts its user
+    /// reaches without a proxy (`voyc-import sandbox` sets it for a loopback endpoint).
+    pub direct: bool,
 }
 
 impl S3Storage {
     /// Takes the key pair from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and
-    /// `AWS_SESSION_TOKEN` when set); a missing one is an error that names both.
+    /// `AWS_SESSION_TOKEN` when set); a missing one is an error that names both. The server is
+    /// reached through the environment's proxies until `direct` is set.
     pub fn from_env(endpoint: &str, bucket: &str, region: &str) -> anyhow::Result<S3Storage> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         let (Some(access_key), Some(secret_key)) = (var(ACCESS_KEY_VAR), var(SECRET_KEY_VAR))
@@ -206,6 +211,7 @@ impl S3Storage {
                 None,
                 "environment",
             ),
+            direct: false,
         })
     }
 }

@@ -76,7 +76,7 @@ impl External {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none());
-        if is_loopback(&endpoint) {
+        if storage.direct {
             http = http.no_proxy();
         }
         let http = http
@@ -395,15 +395,6 @@ fn is_bucket_name(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-fn is_loopback(url: &Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +416,7 @@ mod tests {
             bucket: bucket.into(),
             region: "us-east-1".into(),
             credentials: Credentials::new("SANDBOXKEY", "secret", None, None, "test"),
+            direct: false,
         }
     }
 
