@@ -6,8 +6,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::sandbox::{ErrorStyle, ResponseShape, UploadStyle};
-
 #[derive(Debug, Parser)]
 #[command(
     name = "voyc-import",
@@ -160,6 +158,39 @@ pub struct SandboxArgs {
     /// The region --s3-endpoint signs for.
     #[arg(long, value_name = "REGION", default_value = "us-east-1")]
     pub s3_region: String,
+}
+
+/// `--upload-style`: how call 1 hands out the upload target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum UploadStyle {
+    /// A presigned POST: `url` and form `fields`, as boto3's `generate_presigned_post` returns.
+    #[default]
+    Post,
+    /// A presigned PUT URL with its expiry and signature in the query.
+    Put,
+}
+
+/// `--error-style`: how call 1 words its errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ErrorStyle {
+    /// Plain Django REST Framework: `{"detail": "..."}`, `{"call_date": ["..."]}`, 401.
+    #[default]
+    Drf,
+    /// The drf-standardized-errors envelope Voyc's live API uses: `{"type": ..., "errors": [...]}`,
+    /// and 403 `not_authenticated` for missing credentials.
+    Standardized,
+}
+
+/// `--response-shape`: where call 1's response puts the conversation id and the upload target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ResponseShape {
+    /// `{"conversation_id": "…", "upload": {"url", "fields"}}` or `{"conversation_id": "…", "upload_url": "…"}`.
+    #[default]
+    Flat,
+    /// `{"conversation": {"id": "…"}, "presigned_post": {"url", "fields"}}` or `{"conversation": {"id": "…"}, "presigned_url": "…"}`.
+    Nested,
+    /// `{"id": 17, "url": "…", "fields": {…}}` or `{"id": 17, "url": "…"}`: numeric ids, target at the top level.
+    Numeric,
 }
 
 fn probability(text: &str) -> Result<f64, String> {

@@ -14,7 +14,6 @@ mod outcome;
 mod plan;
 mod progress;
 mod report;
-pub mod sandbox;
 mod secret;
 mod settings;
 mod target;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use crate::cli::{Cli, Command, ManifestArgs, UploadArgs};
+use voyc_sandbox::{S3Storage, SandboxConfig};
+
+use crate::cli::{self, Cli, Command, ManifestArgs, SandboxArgs, UploadArgs};
 use crate::manifest::Format;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::Token;
@@ -24,7 +26,7 @@ pub const SANDBOX_ORG: &str = "1";
 pub enum Settings {
     Validate(ManifestSettings),
     Upload(Box<UploadSettings>),
-    Sandbox(crate::cli::SandboxArgs),
+    Sandbox(Box<SandboxConfig>),
 }
 
 impl Settings {
@@ -32,7 +34,7 @@ impl Settings {
         Ok(match cli.command {
             Command::Validate(args) => Settings::Validate(manifest(&args.manifest)?),
             Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
-            Command::Sandbox(args) => Settings::Sandbox(args),
+            Command::Sandbox(args) => Settings::Sandbox(Box::new(sandbox(&args)?)),
         })
     }
 }
@@ -171,6 +173,75 @@ impl UploadSettings {
     }
 }
 
+/// The sandbox's settings from its flags; fails only when `--s3-endpoint` is given without
+/// credentials in the environment.
+fn sandbox(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
+    let s3 = match (&args.s3_endpoint, &args.s3_bucket) {
+        (Some(endpoint), Some(bucket)) => {
+            let mut storage = S3Storage::from_env(endpoint, bucket, &args.s3_region)?;
+            storage.direct = reached_directly(endpoint);
+            Some(storage)
+        }
+        _ => None,
+    };
+    Ok(SandboxConfig {
+        listen: args.listen,
+        token: args.token.clone(),
+        token_ttl: args.token_ttl.map(Duration::from_secs),
+        org: args.org.clone(),
+        upload_style: args.upload_style.into(),
+        error_style: args.error_style.into(),
+        response_shape: args.response_shape.into(),
+        latency: Duration::from_millis(args.latency_ms),
+        fail_rate: args.fail_rate,
+        ambiguous_rate: args.ambiguous_rate,
+        throttle_rate: args.throttle_rate,
+        s3_fail_rate: args.s3_fail_rate,
+        s3_drop_rate: args.s3_drop_rate,
+        expired_rate: args.expired_rate,
+        upload_ttl: Duration::from_secs(args.upload_ttl),
+        max_upload_bytes: args.max_upload_bytes,
+        success_action_status: args.success_action_status,
+        seed: args.seed,
+        data_dir: args.data_dir.clone(),
+        s3,
+    })
+}
+
+/// True for a loopback S3 endpoint: reached directly, never through a proxy, as the client
+/// reaches a loopback API. (An endpoint that is not a URL is refused when the sandbox starts.)
+fn reached_directly(endpoint: &str) -> bool {
+    reqwest::Url::parse(endpoint).is_ok_and(|url| is_loopback(&url))
+}
+
+impl From<cli::UploadStyle> for voyc_sandbox::UploadStyle {
+    fn from(style: cli::UploadStyle) -> Self {
+        match style {
+            cli::UploadStyle::Post => voyc_sandbox::UploadStyle::Post,
+            cli::UploadStyle::Put => voyc_sandbox::UploadStyle::Put,
+        }
+    }
+}
+
+impl From<cli::ErrorStyle> for voyc_sandbox::ErrorStyle {
+    fn from(style: cli::ErrorStyle) -> Self {
+        match style {
+            cli::ErrorStyle::Drf => voyc_sandbox::ErrorStyle::Drf,
+            cli::ErrorStyle::Standardized => voyc_sandbox::ErrorStyle::Standardized,
+        }
+    }
+}
+
+impl From<cli::ResponseShape> for voyc_sandbox::ResponseShape {
+    fn from(shape: cli::ResponseShape) -> Self {
+        match shape {
+            cli::ResponseShape::Flat => voyc_sandbox::ResponseShape::Flat,
+            cli::ResponseShape::Nested => voyc_sandbox::ResponseShape::Nested,
+            cli::ResponseShape::Numeric => voyc_sandbox::ResponseShape::Numeric,
+        }
+    }
+}
+
 /// Checks `--base-url`: http(s), no credentials, query or fragment, and plain `http://` only
 /// to a loopback address (the token must not cross a network in clear).
 pub fn check_base_url(text: &str) -> anyhow::Result<Url> {
@@ -264,5 +335,23 @@ mod tests {
         assert_eq!(check_organisation(" 118 ").unwrap(), "118");
         assert!(check_organisation("").is_err());
         assert!(check_organisation("1/../2").is_err());
+    }
+
+    #[test]
+    fn only_a_loopback_s3_endpoint_is_reached_without_the_proxies() {
+        for endpoint in [
+            "http://127.0.0.1:8333",
+            "http://localhost:9/s3",
+            "http://[::1]:1",
+        ] {
+            assert!(reached_directly(endpoint), "{endpoint}");
+        }
+        for endpoint in [
+            "https://s3.eu-west-1.amazonaws.com",
+            "http://10.0.0.1",
+            "127.0.0.1:8333",
+        ] {
+            assert!(!reached_directly(endpoint), "{endpoint}");
+        }
     }
 }

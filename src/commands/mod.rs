@@ -12,6 +12,6 @@ pub fn run(settings: Settings) -> anyhow::Result<Status> {
     match settings {
         Settings::Validate(manifest) => validate::command(&manifest),
         Settings::Upload(upload) => upload::command(&upload),
-        Settings::Sandbox(args) => sandbox::command(&args),
+        Settings::Sandbox(config) => sandbox::command(*config),
     }
 }

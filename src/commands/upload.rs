@@ -247,9 +247,8 @@ fn run(
             Destination::voyc(base_url.as_str(), organisation),
         ),
         Endpoint::Sandbox { organisation } => {
-            let started = runtime.block_on(crate::sandbox::start(
-                crate::sandbox::SandboxConfig::default(),
-            ))?;
+            let started =
+                runtime.block_on(voyc_sandbox::start(voyc_sandbox::SandboxConfig::default()))?;
             let base_url = check_base_url(started.base_url())?;
             let token = Token::parse(started.token())?;
             progress.say(&format!(

@@ -11,13 +11,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
-use super::external::Target;
-use super::faults::Fault;
-use super::sigv4::uri_encode;
-use super::{ErrorStyle, ResponseShape, Shared, UploadStyle};
-use crate::validate::fields::{self, Severity};
+use crate::client_rules::{self as fields, Severity};
+use crate::config::{ErrorStyle, ResponseShape, UploadStyle};
+use crate::external::Target;
+use crate::faults::Fault;
+use crate::shared::Shared;
+use crate::sigv4::uri_encode;
+use crate::store::object_key;
 
 /// One error of a DRF error response.
 struct ErrorItem {
@@ -279,14 +280,6 @@ fn new_conversation_id(shared: &Shared) -> Value {
     }
 }
 
-/// Where a conversation's audio goes: `uploads/{2 hex digits}/{id}`. Spreading objects over
-/// 256 folders keeps concurrent uploads from queueing on one folder's lock in the filesystem
-/// (creating a file and renaming it into place both take it).
-pub(super) fn object_key(conversation_id: &str) -> String {
-    let fan = Sha256::digest(conversation_id.as_bytes())[0];
-    format!("uploads/{fan:02x}/{conversation_id}")
-}
-
 /// Where this conversation's audio goes: presigned for the sandbox's own S3 stand-in, or for
 /// the S3 server of external-storage mode.
 fn upload_target(shared: &Shared, host: &str, key: &str, now: DateTime<Utc>) -> Target {
@@ -362,17 +355,8 @@ fn success_body(
     }
 }
 
-/// The host the client reached us by (targets must point back there), else our own address.
-pub(super) fn request_host<'h>(headers: &'h HeaderMap, shared: &'h Shared) -> &'h str {
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|host| !host.is_empty())
-        .unwrap_or(&shared.authority)
-}
-
 /// `POST /api/v2/workspace/{organisation_id}/conversation/upload_data/`.
-pub(super) async fn upload_data(
+pub(crate) async fn upload_data(
     State(shared): State<Arc<Shared>>,
     Path(organisation_id): Path<String>,
     headers: HeaderMap,
@@ -417,13 +401,7 @@ pub(super) async fn upload_data(
         // `check` keeps the TTL within a century, so this cannot overflow.
         signed_at -= chrono::Duration::seconds(shared.config.upload_ttl.as_secs() as i64 + 60);
     }
-    let answer = success_body(
-        &shared,
-        request_host(&headers, &shared),
-        id,
-        &key,
-        signed_at,
-    );
+    let answer = success_body(&shared, shared.request_host(&headers), id, &key, signed_at);
     shared.store.create(id_text, organisation_id, metadata, key);
     if draw.ambiguous {
         shared.faults.count(Fault::Ambiguous);
@@ -433,7 +411,7 @@ pub(super) async fn upload_data(
 }
 
 /// Anything else: a 404 that says what is served.
-pub(super) async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         "Not found. The sandbox serves POST /api/v2/workspace/{organisation_id}/conversation/upload_data/, \
@@ -505,16 +483,6 @@ mod tests {
         );
         let auth = ApiError::client(StatusCode::UNAUTHORIZED, "not_authenticated", "no");
         assert_eq!(auth.body(ErrorStyle::Drf), json!({"detail": "no"}));
-    }
-
-    #[test]
-    fn object_keys_spread_over_256_folders() {
-        assert_eq!(object_key("17"), object_key("17"));
-        let folders: std::collections::BTreeSet<String> = (0..4000)
-            .map(|i| object_key(&i.to_string())[..10].to_string())
-            .collect();
-        assert_eq!(folders.len(), 256);
-        assert!(object_key("abc").starts_with("uploads/") && object_key("abc").ends_with("/abc"));
     }
 
     #[test]

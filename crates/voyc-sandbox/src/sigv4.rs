@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::s3::S3Error;
+use crate::s3_error::S3Error;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const REGION: &str = "us-east-1";

@@ -1,14 +1,12 @@
 //! External-storage mode: call 1 hands out upload targets presigned for a real S3 server
-//! (SeaweedFS in our tests, or AWS itself) instead of the sandbox's own stand-in, and the
-//! inspection endpoint reports what that server actually holds. Signing is AWS's `aws-sigv4`
+//! (SeaweedFS in our tests, or AWS itself) instead of the sandbox's own stand-in, and reads
+//! back what that server holds for the inspection endpoint (`inspect.rs`). Signing is AWS's `aws-sigv4`
 //! crate, not ours: our `sigv4.rs` only checks what arrives at the stand-in, and a test here
 //! checks the two against each other and against botocore.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
     UriPathNormalizationMode, sign,
@@ -16,71 +14,21 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::TryStreamExt as _;
 use reqwest::Url;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::sigv4::{ALGORITHM, amz_date, uri_encode};
-use super::store::Conversation;
-use super::{Shared, api};
-
-/// The environment variables the access key, secret and (optional) session token come from,
-/// as every AWS tool reads them.
-pub const ACCESS_KEY_VAR: &str = "AWS_ACCESS_KEY_ID";
-pub const SECRET_KEY_VAR: &str = "AWS_SECRET_ACCESS_KEY";
-pub const SESSION_TOKEN_VAR: &str = "AWS_SESSION_TOKEN";
+use crate::config::S3Storage;
+use crate::sigv4::{ALGORITHM, amz_date, uri_encode};
 
 /// The longest lifetime S3 accepts for a presigned URL: one week.
 const MAX_URL_SECS: u64 = 604_800;
-/// How many objects the inspection endpoint reads at once.
-const INSPECT_CONCURRENCY: usize = 8;
-
-/// An S3 server that call 1 presigns uploads for, addressed path-style
-/// (`{endpoint}/{bucket}/{key}`).
-#[derive(Clone, Debug)]
-pub struct S3Storage {
-    /// `http://127.0.0.1:8333`, or with a path prefix; no query.
-    pub endpoint: String,
-    pub bucket: String,
-    pub region: String,
-    /// Its `Debug` form hides the secret and the session token.
-    pub credentials: Credentials,
-}
-
-impl S3Storage {
-    /// Takes the key pair from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and
-    /// `AWS_SESSION_TOKEN` when set); a missing one is an error that names both.
-    pub fn from_env(endpoint: &str, bucket: &str, region: &str) -> anyhow::Result<S3Storage> {
-        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-        let (Some(access_key), Some(secret_key)) = (var(ACCESS_KEY_VAR), var(SECRET_KEY_VAR))
-        else {
-            anyhow::bail!(
-                "--s3-endpoint needs the S3 server's access key and secret in the environment \
-                 variables {ACCESS_KEY_VAR} and {SECRET_KEY_VAR}"
-            );
-        };
-        Ok(S3Storage {
-            endpoint: endpoint.to_string(),
-            bucket: bucket.to_string(),
-            region: region.to_string(),
-            credentials: Credentials::new(
-                access_key,
-                secret_key,
-                var(SESSION_TOKEN_VAR),
-                None,
-                "environment",
-            ),
-        })
-    }
-}
-
 /// A presigned upload target for one key.
-pub(super) enum Target {
+pub(crate) enum Target {
     /// boto3's `generate_presigned_post`: the bucket's URL and the form fields, in order.
     Post {
         url: String,
@@ -90,7 +38,7 @@ pub(super) enum Target {
 }
 
 /// The running side of external-storage mode: the server's parsed address and an HTTP client.
-pub(super) struct External {
+pub(crate) struct External {
     storage: S3Storage,
     /// The endpoint without a trailing slash.
     endpoint: Url,
@@ -99,7 +47,7 @@ pub(super) struct External {
 
 impl External {
     /// Checks the endpoint and bucket name and makes the HTTP client; contacts nothing.
-    pub(super) fn new(storage: S3Storage) -> anyhow::Result<External> {
+    pub(crate) fn new(storage: S3Storage) -> anyhow::Result<External> {
         let mut endpoint = Url::parse(&storage.endpoint).with_context(|| {
             format!(
                 "--s3-endpoint {:?} is not a URL such as http://127.0.0.1:8333",
@@ -128,7 +76,7 @@ impl External {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none());
-        if is_loopback(&endpoint) {
+        if storage.direct {
             http = http.no_proxy();
         }
         let http = http
@@ -142,11 +90,11 @@ impl External {
     }
 
     /// `{endpoint}` without a trailing slash, as shown to the user.
-    pub(super) fn endpoint(&self) -> &str {
+    pub(crate) fn endpoint(&self) -> &str {
         self.endpoint.as_str().trim_end_matches('/')
     }
 
-    pub(super) fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         &self.storage.bucket
     }
 
@@ -207,7 +155,7 @@ impl External {
     }
 
     /// The upload target for `key`, in the configured style, valid for `ttl_secs` from `now`.
-    pub(super) fn target(
+    pub(crate) fn target(
         &self,
         post: bool,
         key: &str,
@@ -294,7 +242,7 @@ impl External {
     }
 
     /// Makes sure the bucket exists, creating it when the server says there is none.
-    pub(super) async fn ensure_bucket(&self) -> anyhow::Result<()> {
+    pub(crate) async fn ensure_bucket(&self) -> anyhow::Result<()> {
         let now = SystemTime::now();
         let ttl = Duration::from_secs(60);
         let head = self
@@ -356,7 +304,7 @@ impl External {
 
     /// What the server holds at `key`: size from HEAD, SHA-256 from a streamed GET (never
     /// whole in memory); `None` when there is no such object.
-    async fn held(&self, key: &str) -> anyhow::Result<Option<(u64, String)>> {
+    pub(crate) async fn held(&self, key: &str) -> anyhow::Result<Option<(u64, String)>> {
         let now = SystemTime::now();
         let ttl = Duration::from_secs(300);
         let head = self
@@ -407,55 +355,6 @@ impl External {
     }
 }
 
-/// `GET /_sandbox/conversations` in external-storage mode: every conversation with what the S3
-/// server holds at its key. The sandbox does not see uploads to that server, so it cannot count
-/// them: `uploads` is `null`.
-pub(super) async fn conversations(shared: Arc<Shared>, external: &External) -> Response {
-    let all = shared.store.snapshot();
-    let held: Result<Vec<Value>, anyhow::Error> = futures_util::stream::iter(all)
-        .map(|conversation| async move {
-            let key = api::object_key(&conversation.conversation_id);
-            let held = external.held(&key).await?;
-            Ok(inspected(conversation, held))
-        })
-        .buffered(INSPECT_CONCURRENCY)
-        .try_collect()
-        .await;
-    match held {
-        Ok(held) => axum::Json(Value::Array(held)).into_response(),
-        Err(err) => (
-            StatusCode::BAD_GATEWAY,
-            axum::Json(json!({"detail": format!(
-                "the sandbox could not read the bucket {:?} on {}: {err:#}",
-                external.bucket(),
-                external.endpoint()
-            )})),
-        )
-            .into_response(),
-    }
-}
-
-/// One conversation as the inspection endpoint shows it in external-storage mode.
-fn inspected(conversation: Conversation, held: Option<(u64, String)>) -> Value {
-    let uploaded = held.is_some();
-    let (bytes, sha256) = held.unzip();
-    let Conversation {
-        conversation_id,
-        organisation_id,
-        metadata,
-        ..
-    } = conversation;
-    json!({
-        "conversation_id": conversation_id,
-        "organisation_id": organisation_id,
-        "metadata": Value::Object(metadata),
-        "uploaded": uploaded,
-        "bytes": bytes,
-        "sha256": sha256,
-        "uploads": Value::Null,
-    })
-}
-
 /// `403 AccessDenied: Access Denied`, from S3's XML error when there is one.
 fn s3_refusal(status: StatusCode, body: &str) -> String {
     let element = |name: &str| {
@@ -496,20 +395,12 @@ fn is_bucket_name(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-fn is_loopback(url: &Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::Credentials;
     use axum::http::{HeaderMap, HeaderValue};
-    use serde_json::Map;
+    use serde_json::Value;
 
     /// What the stand-in's form check needs from a field list: names in lower case.
     fn lowered(fields: &[(String, String)]) -> Vec<(String, String)> {
@@ -525,6 +416,7 @@ mod tests {
             bucket: bucket.into(),
             region: "us-east-1".into(),
             credentials: Credentials::new("SANDBOXKEY", "secret", None, None, "test"),
+            direct: false,
         }
     }
 
@@ -541,7 +433,7 @@ mod tests {
     }
 
     // The sandbox's own S3 stand-in, written separately from aws-sigv4, with the same keys.
-    use crate::sandbox::sigv4::tests::{at, creds as stand_in};
+    use crate::sigv4::tests::{at, creds as stand_in};
 
     fn query_pairs(url: &Url) -> Vec<(String, String)> {
         url.query_pairs()
@@ -715,24 +607,5 @@ mod tests {
             "403 AccessDenied: Access Denied."
         );
         assert_eq!(s3_refusal(StatusCode::FORBIDDEN, ""), "403 Forbidden");
-    }
-
-    #[test]
-    fn the_inspection_shows_uploads_as_unknown() {
-        let conversation = Conversation {
-            conversation_id: "c1".into(),
-            organisation_id: "o".into(),
-            metadata: Map::new(),
-            uploaded: false,
-            bytes: None,
-            sha256: None,
-            uploads: 0,
-        };
-        assert_eq!(
-            inspected(conversation.clone(), Some((3, "ab".into()))),
-            json!({"conversation_id": "c1", "organisation_id": "o", "metadata": {},
-                   "uploaded": true, "bytes": 3, "sha256": "ab", "uploads": null})
-        );
-        assert_eq!(inspected(conversation, None)["uploaded"], false);
     }
 }

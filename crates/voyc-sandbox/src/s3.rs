@@ -21,10 +21,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::api::request_host;
-use super::faults::Fault;
-use super::sigv4::{PostGrant, uri_encode};
-use super::{ConnectionHandle, Shared};
+use crate::faults::Fault;
+use crate::s3_error::{S3Error, xml_text};
+use crate::shared::{ConnectionHandle, Shared};
+use crate::sigv4::{PostGrant, uri_encode};
 
 /// How much of a refused request's body is read (and thrown away) so that the client, still
 /// sending, gets to read the answer; past this the connection is closed after the answer.
@@ -33,154 +33,6 @@ const DRAIN_LIMIT: u64 = 64 << 20;
 const MAX_PRE_DATA: usize = 20 << 10;
 /// Where in its body a dropped upload is cut, at most.
 const MAX_CUT_AFTER: u64 = 8 << 20;
-
-/// An S3 error answer: status, `<Code>`, `<Message>` and any further elements.
-#[derive(Debug)]
-pub struct S3Error {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    details: Vec<(&'static str, String)>,
-}
-
-impl S3Error {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> S3Error {
-        S3Error {
-            status,
-            code,
-            message: message.into(),
-            details: Vec::new(),
-        }
-    }
-
-    /// Adds an element after `<Message>`, e.g. `<MaxSizeAllowed>`.
-    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
-        self.details.push((name, value.into()));
-        self
-    }
-
-    pub fn invalid_argument(message: impl Into<String>) -> S3Error {
-        S3Error::new(StatusCode::BAD_REQUEST, "InvalidArgument", message)
-    }
-
-    pub fn access_denied(message: impl Into<String>) -> S3Error {
-        S3Error::new(StatusCode::FORBIDDEN, "AccessDenied", message)
-    }
-
-    pub fn signature_mismatch() -> S3Error {
-        S3Error::new(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-        )
-    }
-
-    fn slow_down() -> S3Error {
-        S3Error::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SlowDown",
-            "Please reduce your request rate.",
-        )
-    }
-
-    fn internal() -> S3Error {
-        S3Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "We encountered an internal error. Please try again.",
-        )
-    }
-
-    fn malformed_post() -> S3Error {
-        S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "MalformedPOSTRequest",
-            "The body of your POST request is not well-formed multipart/form-data.",
-        )
-    }
-
-    fn missing_content_length() -> S3Error {
-        S3Error::new(
-            StatusCode::LENGTH_REQUIRED,
-            "MissingContentLength",
-            "You must provide the Content-Length HTTP header.",
-        )
-    }
-
-    fn incomplete_body() -> S3Error {
-        S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "IncompleteBody",
-            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-        )
-    }
-
-    fn entity_too_large(proposed: u64, max: u64) -> S3Error {
-        S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed size",
-        )
-        .with("ProposedSize", proposed.to_string())
-        .with("MaxSizeAllowed", max.to_string())
-    }
-
-    fn entity_too_small(proposed: u64, min: u64) -> S3Error {
-        S3Error::new(
-            StatusCode::BAD_REQUEST,
-            "EntityTooSmall",
-            "Your proposed upload is smaller than the minimum allowed size",
-        )
-        .with("ProposedSize", proposed.to_string())
-        .with("MinSizeAllowed", min.to_string())
-    }
-
-    fn no_such_bucket(bucket: &str) -> S3Error {
-        S3Error::new(
-            StatusCode::NOT_FOUND,
-            "NoSuchBucket",
-            "The specified bucket does not exist",
-        )
-        .with("BucketName", bucket)
-    }
-}
-
-/// Escapes text for an XML element.
-fn xml_text(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn request_id() -> String {
-    format!("{:016X}", fastrand::u64(..))
-}
-
-impl IntoResponse for S3Error {
-    fn into_response(self) -> Response {
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>",
-            self.code,
-            xml_text(&self.message)
-        );
-        for (name, value) in &self.details {
-            xml.push_str(&format!("<{name}>{}</{name}>", xml_text(value)));
-        }
-        let id = request_id();
-        xml.push_str(&format!(
-            "<RequestId>{id}</RequestId><HostId>voyc-sandbox</HostId></Error>"
-        ));
-        (
-            self.status,
-            [
-                (header::CONTENT_TYPE, "application/xml".to_string()),
-                (header::HeaderName::from_static("x-amz-request-id"), id),
-            ],
-            xml,
-        )
-            .into_response()
-    }
-}
 
 /// The request body, counted as it is read; when an `--s3-drop-rate` fault is due, it asks
 /// the connection to close once enough has been read, and never yields again.
@@ -406,14 +258,14 @@ async fn finish(
 fn object_url(shared: &Shared, headers: &HeaderMap, key: &str) -> String {
     format!(
         "http://{}/s3/{}/{}",
-        request_host(headers, shared),
+        shared.request_host(headers),
         uri_encode(&shared.bucket, false),
         uri_encode(key, true)
     )
 }
 
 /// `POST {base}/s3/{bucket}`: a browser-style form upload.
-pub(super) async fn post_object(
+pub(crate) async fn post_object(
     State(shared): State<Arc<Shared>>,
     Path(bucket): Path<String>,
     Extension(connection): Extension<ConnectionHandle>,
@@ -574,7 +426,7 @@ fn post_success(
 }
 
 /// `PUT {base}/s3/{bucket}/{key}?X-Amz-...`: a presigned PUT, the bytes as the body.
-pub(super) async fn put_object(
+pub(crate) async fn put_object(
     State(shared): State<Arc<Shared>>,
     Path((bucket, key)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,

@@ -1,17 +1,12 @@
 //! What the sandbox holds: every conversation call 1 created, in creation order, with what
-//! was uploaded to its key; and the inspection endpoints that show it.
+//! was uploaded to its key, and where each one's audio goes. `inspect.rs` shows it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::Mutex;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
-
-use super::Shared;
+use sha2::{Digest, Sha256};
 
 /// One conversation as `GET /_sandbox/conversations` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -128,27 +123,17 @@ impl Store {
         self.lock().uploads
     }
 
-    fn to_json(&self) -> Vec<u8> {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&All(&self.lock())).expect("conversations serialise")
     }
 }
 
-fn json_response(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// `GET /_sandbox/conversations`: every conversation, in creation order (in external-storage
-/// mode, with what the S3 server holds).
-pub async fn conversations(State(shared): State<Arc<Shared>>) -> Response {
-    if let Some(external) = &shared.external {
-        return super::external::conversations(shared.clone(), external).await;
-    }
-    json_response(shared.store.to_json())
-}
-
-/// `GET /_sandbox/stats`: counts of conversations, uploads, requests and injected faults.
-pub async fn stats(State(shared): State<Arc<Shared>>) -> Response {
-    json_response(serde_json::to_vec(&shared.stats()).expect("stats serialise"))
+/// Where a conversation's audio goes: `uploads/{2 hex digits}/{id}`. Spreading objects over
+/// 256 folders keeps concurrent uploads from queueing on one folder's lock in the filesystem
+/// (creating a file and renaming it into place both take it).
+pub(crate) fn object_key(conversation_id: &str) -> String {
+    let fan = Sha256::digest(conversation_id.as_bytes())[0];
+    format!("uploads/{fan:02x}/{conversation_id}")
 }
 
 #[cfg(test)]
@@ -204,5 +189,15 @@ mod tests {
             json!([{"conversation_id": "c1", "organisation_id": "org", "metadata": {},
                     "uploaded": false, "bytes": null, "sha256": null, "uploads": 0}])
         );
+    }
+
+    #[test]
+    fn object_keys_spread_over_256_folders() {
+        assert_eq!(object_key("17"), object_key("17"));
+        let folders: std::collections::BTreeSet<String> = (0..4000)
+            .map(|i| object_key(&i.to_string())[..10].to_string())
+            .collect();
+        assert_eq!(folders.len(), 256);
+        assert!(object_key("abc").starts_with("uploads/") && object_key("abc").ends_with("/abc"));
     }
 }
