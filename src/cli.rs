@@ -17,6 +17,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The command line of this process; on a usage error clap prints it and exits 2.
+    pub fn from_env() -> Cli {
+        Cli::parse()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check every row of a manifest and print every problem, without sending anything.

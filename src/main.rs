@@ -3,11 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use voyc_import::{Cli, Settings, Status};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     match Settings::resolve(cli).and_then(voyc_import::run) {
         Ok(status) => status.into(),
         Err(err) => {
