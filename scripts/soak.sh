@@ -46,7 +46,7 @@ trap cleanup EXIT
 # an upload retried a few times outlives it (renewed once, noted), a first try does not.
 # The torture's targets live longer than a restart takes (--torture-ttl, 30 s), so that a file
 # a killed run may have stored is finished with the same target; with a TTL shorter than a
-# restart, the README's one open window shows: such a file may end up in two conversations.
+# restart, the one open window of docs/journal.md shows: such a file may end up in two conversations.
 faults=(--fail-rate 0.1 --ambiguous-rate 0.05 --throttle-rate 0.1 --s3-fail-rate 0.1
         --s3-drop-rate 0.05 --latency-ms 20)
 org=118

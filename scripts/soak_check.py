@@ -204,7 +204,7 @@ def main() -> int:
             problem(f"row {row}: uploaded twice to its conversation, and no kill caught its upload")
     started_at_kills = sum(len(s["call1_started"]) for s in snapshots)
     # Audio in two conversations: only where a kill caught the upload to the first one and its
-    # target expired before the rerun (the README's window), and only when allowed.
+    # target expired before the rerun (the window docs/journal.md describes), and only when allowed.
     doubles_after_kills = 0
     for row in doubled_rows:
         ids = [str(c["conversation_id"]) for c in holders[row]]

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, real files, real sockets. One test binary for all of
 //! `tests/`, one module per command; shared helpers in `util`.
 
+mod docs;
 mod fuzz_regressions;
 mod hostile;
 mod real_s3;
