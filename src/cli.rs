@@ -42,19 +42,19 @@ pub struct ManifestArgs {
     pub manifest: PathBuf,
 
     /// Manifest format; by default taken from the extension (.csv, .jsonl, .ndjson).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(help_heading = "Manifest", long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
     /// Folder that relative audio paths resolve against [default: the manifest's folder].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Manifest", long, value_name = "DIR")]
     pub base_dir: Option<PathBuf>,
 
     /// Rename a manifest column before anything else (repeatable), e.g. --map recording=file.
-    #[arg(long = "map", value_name = "SOURCE=TARGET")]
+    #[arg(help_heading = "Manifest", long = "map", value_name = "SOURCE=TARGET")]
     pub map: Vec<String>,
 
     /// Give every row a value where its own is empty (repeatable), e.g. --set channel_id=42.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(help_heading = "Manifest", long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 }
 
@@ -222,59 +222,64 @@ pub struct UploadArgs {
     pub manifest: ManifestArgs,
 
     /// Your Voyc organisation id (the number in the upload URL).
-    #[arg(long, env = "VOYC_ORG_ID", value_name = "ORG_ID")]
+    #[arg(
+        help_heading = "Destination",
+        long,
+        env = "VOYC_ORG_ID",
+        value_name = "ORG_ID"
+    )]
     pub org: Option<String>,
 
     /// Voyc's API for your organisation (https; plain http only to a loopback address).
-    #[arg(long, env = "VOYC_BASE_URL", value_name = "URL", default_value = crate::upload::client::DEFAULT_BASE_URL)]
+    #[arg(help_heading = "Destination", long, env = "VOYC_BASE_URL", value_name = "URL", default_value = crate::upload::client::DEFAULT_BASE_URL)]
     pub base_url: String,
 
     /// Upload to an in-process sandbox instead of Voyc: no token or organisation needed.
-    #[arg(long)]
+    #[arg(help_heading = "Destination", long)]
     pub sandbox: bool,
 
     /// Read the bearer token from this file [default: the VOYC_TOKEN environment variable].
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Destination", long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 
+    /// Also trust the certificates in this PEM file (a corporate TLS-inspecting proxy).
+    #[arg(help_heading = "Destination", long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Rows in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(help_heading = "Pacing", long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 
     /// Retries per call after a transient failure (connection errors, timeouts, 408, 425, 429, 5xx).
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(help_heading = "Pacing", long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
 
     /// Bounds connecting, any idle gap, and the whole of call 1 (e.g. 30s, 500ms, 2m); an upload
     /// is bounded by idle time only.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::human::parse_duration)]
+    #[arg(help_heading = "Pacing", long, value_name = "DURATION", default_value = "30s", value_parser = crate::human::parse_duration)]
     pub timeout: std::time::Duration,
 
-    /// The results report, .csv or .jsonl [default: <manifest stem>.report.csv here].
-    #[arg(long, value_name = "PATH")]
-    pub report: Option<PathBuf>,
-
-    /// The journal that makes reruns resume [default: the report path plus .journal].
-    #[arg(long, value_name = "PATH")]
-    pub journal: Option<PathBuf>,
-
-    /// Also trust the certificates in this PEM file (a corporate TLS-inspecting proxy).
-    #[arg(long, value_name = "PEM")]
-    pub ca_cert: Option<PathBuf>,
-
     /// Print what would be sent (rows, bodies, total bytes), send nothing.
-    #[arg(long)]
+    #[arg(help_heading = "Rows", long)]
     pub dry_run: bool,
 
     /// Take only the first N valid rows (a pilot); the rest are reported not_attempted.
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Rows", long, value_name = "N")]
     pub limit: Option<u64>,
 
     /// Upload the valid rows even if some are invalid; those are reported as invalid.
-    #[arg(long)]
+    #[arg(help_heading = "Rows", long)]
     pub skip_invalid: bool,
 
+    /// The results report, .csv or .jsonl [default: <manifest stem>.report.csv here].
+    #[arg(help_heading = "Output", long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// The journal that makes reruns resume [default: the report path plus .journal].
+    #[arg(help_heading = "Output", long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
     /// Print only failed rows and the summary.
-    #[arg(long, short)]
+    #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
 }
