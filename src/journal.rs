@@ -13,7 +13,7 @@
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
-//! Tables (see the README for queries): `destinations`, `rows`, `conversations`,
+//! Tables (see docs/journal.md for queries): `destinations`, `rows`, `conversations`,
 //! `unknown_conversations`, `meta`. The last two together account for every conversation
 //! without audio a run may leave: those whose id call 1 returned, and one line for each call 1
 //! that may have created a conversation whose id never reached us (an ambiguous failure, an

@@ -36,7 +36,7 @@ pub mod fuzzing {
     pub use crate::validate::{ManifestSettings, Verdict, check_manifest};
 }
 
-/// How a run ended; decides the process exit code (see the README's table).
+/// How a run ended; decides the process exit code (the exit codes of docs/upload.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Every row uploaded, now or in an earlier run (or: the manifest is valid).

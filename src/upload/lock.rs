@@ -2,7 +2,7 @@
 //! that overlaps the last one, say) would share the report and, by default, the journal: each
 //! would send the rows the other has not recorded yet, and the last to finish would overwrite
 //! the other's report. Imports that only share a journal (`--journal`, one report each) may run
-//! side by side, as the README says.
+//! side by side, as docs/journal.md says.
 //!
 //! The lock is an exclusive `flock` on a hidden file beside the report, `.NAME.lock`, which the
 //! kernel releases however the process ends (kill -9 included) and which the run removes when

@@ -413,8 +413,8 @@ fn upload(corpus: &Corpus, sandbox: &Sandbox, extra: &[&str]) -> Output {
         .expect("run voyc-import upload")
 }
 
-/// The key call 1 gave a conversation: `uploads/{first byte of SHA-256(id), hex}/{id}`, as the
-/// README says.
+/// The key call 1 gave a conversation: `uploads/{first byte of SHA-256(id), hex}/{id}`, as
+/// docs/sandbox.md says.
 fn key_for(conversation_id: &str) -> String {
     let fan = Sha256::digest(conversation_id.as_bytes())[0];
     format!("uploads/{fan:02x}/{conversation_id}")
