@@ -1,10 +1,11 @@
-//! The command line, as clap derive definitions only: `settings` checks and resolves what is
-//! given here, and the commands never see it.
+//! The command line, as clap derive definitions (and what is generated from them: shell
+//! completions and the man page): `settings` checks and resolves what is given here, and the
+//! commands never see it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +25,31 @@ impl Cli {
     }
 }
 
+/// The completion script for `shell`, generated from these definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "voyc-import", &mut script);
+    script
+}
+
+/// The man page (roff) of voyc-import, or of one of its commands (`voyc-import-upload(1)`),
+/// generated from these definitions.
+pub fn man_page(command: Option<&str>) -> std::io::Result<Vec<u8>> {
+    let top = Cli::command();
+    let page = match command.and_then(|name| top.find_subcommand(name)) {
+        Some(sub) => {
+            let name = format!("voyc-import-{}", sub.get_name());
+            sub.clone()
+                .name(name)
+                .version(top.get_version().unwrap_or_default().to_string())
+        }
+        None => top,
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff)?;
+    Ok(roff)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check every row of a manifest and print every problem, without sending anything.
@@ -32,6 +58,24 @@ pub enum Command {
     Upload(UploadArgs),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, e.g. `voyc-import man upload | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print [default: voyc-import's own, which lists the commands].
+    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "sandbox", "completions", "man"])]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// How a manifest is read; shared by every command that takes one.

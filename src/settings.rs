@@ -27,6 +27,9 @@ pub enum Settings {
     Validate(ManifestSettings),
     Upload(Box<UploadSettings>),
     Sandbox(Box<SandboxConfig>),
+    /// Text generated from the command line's definitions (completions, the man page), to
+    /// print as it is.
+    Print(Vec<u8>),
 }
 
 impl Settings {
@@ -35,6 +38,10 @@ impl Settings {
             Command::Validate(args) => Settings::Validate(manifest(&args.manifest)?),
             Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
             Command::Sandbox(args) => Settings::Sandbox(Box::new(sandbox(&args)?)),
+            Command::Completions(args) => Settings::Print(cli::completions(args.shell)),
+            Command::Man(args) => Settings::Print(
+                cli::man_page(args.command.as_deref()).context("cannot render the man page")?,
+            ),
         })
     }
 }

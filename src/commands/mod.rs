@@ -4,6 +4,10 @@ mod sandbox;
 mod upload;
 mod validate;
 
+use std::io::Write as _;
+
+use anyhow::Context as _;
+
 use crate::Status;
 use crate::settings::Settings;
 
@@ -13,5 +17,17 @@ pub fn run(settings: Settings) -> anyhow::Result<Status> {
         Settings::Validate(manifest) => validate::command(&manifest),
         Settings::Upload(upload) => upload::command(&upload),
         Settings::Sandbox(config) => sandbox::command(*config),
+        Settings::Print(text) => print(&text),
+    }
+}
+
+/// Writes generated text to stdout; a reader that went away (`... | head`) is no error.
+fn print(text: &[u8]) -> anyhow::Result<Status> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("cannot write to standard output")
+        }
+        _ => Ok(Status::Success),
     }
 }

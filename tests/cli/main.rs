@@ -3,6 +3,7 @@
 
 mod docs;
 mod fuzz_regressions;
+mod generated;
 mod hostile;
 mod real_s3;
 mod sandbox;
