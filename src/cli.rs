@@ -58,6 +58,9 @@ pub enum Command {
     Upload(UploadArgs),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
+    /// Join the reports of runs over parts of one manifest into one report, in manifest order,
+    /// naming every row that is missing or repeated.
+    MergeReports(MergeReportsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout, e.g. `voyc-import man upload | man -l -`.
@@ -67,8 +70,27 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// The command whose page to print [default: voyc-import's own, which lists the commands].
-    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "sandbox", "completions", "man"])]
+    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "sandbox", "merge-reports", "completions", "man"])]
     pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeReportsArgs {
+    /// The reports to join (.csv or .jsonl, as `upload --report` wrote them).
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
+
+    /// The merged report, .csv or .jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The manifest the reports are of: every one of its rows must be in exactly one report.
+    #[arg(long, value_name = "MANIFEST")]
+    pub manifest: Option<PathBuf>,
+
+    /// The manifest's format [default: from its extension].
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "manifest")]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Args)]

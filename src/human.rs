@@ -12,6 +12,20 @@ pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
     }
 }
 
+/// Text for one line of output: every control character escaped (`\n`, `\t`, `\u{1b}`), so
+/// that no name or message can break a line or reach the terminal as a command.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `48,210`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();

@@ -10,6 +10,7 @@ mod commands;
 mod human;
 mod journal;
 mod manifest;
+mod merge;
 mod outcome;
 mod plan;
 mod progress;

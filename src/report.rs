@@ -165,6 +165,55 @@ impl From<Outcome> for ReportRow {
 }
 
 impl ReportRow {
+    /// A row from its ten cells, in [`COLUMNS`] order (`None` for an empty cell).
+    fn from_cells(cells: &[Option<String>]) -> Result<ReportRow, String> {
+        let [
+            line,
+            file,
+            status,
+            conversation_id,
+            attempts,
+            bytes,
+            sha256,
+            duration_ms,
+            error,
+            notes,
+        ] = cells
+        else {
+            return Err(format!(
+                "expected {} columns, found {}",
+                COLUMNS.len(),
+                cells.len()
+            ));
+        };
+        let number = |name: &str, cell: &Option<String>| -> Result<Option<u64>, String> {
+            cell.as_deref()
+                .map(|text| {
+                    text.parse()
+                        .map_err(|_| format!("{name} {text:?} is not a whole number"))
+                })
+                .transpose()
+        };
+        let line = number("line", line)?.ok_or("line is empty")?;
+        let status = status.as_deref().unwrap_or_default();
+        Ok(ReportRow {
+            line,
+            file: file.clone().unwrap_or_default(),
+            status: RowStatus::parse(status)
+                .ok_or_else(|| format!("status {status:?} is not one of a report's"))?,
+            conversation_id: conversation_id.clone(),
+            attempts: number("attempts", attempts)?
+                .map_or(Ok(0), u32::try_from)
+                .map_err(|_| "attempts is too large".to_string())?,
+            bytes: number("bytes", bytes)?,
+            sha256: sha256.clone(),
+            duration_ms: number("duration_ms", duration_ms)?,
+            error: error.clone(),
+            // Joined with "; " when written: kept as one note, it is written back the same.
+            notes: notes.iter().cloned().collect(),
+        })
+    }
+
     fn csv_record(&self) -> [String; 10] {
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
         let number = |value: Option<u64>| value.map(|n| n.to_string()).unwrap_or_default();
@@ -181,6 +230,84 @@ impl ReportRow {
             self.notes.join("; "),
         ]
     }
+}
+
+impl RowStatus {
+    /// The status as a report writes it.
+    pub fn parse(text: &str) -> Option<RowStatus> {
+        Some(match text {
+            "uploaded" => RowStatus::Uploaded,
+            "already_uploaded" => RowStatus::AlreadyUploaded,
+            "failed" => RowStatus::Failed,
+            "invalid" => RowStatus::Invalid,
+            "not_attempted" => RowStatus::NotAttempted,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads a report this tool wrote (CSV or JSONL, by its extension) back into its rows, in
+/// the order they stand; any other file is an error that says where it stops being one.
+pub fn read_report(path: &Path) -> anyhow::Result<Vec<ReportRow>> {
+    let format = ReportFormat::from_path(path)?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the report {}", path.display()))?;
+    let reader = std::io::BufReader::new(file);
+    let mut rows = Vec::new();
+    match format {
+        ReportFormat::Csv => {
+            let mut csv = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(reader);
+            let header = csv
+                .headers()
+                .with_context(|| format!("cannot read the report {}", path.display()))?;
+            if header.iter().ne(COLUMNS) {
+                bail!(
+                    "{}: not a report of voyc-import: its header is not {}",
+                    path.display(),
+                    COLUMNS.join(",")
+                );
+            }
+            for record in csv.records() {
+                let record =
+                    record.with_context(|| format!("cannot read the report {}", path.display()))?;
+                let line = record.position().map_or(0, |p| p.line());
+                let cells: Vec<Option<String>> = record
+                    .iter()
+                    .map(|cell| (!cell.is_empty()).then(|| cell.to_string()))
+                    .collect();
+                rows.push(
+                    ReportRow::from_cells(&cells)
+                        .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?,
+                );
+            }
+        }
+        ReportFormat::Jsonl => {
+            use std::io::BufRead as _;
+            for (n, text) in reader.lines().enumerate() {
+                let text =
+                    text.with_context(|| format!("cannot read the report {}", path.display()))?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let at = |e: String| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1);
+                let object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&text)
+                        .map_err(|e| at(format!("not a JSON object: {e}")))?;
+                let cells: Vec<Option<String>> = COLUMNS
+                    .iter()
+                    .map(|column| match object.get(*column) {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(serde_json::Value::String(text)) => Some(text.clone()),
+                        Some(other) => Some(other.to_string()),
+                    })
+                    .collect();
+                rows.push(ReportRow::from_cells(&cells).map_err(at)?);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// CSV or JSONL, from the report's extension.

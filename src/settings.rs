@@ -10,7 +10,7 @@ use reqwest::Url;
 
 use voyc_sandbox::{S3Storage, SandboxConfig};
 
-use crate::cli::{self, Cli, Command, ManifestArgs, SandboxArgs, UploadArgs};
+use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
 use crate::manifest::Format;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::Token;
@@ -27,6 +27,7 @@ pub enum Settings {
     Validate(ManifestSettings),
     Upload(Box<UploadSettings>),
     Sandbox(Box<SandboxConfig>),
+    MergeReports(MergeSettings),
     /// Text generated from the command line's definitions (completions, the man page), to
     /// print as it is.
     Print(Vec<u8>),
@@ -38,6 +39,7 @@ impl Settings {
             Command::Validate(args) => Settings::Validate(manifest(&args.manifest)?),
             Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
             Command::Sandbox(args) => Settings::Sandbox(Box::new(sandbox(&args)?)),
+            Command::MergeReports(args) => Settings::MergeReports(MergeSettings::resolve(&args)?),
             Command::Completions(args) => Settings::Print(cli::completions(args.shell)),
             Command::Man(args) => Settings::Print(
                 cli::man_page(args.command.as_deref()).context("cannot render the man page")?,
@@ -50,14 +52,54 @@ impl Settings {
 fn manifest(args: &ManifestArgs) -> anyhow::Result<ManifestSettings> {
     ManifestSettings::new(
         &args.manifest,
-        args.format.map(|format| match format {
-            crate::cli::Format::Csv => Format::Csv,
-            crate::cli::Format::Jsonl => Format::Jsonl,
-        }),
+        args.format.map(format),
         args.base_dir.as_deref(),
         &args.map,
         &args.set,
     )
+}
+
+fn format(format: cli::Format) -> Format {
+    match format {
+        cli::Format::Csv => Format::Csv,
+        cli::Format::Jsonl => Format::Jsonl,
+    }
+}
+
+/// `voyc-import merge-reports`, checked.
+#[derive(Debug)]
+pub struct MergeSettings {
+    pub reports: Vec<PathBuf>,
+    pub out: PathBuf,
+    /// The manifest the reports are of, and its format.
+    pub manifest: Option<(PathBuf, Format)>,
+}
+
+impl MergeSettings {
+    fn resolve(args: &MergeReportsArgs) -> anyhow::Result<MergeSettings> {
+        for report in &args.reports {
+            ReportFormat::from_path(report)?;
+        }
+        ReportFormat::from_path(&args.out)?;
+        if args.reports.contains(&args.out) {
+            bail!(
+                "--out {} is one of the reports to merge; write the merge to a file of its own",
+                args.out.display()
+            );
+        }
+        let manifest = match &args.manifest {
+            Some(path) => Some((
+                path.clone(),
+                crate::manifest::format_of(path, args.format.map(format))?,
+            )),
+            None => None,
+        };
+        Ok(MergeSettings {
+            reports: args.reports.clone(),
+            out: args.out.clone(),
+            manifest,
+        })
+    }
 }
 
 /// Where `upload` sends the rows.

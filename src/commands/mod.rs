@@ -1,5 +1,6 @@
 //! One module per command; [`run`] picks the one the settings name.
 
+mod merge_reports;
 mod sandbox;
 mod upload;
 mod validate;
@@ -17,6 +18,7 @@ pub fn run(settings: Settings) -> anyhow::Result<Status> {
         Settings::Validate(manifest) => validate::command(&manifest),
         Settings::Upload(upload) => upload::command(&upload),
         Settings::Sandbox(config) => sandbox::command(*config),
+        Settings::MergeReports(merge) => merge_reports::command(&merge),
         Settings::Print(text) => print(&text),
     }
 }
