@@ -345,7 +345,7 @@ pub struct UploadArgs {
     #[arg(help_heading = "Output", long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
 
-    /// Print only failed rows and the summary.
+    /// Print nothing when every row succeeds; otherwise only failed rows and the summary.
     #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
 }

@@ -3,7 +3,8 @@
 //! Whether stderr is a terminal is decided once, at the start. On a terminal: an indicatif
 //! bar with files, bytes, rate, ETA and failures. Otherwise (cron, a pipe, a CI log): one
 //! plain line every 10 seconds and one line per failed row, never a control character.
-//! With `--quiet`: only failed rows and the summary. Nothing in `upload/` knows about this.
+//! With `--quiet`: nothing when every row succeeded, otherwise only failed rows and the summary.
+//! Nothing in `upload/` knows about this.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -247,6 +248,14 @@ impl Progress {
     /// A status line (`resuming: ...`); not shown with `--quiet`.
     pub fn say(&self, line: &str) {
         if self.mode != Mode::Quiet {
+            self.print(line);
+        }
+    }
+
+    /// The run's last line; with `--quiet` only when something went wrong, so that cron, which
+    /// mails any output, stays silent on a night when every row succeeded.
+    pub fn summary(&self, line: &str, succeeded: bool) {
+        if !(succeeded && self.mode == Mode::Quiet) {
             self.print(line);
         }
     }

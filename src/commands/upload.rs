@@ -410,7 +410,10 @@ fn finish(
             (Ending::Stopped, Status::Partial)
         }
     };
-    progress.failure(&summary_line(counts, elapsed, report, ending));
+    progress.summary(
+        &summary_line(counts, elapsed, report, ending),
+        status == Status::Success,
+    );
     Ok(status)
 }
 

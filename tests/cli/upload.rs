@@ -1334,7 +1334,7 @@ fn a_rerun_of_a_finished_import_uploads_nothing_and_exits_0() {
 }
 
 #[test]
-fn without_a_terminal_progress_is_plain_lines_and_quiet_prints_only_the_summary() {
+fn without_a_terminal_progress_is_plain_lines_and_quiet_prints_nothing_when_every_row_succeeded() {
     let sandbox = Sandbox::start(&[]);
     let corpus = Corpus::new(3, |_| 1_000);
     let out = corpus.upload(&sandbox).output().unwrap();
@@ -1344,10 +1344,25 @@ fn without_a_terminal_progress_is_plain_lines_and_quiet_prints_only_the_summary(
         "{stderr:?}"
     );
     let out = corpus.upload(&sandbox).arg("--quiet").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(stderr_of(&out), "", "nothing for cron to mail");
+    assert!(out.stdout.is_empty());
+    // A failed row is not silent: it and the summary are printed.
+    let more = Corpus::new(4, |_| 1_000);
+    std::fs::write(more.path().join("calls/0003.wav"), b"").unwrap();
+    let out = more
+        .upload(&sandbox)
+        .args(["--quiet", "--skip-invalid"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = stderr_of(&out);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with("done: 0 uploaded, 3 already uploaded in "),
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("done: 3 uploaded, 1 invalid"),
         "{stderr}"
     );
 }
