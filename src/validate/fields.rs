@@ -1,8 +1,10 @@
-//! The one definition of valid call metadata: the reserved keys of call 1's JSON body.
+//! The client's definition of valid call metadata: the reserved keys of call 1's JSON body,
+//! checked on every manifest row before anything is sent.
 //!
-//! Both sides use it: the client checks every manifest row's body before sending anything,
-//! and the sandbox checks what it receives with the very same rules, so a row the client
-//! accepts is a row the sandbox accepts (and the other way round).
+//! Stricter than Voyc where the API document is (`YYYY-MM-DD`, `hh:mm:ss`), and never more
+//! lenient: a row called valid here must be one Voyc accepts. The sandbox does not use these
+//! rules; it checks call 1 as Voyc's DRF serializer would (`voyc_sandbox::serializer`), and
+//! the fuzz property that every valid row is accepted there finds where the two disagree.
 
 use std::fmt;
 
