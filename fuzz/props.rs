@@ -5,7 +5,9 @@
 //! A manifest, whatever its bytes: reading and validating it never panics or fails as a whole
 //! (only a row or the manifest is reported bad); every problem is one printable line of bounded
 //! length on a line that exists, in line order; JSONL rows are exactly the non-blank lines; a
-//! row called valid is one the sandbox's call-1 checks accept. Call 1's answer, whatever its
+//! row called valid is one the sandbox's call-1 checks accept (its own rules, written as Voyc's
+//! DRF serializer applies them, not the client's: a row refused there is a client rule that
+//! lets through what Voyc would refuse). Call 1's answer, whatever its
 //! bytes: parsing never panics; a target is http(s) with a host and survives the journal's JSON
 //! round trip; no error or debug text shows a value from the answer (they hold signatures);
 //! error bodies render as one printable line of bounded length.
@@ -18,9 +20,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 pub use voyc_import::fuzzing::Format;
 use voyc_import::fuzzing::{
-    MAX_CHARS, ManifestSettings, Severity, UploadTarget, Verdict, api_message, check_body,
-    check_manifest, parse_call1_response, s3_error, without_query,
+    MAX_CHARS, ManifestSettings, UploadTarget, Verdict, api_message, check_manifest,
+    parse_call1_response, s3_error, without_query,
 };
+use voyc_sandbox::serializer;
 
 /// The longest one problem may print, in characters: values are cut to 80, paths to 200.
 pub const MAX_PROBLEM_CHARS: usize = 1024;
@@ -88,16 +91,12 @@ pub fn manifest_in(dir: &Path, data: &[u8], format: Format) {
                     || problem.message.starts_with("the manifest is empty");
             }
             Verdict::Valid { row, .. } => {
-                let problems = check_body(&row.body, today);
-                let refused: Vec<_> = problems
-                    .iter()
-                    .filter(|p| p.severity == Severity::Error)
-                    .collect();
-                assert!(
-                    refused.is_empty(),
-                    "line {}: valid for the client, refused by the sandbox's rules: {refused:?}",
-                    row.line
-                );
+                if let Err(refused) = serializer::validate(&row.body) {
+                    panic!(
+                        "line {}: valid for the client, refused by the sandbox's DRF rules: {refused:?}",
+                        row.line
+                    );
+                }
                 assert!(serde_json::to_vec(&row.body).is_ok());
                 row_lines.push(row.line);
             }

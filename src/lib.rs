@@ -33,7 +33,6 @@ pub mod fuzzing {
     pub use crate::target::{UploadTarget, without_query};
     pub use crate::upload::response::parse as parse_call1_response;
     pub use crate::upload::server_error::{MAX_CHARS, api_message, s3_error};
-    pub use crate::validate::fields::{Severity, check_body};
     pub use crate::validate::{ManifestSettings, Verdict, check_manifest};
 }
 

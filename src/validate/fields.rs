@@ -1,8 +1,10 @@
-//! The one definition of valid call metadata: the reserved keys of call 1's JSON body.
+//! The client's definition of valid call metadata: the reserved keys of call 1's JSON body,
+//! checked on every manifest row before anything is sent.
 //!
-//! Both sides use it: the client checks every manifest row's body before sending anything,
-//! and the sandbox checks what it receives with the very same rules, so a row the client
-//! accepts is a row the sandbox accepts (and the other way round).
+//! Stricter than Voyc where the API document is (`YYYY-MM-DD`, `hh:mm:ss`), and never more
+//! lenient: a row called valid here must be one Voyc accepts. The sandbox does not use these
+//! rules; it checks call 1 as Voyc's DRF serializer would (`voyc_sandbox::serializer`), and
+//! the fuzz property that every valid row is accepted there finds where the two disagree.
 
 use std::fmt;
 
@@ -107,7 +109,7 @@ pub fn check_body(body: &Map<String, Value>, today: NaiveDate) -> Vec<FieldProbl
             None | Some(Value::Null) => {
                 problems.push(FieldProblem::error(key, None, "required, but missing"))
             }
-            Some(Value::String(s)) if s.trim().is_empty() => {
+            Some(Value::String(s)) if is_empty_text(s) => {
                 problems.push(FieldProblem::error(key, None, "required, but empty"))
             }
             _ => {}
@@ -155,9 +157,16 @@ pub fn check_body(body: &Map<String, Value>, today: NaiveDate) -> Vec<FieldProbl
 pub fn is_blank(value: &Value) -> bool {
     match value {
         Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
+        Value::String(s) => is_empty_text(s),
         _ => false,
     }
+}
+
+/// Only whitespace, as Voyc's server sees it: Python's `str.strip()` also takes the ASCII
+/// separators U+001C to U+001F for whitespace, so Voyc refuses a value of only those as blank.
+fn is_empty_text(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 /// A JSON value as a person would have written it in a manifest cell.
@@ -187,7 +196,9 @@ pub fn parse_date(value: &Value) -> Result<NaiveDate, FieldProblem> {
     let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
         return Err(bad("not a date in the form YYYY-MM-DD"));
     };
+    // Python's dates (Voyc's server's) start in year 1.
     NaiveDate::from_ymd_opt(year as i32, month, day)
+        .filter(|_| year > 0)
         .ok_or_else(|| bad("not a valid date, expected YYYY-MM-DD"))
 }
 
@@ -307,6 +318,25 @@ mod tests {
             b.insert(key.into(), json!("  "));
             assert_eq!(messages(&b), vec![format!("{key}: required, but empty")]);
         }
+    }
+
+    #[test]
+    fn a_value_of_only_ascii_separators_is_empty_as_voyc_strips_them() {
+        let mut b = valid();
+        b.insert("agent".into(), json!("\u{1f} \u{1c}"));
+        assert_eq!(messages(&b), vec!["agent: required, but empty"]);
+        assert!(is_blank(&json!("\u{1d}\u{1e}")));
+        assert!(!is_blank(&json!("\u{1f}A")));
+    }
+
+    #[test]
+    fn year_zero_is_not_a_date() {
+        let mut b = valid();
+        b.insert("call_date".into(), json!("0000-01-01"));
+        assert_eq!(
+            messages(&b),
+            vec![r#"call_date "0000-01-01": not a valid date, expected YYYY-MM-DD"#]
+        );
     }
 
     #[test]

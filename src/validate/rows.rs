@@ -220,7 +220,7 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The reserved keys, by the one shared definition in `fields`.
+    /// The reserved keys, by the rules in `fields`.
     fn check_fields(&self, row: &mut Examined) {
         let missing: Vec<&str> = REQUIRED
             .into_iter()

@@ -1,6 +1,7 @@
 //! Call 1, `POST /api/v2/workspace/{organisation_id}/conversation/upload_data/`: the bearer
-//! check, the metadata rules shared with the client, the new conversation and its upload
-//! target — answered in plain DRF style or in the drf-standardized-errors envelope.
+//! check, the metadata checked as Voyc's serializer would (`serializer/`), the new
+//! conversation and its upload target — answered in plain DRF style or in the
+//! drf-standardized-errors envelope.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::client_rules::{self as fields, Severity};
 use crate::config::{ErrorStyle, ResponseShape, UploadStyle};
 use crate::external::Target;
 use crate::faults::Fault;
+use crate::serializer;
 use crate::shared::Shared;
 use crate::sigv4::uri_encode;
 use crate::store::object_key;
@@ -224,30 +225,20 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Ap
     }
 }
 
-/// The metadata rules (the very ones the client applies): errors are a 400, warnings pass.
+/// The metadata as Voyc's serializer checks it: every error, in one 400.
 fn validate(body: &Map<String, Value>) -> Result<(), ApiError> {
-    let errors: Vec<ErrorItem> = fields::check_body(body, Utc::now().date_naive())
-        .into_iter()
-        .filter(|problem| problem.severity == Severity::Error)
-        .map(|problem| ErrorItem {
-            code: match body.get(&problem.field) {
-                None | Some(Value::Null) => "required",
-                Some(value) if fields::is_blank(value) => "blank",
-                Some(_) => "invalid",
-            },
-            detail: problem.message,
-            attr: Some(problem.field),
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            kind: "validation_error",
-            errors,
-        })
-    }
+    serializer::validate(body).map_err(|errors| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        kind: "validation_error",
+        errors: errors
+            .into_iter()
+            .map(|error| ErrorItem {
+                code: error.code,
+                detail: error.message,
+                attr: Some(error.field.to_string()),
+            })
+            .collect(),
+    })
 }
 
 /// A version-4 UUID from the sandbox's id generator.
@@ -442,19 +433,23 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("channel_id".into(), "blank", "required, but empty".into()),
-                ("agent".into(), "required", "required, but missing".into()),
+                (
+                    "channel_id".into(),
+                    "blank",
+                    "This field may not be blank.".into()
+                ),
                 (
                     "call_date".into(),
                     "invalid",
-                    "not a valid date, expected YYYY-MM-DD".into()
+                    "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.".into()
                 ),
+                ("agent".into(), "required", "This field is required.".into()),
             ]
         );
     }
 
     #[test]
-    fn a_future_date_is_only_a_warning_and_passes() {
+    fn a_future_date_passes() {
         assert!(
             errors(json!({"channel_id": 1, "call_date": "2999-01-01", "call_time": "09:00:00", "agent": "A"}))
                 .is_empty()

@@ -30,9 +30,9 @@ mod external;
 mod config;
 
 // Call 1's rules, the latency and fault generators, S3's signatures, the conversations.
-mod client_rules;
 mod delay;
 mod faults;
+pub mod serializer;
 mod sigv4;
 mod store;
 
