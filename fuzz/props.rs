@@ -87,8 +87,10 @@ pub fn manifest_in(dir: &Path, data: &[u8], format: Format) {
         }
         match verdict {
             Verdict::Manifest(problem) => {
-                unreadable |= problem.message.starts_with("the manifest is not UTF-8")
-                    || problem.message.starts_with("the manifest is empty");
+                unreadable |= problem.message.starts_with("the manifest is not UTF-8");
+            }
+            Verdict::Empty(problem) => {
+                unreadable |= problem.message.starts_with("the manifest is empty");
             }
             Verdict::Valid { row, .. } => {
                 if let Err(refused) = serializer::validate(&row.body) {

@@ -333,6 +333,10 @@ pub struct UploadArgs {
     #[arg(help_heading = "Rows", long, value_name = "N")]
     pub limit: Option<u64>,
 
+    /// A manifest with no rows (a day without calls) is not an error: exit 0, nothing to send.
+    #[arg(help_heading = "Rows", long)]
+    pub allow_empty: bool,
+
     /// Upload the valid rows even if some are invalid; those are reported as invalid.
     #[arg(help_heading = "Rows", long)]
     pub skip_invalid: bool,

@@ -113,7 +113,9 @@ impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
 
     pub fn plan(&mut self, verdict: Verdict) -> Step {
         let (row, problems) = match verdict {
-            Verdict::Manifest(problem) => return Step::Manifest(problem),
+            Verdict::Manifest(problem) | Verdict::Empty(problem) => {
+                return Step::Manifest(problem);
+            }
             Verdict::Invalid {
                 line,
                 file,

@@ -153,6 +153,8 @@ pub struct UploadSettings {
     /// Only the first N valid rows are taken.
     pub limit: Option<u64>,
     pub skip_invalid: bool,
+    /// A manifest with no rows is a day without calls, not an error.
+    pub allow_empty: bool,
     pub quiet: bool,
 }
 
@@ -217,6 +219,7 @@ impl UploadSettings {
             dry_run: args.dry_run,
             limit: args.limit,
             skip_invalid: args.skip_invalid,
+            allow_empty: args.allow_empty,
             quiet: args.quiet,
         })
     }

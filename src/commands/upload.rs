@@ -31,7 +31,7 @@ use crate::upload::lock::RunLock;
 use crate::upload::pool::{Engine, Job, Pool, RunControl, StopReason, stopped_note};
 use crate::upload::retry::{Backoff, Sleeper};
 use crate::upload::transfer::Uploader;
-use crate::validate::check_manifest;
+use crate::validate::{Verdict, check_manifest};
 
 /// How far the feeder may run ahead of the oldest row not yet in the report: bounds the
 /// report's reorder buffer (a few hundred bytes a row) whatever the manifest's length.
@@ -91,7 +91,15 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
             .and_then(|journal| journal.lookup(identity).ok().flatten())
     };
     let mut planner = Planner::new(settings.limit, lookup, Default::default());
+    // A manifest with no rows: with --allow-empty, a day without calls (said once at the end).
+    let mut no_rows = None;
     let summary = check_manifest(&settings.manifest, today, |verdict| {
+        if let Verdict::Empty(problem) = &verdict
+            && settings.allow_empty
+        {
+            no_rows = Some(problem.clone());
+            return ControlFlow::Continue(());
+        }
         for problem in verdict.problems() {
             let line = format!("{shown}:{}: {problem}", problem.line);
             if problem.is_error() {
@@ -135,6 +143,14 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     })?;
     drop(planner);
     drop(earlier);
+    if let Some(problem) = no_rows {
+        if found.manifest_errors > 0 {
+            progress.failure(&format!("{shown}:{}: {problem}", problem.line));
+            found.manifest_errors += 1;
+        } else {
+            return nothing_to_send(settings, &shown, &progress);
+        }
+    }
     if found.manifest_errors > 0 || (found.invalid > 0 && !settings.skip_invalid) {
         progress.failure(&summary.to_string());
         let advice = if found.manifest_errors > 0 {
@@ -172,6 +188,27 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
         .join()
         .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
     run(settings, &shown, &found, progress, today, http)
+}
+
+/// `--allow-empty` and a manifest with no rows: one line (none with `--quiet`), a report with
+/// no rows (so that every night has one), exit 0.
+fn nothing_to_send(
+    settings: &UploadSettings,
+    shown: &str,
+    progress: &Progress,
+) -> anyhow::Result<Status> {
+    if !settings.dry_run {
+        ReportWriter::create(&settings.report)?.finish()?;
+    }
+    let report = match settings.dry_run {
+        true => String::new(),
+        false => format!("; report {}", settings.report.display()),
+    };
+    progress.summary(
+        &format!("{shown}: no rows, nothing to send (--allow-empty){report}"),
+        true,
+    );
+    Ok(Status::Success)
 }
 
 /// The last line of a dry run, and its status: as the real run would end if every call

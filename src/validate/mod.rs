@@ -113,11 +113,14 @@ impl fmt::Display for Problem {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     /// A problem with the manifest as a whole or its header (missing or duplicated column,
-    /// another encoding, no rows), not with one row. These come before any row's verdict,
-    /// except "no rows", which comes last. While the manifest has such an error, no row is
-    /// [`Verdict::Valid`]: a row whose only fault is the manifest's is `Invalid` with no
-    /// problems of its own.
+    /// another encoding), not with one row. These come before any row's verdict. While the
+    /// manifest has such an error, no row is [`Verdict::Valid`]: a row whose only fault is the
+    /// manifest's is `Invalid` with no problems of its own.
     Manifest(Problem),
+    /// The manifest holds no rows at all (an empty file, or a header and nothing below it):
+    /// an error of the manifest, unless the caller allows a day without calls
+    /// (`upload --allow-empty`). It comes last, and alone of its kind.
+    Empty(Problem),
     /// A row that can be sent (warnings do not stop it).
     Valid {
         row: CheckedRow,
@@ -136,7 +139,7 @@ impl Verdict {
     /// Every problem this verdict carries, errors and warnings, in the order to print them.
     pub fn problems(&self) -> &[Problem] {
         match self {
-            Verdict::Manifest(problem) => std::slice::from_ref(problem),
+            Verdict::Manifest(problem) | Verdict::Empty(problem) => std::slice::from_ref(problem),
             Verdict::Valid { warnings, .. } => warnings,
             Verdict::Invalid { problems, .. } => problems,
         }
@@ -172,7 +175,7 @@ impl Summary {
         self.errors += errors;
         self.warnings += verdict.problems().len() as u64 - errors;
         match verdict {
-            Verdict::Manifest(_) => self.manifest_errors += errors,
+            Verdict::Manifest(_) | Verdict::Empty(_) => self.manifest_errors += errors,
             Verdict::Valid { .. } => {
                 self.rows += 1;
                 self.valid_rows += 1;
@@ -230,14 +233,18 @@ pub fn check_manifest(
     let mut manifest = match opened {
         Ok(manifest) => manifest,
         Err(unreadable) => {
-            let message = match unreadable {
+            let message = match &unreadable {
                 Unreadable::Empty => "the manifest is empty: no header and no rows".to_string(),
                 Unreadable::Encoding(name) => format!(
                     "the manifest is not UTF-8 text: it looks like {name}; save it as UTF-8"
                 ),
             };
             let problem = Problem::new(1, Severity::Error, None, message);
-            let _ = emit(Verdict::Manifest(problem), &mut summary);
+            let verdict = match unreadable {
+                Unreadable::Empty => Verdict::Empty(problem),
+                Unreadable::Encoding(_) => Verdict::Manifest(problem),
+            };
+            let _ = emit(verdict, &mut summary);
             return Ok(summary);
         }
     };
@@ -294,7 +301,7 @@ pub fn check_manifest(
         };
         let line = manifest.header().map_or(1, |h| h.line);
         let _ = emit(
-            Verdict::Manifest(Problem::new(line, Severity::Error, None, message.into())),
+            Verdict::Empty(Problem::new(line, Severity::Error, None, message.into())),
             &mut summary,
         );
     }

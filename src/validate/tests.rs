@@ -810,7 +810,7 @@ mod arbitrary_bytes {
                 Err(e) => return Err(TestCaseError::fail(format!("{e:#}"))),
             };
             prop_assert!(!verdicts.is_empty(), "no rows and no problems");
-            let rows = verdicts.iter().filter(|v| !matches!(v, Verdict::Manifest(_))).count();
+            let rows = verdicts.iter().filter(|v| !matches!(v, Verdict::Manifest(_) | Verdict::Empty(_))).count();
             prop_assert_eq!(summary.rows, rows as u64);
             prop_assert_eq!(summary.valid_rows + summary.invalid_rows, summary.rows);
             let mut last = 0;
@@ -821,7 +821,7 @@ mod arbitrary_bytes {
                 let line = match v {
                     Verdict::Valid { row, .. } => row.line,
                     Verdict::Invalid { line, .. } => *line,
-                    Verdict::Manifest(_) => continue,
+                    Verdict::Manifest(_) | Verdict::Empty(_) => continue,
                 };
                 prop_assert!(line > last, "rows in line order");
                 last = line;

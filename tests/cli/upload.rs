@@ -1553,3 +1553,53 @@ fn sigterm_stops_like_ctrl_c() {
         ]
     );
 }
+
+#[test]
+fn allow_empty_makes_a_day_without_calls_exit_0_with_one_line_and_an_empty_report() {
+    let dir = Dir::new();
+    dir.write("today.csv", "file,channel_id,call_date,call_time,agent\n");
+    dir.write("empty.jsonl", "");
+    let out = voyc(dir.path())
+        .args(["upload", "today.csv", "--sandbox", "--allow-empty"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "today.csv: no rows, nothing to send (--allow-empty); report today.report.csv\n"
+    );
+    let report = std::fs::read_to_string(dir.join("today.report.csv")).unwrap();
+    assert_eq!(report.lines().count(), 1, "the header only: {report}");
+    let quiet = voyc(dir.path())
+        .args([
+            "upload",
+            "empty.jsonl",
+            "--sandbox",
+            "--allow-empty",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(quiet.status.code(), Some(0), "{}", show(&quiet));
+    assert!(quiet.stderr.is_empty(), "{}", show(&quiet));
+    // Without the flag it stays an error, and so does a header that is wrong with it.
+    let without = voyc(dir.path())
+        .args(["upload", "today.csv", "--sandbox"])
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(2), "{}", show(&without));
+    dir.write(
+        "wrong.csv",
+        "recording,channel_id,call_date,call_time,agent\n",
+    );
+    let wrong = voyc(dir.path())
+        .args(["upload", "wrong.csv", "--sandbox", "--allow-empty"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2), "{}", show(&wrong));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("file: required, but no column"),
+        "{}",
+        show(&wrong)
+    );
+}
