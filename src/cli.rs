@@ -122,6 +122,26 @@ pub struct ManifestArgs {
     /// Give every row a value where its own is empty (repeatable), e.g. --set channel_id=42.
     #[arg(help_heading = "Manifest", long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+
+    /// Fill call_date and call_time from this column's timestamp (RFC 3339, YYYY-MM-DD hh:mm:ss, epoch).
+    #[arg(help_heading = "Dates and times", long, value_name = "COLUMN")]
+    pub timestamp_column: Option<String>,
+
+    /// Read --timestamp-column with this strftime format, e.g. "%d/%m/%Y %H:%M".
+    #[arg(help_heading = "Dates and times", long, value_name = "FORMAT")]
+    pub timestamp_format: Option<String>,
+
+    /// Read the call_date column with this strftime format, e.g. "%d/%m/%Y".
+    #[arg(help_heading = "Dates and times", long, value_name = "FORMAT")]
+    pub date_format: Option<String>,
+
+    /// Read the call_time column with this strftime format, e.g. "%I:%M %p".
+    #[arg(help_heading = "Dates and times", long, value_name = "FORMAT")]
+    pub time_format: Option<String>,
+
+    /// Give call_date and call_time in this IANA zone, e.g. Europe/London (timestamps are converted).
+    #[arg(help_heading = "Dates and times", long, value_name = "ZONE")]
+    pub timezone: Option<String>,
 }
 
 /// `--format`; settings turn it into the manifest reader's own.

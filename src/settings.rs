@@ -16,7 +16,7 @@ use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::Token;
 use crate::upload::client::DEFAULT_BASE_URL;
 use crate::upload::http::is_loopback;
-use crate::validate::ManifestSettings;
+use crate::validate::{ManifestSettings, TimeSettings};
 
 /// The organisation id used with `--sandbox` when `--org` is not given.
 pub const SANDBOX_ORG: &str = "1";
@@ -50,13 +50,21 @@ impl Settings {
 
 /// The manifest flags: the format, where relative audio paths resolve, `--map` and `--set`.
 fn manifest(args: &ManifestArgs) -> anyhow::Result<ManifestSettings> {
-    ManifestSettings::new(
+    let times = TimeSettings::new(
+        args.timestamp_column.as_deref(),
+        args.timestamp_format.as_deref(),
+        args.date_format.as_deref(),
+        args.time_format.as_deref(),
+        args.timezone.as_deref(),
+    )?;
+    Ok(ManifestSettings::new(
         &args.manifest,
         args.format.map(format),
         args.base_dir.as_deref(),
         &args.map,
         &args.set,
-    )
+    )?
+    .with_times(times))
 }
 
 fn format(format: cli::Format) -> Format {

@@ -11,6 +11,7 @@ mod files;
 mod rows;
 mod settings;
 pub mod sniff;
+mod times;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +30,7 @@ use files::FileId;
 use rows::{Context, Examined};
 pub use settings::ManifestSettings;
 pub use sniff::AudioFormat;
+pub use times::TimeSettings;
 
 /// Rows checked in parallel at a time; bounds memory, however long the manifest.
 const BATCH_ROWS: usize = 2048;

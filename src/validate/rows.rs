@@ -155,7 +155,8 @@ impl<'a> Context<'a> {
                 row.body.insert(key.clone(), Value::String(fill.clone()));
             }
         }
-        self.check_fields(&mut row);
+        let reported = self.read_times(&mut row);
+        self.check_fields(&mut row, &reported);
         let target = self.check_file_value(&mut row, file);
         if let Some(path) = target {
             let inspection = files::inspect(&path);
@@ -220,13 +221,96 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The reserved keys, by the rules in `fields`.
-    fn check_fields(&self, row: &mut Examined) {
+    /// `call_date` and `call_time` from `--timestamp-column`, or from their own columns in
+    /// `--date-format` and `--time-format`, as Voyc wants them (`YYYY-MM-DD`, `hh:mm:ss`),
+    /// checked against `--timezone`. Returns the keys whose problems are already reported.
+    fn read_times(&self, row: &mut Examined) -> Vec<&'static str> {
+        let times = &self.settings.times;
+        let mut reported = Vec::new();
+        if let Some(column) = &times.timestamp_column {
+            reported = vec!["call_date", "call_time"];
+            for key in ["call_date", "call_time"] {
+                if row.body.get(key).is_some_and(|v| !fields::is_blank(v)) {
+                    row.error(
+                        Some(key),
+                        None,
+                        format!("given on this line, but --timestamp-column {column} fills it"),
+                    );
+                }
+            }
+            match row.body.shift_remove(column.as_str()) {
+                None => row.error(
+                    Some(column),
+                    None,
+                    "required by --timestamp-column, but empty or missing",
+                ),
+                Some(value) => match times.read_timestamp(&value) {
+                    Ok(local) => {
+                        let date = local.format("%Y-%m-%d").to_string();
+                        let time = local.format("%H:%M:%S").to_string();
+                        row.body.insert("call_date".into(), Value::String(date));
+                        row.body.insert("call_time".into(), Value::String(time));
+                    }
+                    Err(message) => row.error(Some(column), Some(shown(&value)), message),
+                },
+            }
+            return reported;
+        }
+        let formats = [
+            ("call_date", times.date_format.as_deref()),
+            ("call_time", times.time_format.as_deref()),
+        ];
+        for (key, format) in formats {
+            let (Some(format), Some(Value::String(text))) = (format, row.body.get(key)) else {
+                continue;
+            };
+            let text = text.clone();
+            let read = match key {
+                "call_date" => times
+                    .read_date(&text, format)
+                    .map(|d| d.format("%Y-%m-%d").to_string()),
+                _ => times
+                    .read_time(&text, format)
+                    .map(|t| t.format("%H:%M:%S").to_string()),
+            };
+            match read {
+                Ok(iso) => {
+                    row.body.insert(key.into(), Value::String(iso));
+                }
+                Err(message) => {
+                    row.error(Some(key), Some(text), message);
+                    reported.push(key);
+                }
+            }
+        }
+        if let (Some(zone), Some(date), Some(time)) = (
+            times.timezone,
+            row.body
+                .get("call_date")
+                .and_then(|v| fields::parse_date(v).ok()),
+            row.body
+                .get("call_time")
+                .and_then(|v| fields::parse_time(v).ok()),
+        ) && let Err(message) = times.exists_once(date.and_time(time), zone)
+        {
+            let value = row.body.get("call_time").map(shown);
+            row.error(Some("call_time"), value, message);
+            reported.push("call_time");
+        }
+        reported
+    }
+
+    /// The reserved keys, by the rules in `fields`; none of `reported`, whose problems are
+    /// already said.
+    fn check_fields(&self, row: &mut Examined, reported: &[&str]) {
         let missing: Vec<&str> = REQUIRED
             .into_iter()
             .filter(|key| row.body.get(*key).is_none_or(Value::is_null))
             .collect();
         for problem in fields::check_body(&row.body, self.today) {
+            if reported.contains(&problem.field.as_str()) {
+                continue;
+            }
             let is_missing = problem.value.is_none() && missing.contains(&problem.field.as_str());
             if !is_missing {
                 row.problems.push(from_field(row.line, problem));
@@ -451,7 +535,29 @@ impl Layout {
             });
         }
         let mut missing = Vec::new();
+        if let Some(column) = &settings.times.timestamp_column {
+            if !present(column) {
+                anyhow::bail!(
+                    "--timestamp-column {column}: the manifest has no column {column:?}; its columns are {}",
+                    list(names.iter().flatten().filter(|n| !n.is_empty()))
+                );
+            }
+            for key in ["call_date", "call_time"] {
+                if present(key) {
+                    anyhow::bail!(
+                        "--timestamp-column {column} fills {key}, but the manifest has a {key} column too; drop one (or rename it with --map)"
+                    );
+                }
+            }
+        }
         for key in REQUIRED {
+            let derived = settings.times.timestamp_column.is_some()
+                && matches!(key, "call_date" | "call_time");
+            if derived {
+                // Filled from the timestamp: a row without one says so on its own line.
+                missing.push(key);
+                continue;
+            }
             if present(key) || settings.fill(key).is_some() {
                 continue;
             }
@@ -599,7 +705,7 @@ fn is_near(name: &str, key: &str) -> bool {
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
 /// neighbours each count one.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let width = b.len() + 1;

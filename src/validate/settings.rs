@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::fields;
+use super::times::TimeSettings;
 use crate::manifest::{self, Format};
 
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct ManifestSettings {
     pub renames: Vec<(String, String)>,
     /// `--set KEY=VALUE`, in the order given.
     pub fills: Vec<(String, String)>,
+    /// `--timestamp-column` and the date and time formats, and `--timezone`.
+    pub times: TimeSettings,
 }
 
 impl ManifestSettings {
@@ -51,7 +54,14 @@ impl ManifestSettings {
             base_dir,
             renames: parse_renames(map)?,
             fills: parse_fills(set)?,
+            times: TimeSettings::default(),
         })
+    }
+
+    /// With dates and times read as `times` says.
+    pub fn with_times(mut self, times: TimeSettings) -> ManifestSettings {
+        self.times = times;
+        self
     }
 
     /// The manifest as the user wrote it, for messages (`manifest.csv:17: ...`).

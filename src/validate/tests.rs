@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::manifest::Format;
+use crate::validate::TimeSettings;
 
 /// The manifest flags as a test gives them (what the command line's `ManifestArgs` holds).
 #[derive(Clone, Debug)]
@@ -924,5 +925,165 @@ fn a_semicolon_separated_manifest_is_one_error_that_says_so() {
         [
             r#"1: the header is one column, "file;channel_id;call_date;call_time;agent": the manifest looks separated by semicolons (';'), and a CSV manifest is separated by commas; save it as CSV with commas, or as JSONL"#
         ]
+    );
+}
+
+/// Every verdict of `text` as a manifest named `name`, read with `times`.
+fn with_times(fixture: &Fixture, name: &str, text: &str, times: TimeSettings) -> Vec<Verdict> {
+    let path = fixture.file(name, text.as_bytes());
+    let settings = ManifestSettings::new(&path, None, None, &[], &[])
+        .unwrap()
+        .with_times(times);
+    let mut verdicts = Vec::new();
+    super::check_manifest(&settings, today(), |v| {
+        verdicts.push(v);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    verdicts
+}
+
+fn lines_of(verdicts: &[Verdict]) -> Vec<String> {
+    verdicts
+        .iter()
+        .flat_map(|v| v.problems().to_vec())
+        .map(|p| format!("{}: {p}", p.line))
+        .collect()
+}
+
+fn times(
+    column: Option<&str>,
+    date: Option<&str>,
+    time: Option<&str>,
+    zone: Option<&str>,
+) -> TimeSettings {
+    TimeSettings::new(column, None, date, time, zone).unwrap()
+}
+
+#[test]
+fn a_timestamp_column_fills_call_date_and_call_time_and_is_not_sent() {
+    let f = Fixture::new();
+    let verdicts = with_times(
+        &f,
+        "m.csv",
+        "file,channel_id,started,agent,team\n\
+         calls/a.wav,1,2024-03-31T01:30:00Z,Ann,north\n\
+         calls/b.wav,1,1714564800,Bo,south\n\
+         calls/c.wav,1,31/03/2024 01:30,Cy,east\n\
+         calls/d.wav,1,,Di,west\n",
+        times(Some("started"), None, None, Some("Europe/London")),
+    );
+    let Verdict::Valid { row, .. } = &verdicts[0] else {
+        panic!("{verdicts:?}");
+    };
+    assert_eq!(row.body["call_date"], "2024-03-31");
+    assert_eq!(row.body["call_time"], "02:30:00", "01:30 UTC is 02:30 BST");
+    assert!(
+        !row.body.contains_key("started"),
+        "the timestamp itself is not sent"
+    );
+    assert_eq!(row.body["team"], "north");
+    let Verdict::Valid { row, .. } = &verdicts[1] else {
+        panic!("{verdicts:?}");
+    };
+    assert_eq!(
+        (&row.body["call_date"], &row.body["call_time"]),
+        (&json!("2024-05-01"), &json!("13:00:00"))
+    );
+    assert_eq!(
+        lines_of(&verdicts[2..]),
+        [
+            "4: started \"31/03/2024 01:30\": not a timestamp: expected RFC 3339 with Z or an offset (2024-03-10T14:05:00Z), YYYY-MM-DD hh:mm:ss, or epoch seconds or milliseconds (or pass --timestamp-format)",
+            "5: started: required by --timestamp-column, but empty or missing",
+        ]
+    );
+}
+
+#[test]
+fn a_local_timestamp_in_the_hour_the_clocks_skip_is_an_error_on_its_line() {
+    let f = Fixture::new();
+    let verdicts = with_times(
+        &f,
+        "m.jsonl",
+        "{\"file\": \"calls/a.wav\", \"channel_id\": 1, \"agent\": \"A\", \"at\": \"2024-03-10 02:30:00\"}\n\
+         {\"file\": \"calls/b.wav\", \"channel_id\": 1, \"agent\": \"B\", \"at\": \"2024-11-03 01:30:00\"}\n\
+         {\"file\": \"calls/c.wav\", \"channel_id\": 1, \"agent\": \"C\", \"at\": \"2024-11-03T01:30:00-05:00\", \"call_date\": \"2024-11-03\"}\n",
+        times(Some("at"), None, None, Some("America/New_York")),
+    );
+    let problems = lines_of(&verdicts);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].starts_with(
+            "1: at \"2024-03-10 02:30:00\": 2024-03-10 02:30:00 does not exist in America/New_York"
+        ),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[1].starts_with(
+            "2: at \"2024-11-03 01:30:00\": 2024-11-03 01:30:00 happens twice in America/New_York"
+        ),
+        "{}",
+        problems[1]
+    );
+    assert_eq!(
+        problems[2],
+        "3: call_date: given on this line, but --timestamp-column at fills it"
+    );
+}
+
+#[test]
+fn separate_date_and_time_columns_are_read_with_their_formats_and_checked_against_the_zone() {
+    let f = Fixture::new();
+    let verdicts = with_times(
+        &f,
+        "m.csv",
+        "file,channel_id,call_date,call_time,agent\n\
+         calls/a.wav,1,05/03/2024,2:05 PM,Ann\n\
+         calls/b.wav,1,2024-03-05,2:05 PM,Bo\n\
+         calls/c.wav,1,31/03/2024,1:30 AM,Cy\n",
+        times(
+            None,
+            Some("%d/%m/%Y"),
+            Some("%I:%M %p"),
+            Some("Europe/London"),
+        ),
+    );
+    let Verdict::Valid { row, .. } = &verdicts[0] else {
+        panic!("{verdicts:?}");
+    };
+    assert_eq!(
+        (&row.body["call_date"], &row.body["call_time"]),
+        (&json!("2024-03-05"), &json!("14:05:00"))
+    );
+    assert_eq!(
+        lines_of(&verdicts[1..]),
+        [
+            "3: call_date \"2024-03-05\": does not match --date-format \"%d/%m/%Y\" (5 March 2024 is \"05/03/2024\")",
+            "4: call_time \"01:30:00\": 2024-03-31 01:30:00 does not exist in Europe/London (the clocks went forward that night): read as GMT (+00:00) it is 02:30:00 BST, read as BST (+01:00) it is 00:30:00 GMT; give the offset, or check the time",
+        ]
+    );
+}
+
+#[test]
+fn a_timestamp_column_the_header_lacks_or_that_clashes_with_call_date_is_a_usage_error() {
+    let f = Fixture::new();
+    let run = |text: &str| {
+        let path = f.file("m.csv", text.as_bytes());
+        let settings = ManifestSettings::new(&path, None, None, &[], &[])
+            .unwrap()
+            .with_times(times(Some("started"), None, None, None));
+        format!(
+            "{:#}",
+            super::check_manifest(&settings, today(), |_| ControlFlow::Continue(())).unwrap_err()
+        )
+    };
+    assert_eq!(
+        run("file,channel_id,start,agent\ncalls/a.wav,1,x,A\n"),
+        "--timestamp-column started: the manifest has no column \"started\"; its columns are \"file\", \"channel_id\", \"start\", \"agent\""
+    );
+    assert!(
+        run("file,channel_id,started,call_date,agent\n")
+            .contains("fills call_date, but the manifest has a call_date column too")
     );
 }

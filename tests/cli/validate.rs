@@ -155,3 +155,62 @@ fn usage_errors_go_to_stderr_and_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     }
 }
+
+#[test]
+fn a_timestamp_column_with_a_zone_becomes_call_date_and_call_time_and_uploads() {
+    let dir = Dir::new();
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00".to_vec();
+    wav.resize(300, 1);
+    dir.write("calls/a.wav", &wav);
+    dir.write("calls/b.wav", &wav);
+    dir.write(
+        "export.csv",
+        "Recording,channel_id,StartTime,agent\n\
+         calls/a.wav,7,2024-03-10T07:30:00Z,Ann\n\
+         calls/b.wav,7,2024-11-03T05:30:00.000Z,Bo\n",
+    );
+    let flags = [
+        "--map",
+        "Recording=file",
+        "--timestamp-column",
+        "StartTime",
+        "--timezone",
+        "America/New_York",
+    ];
+    let out = voyc(dir.path())
+        .args(["upload", "export.csv", "--sandbox", "--dry-run"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            r#"{"channel_id":"7","agent":"Ann","call_date":"2024-03-10","call_time":"03:30:00"}"#
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""call_date":"2024-11-03","call_time":"01:30:00""#),
+        "{stdout}"
+    );
+    let out = voyc(dir.path())
+        .args(["upload", "export.csv", "--sandbox"])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+#[test]
+fn an_unknown_timezone_is_a_usage_error_that_suggests_the_closest_names() {
+    let out = voyc(&samples())
+        .args(["validate", "manifest.csv", "--timezone", "Europe/Lodnon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --timezone \"Europe/Lodnon\" is not an IANA time zone name; did you mean \"Europe/London\"? (names are like Europe/London or America/New_York)\n"
+    );
+}
