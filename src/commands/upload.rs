@@ -10,6 +10,7 @@
 use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,20 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     });
     let progress = Arc::new(Progress::new(Mode::detect(settings.quiet)));
     let today = chrono::Local::now().date_naive();
+    // Signals are watched from the start, so that one during validation also ends the run
+    // cleanly (exit 130, the lock removed) instead of killing it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("voyc-upload")
+        .build()
+        .context("cannot start the async runtime")?;
+    let control = Arc::new(RunControl::new());
+    let sending = Arc::new(AtomicBool::new(false));
+    let _signals = runtime.spawn(watch_signals(
+        control.clone(),
+        progress.clone(),
+        sending.clone(),
+    ));
 
     // A journal left by an earlier run tells pass 1 what is already uploaded. A sandbox is a
     // new destination every run, so nothing is.
@@ -92,6 +107,9 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     };
     let mut planner = Planner::new(settings.limit, lookup, Default::default());
     let summary = check_manifest(&settings.manifest, today, |verdict| {
+        if control.is_stopping() {
+            return ControlFlow::Break(());
+        }
         for problem in verdict.problems() {
             let line = format!("{shown}:{}: {problem}", problem.line);
             if problem.is_error() {
@@ -135,6 +153,12 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     })?;
     drop(planner);
     drop(earlier);
+    if summary.stopped {
+        progress.failure(
+            "interrupted during validation: nothing was sent; run the same command to start again",
+        );
+        return Ok(Status::Interrupted);
+    }
     if found.manifest_errors > 0 || (found.invalid > 0 && !settings.skip_invalid) {
         progress.failure(&summary.to_string());
         let advice = if found.manifest_errors > 0 {
@@ -171,7 +195,10 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
         .expect("an HTTP client unless --dry-run")
         .join()
         .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
-    run(settings, &shown, &found, progress, today, http)
+    sending.store(true, Ordering::Relaxed);
+    run(
+        settings, &shown, &found, progress, today, http, runtime, control,
+    )
 }
 
 /// The last line of a dry run, and its status: as the real run would end if every call
@@ -217,7 +244,8 @@ fn dry_run_end(
     })
 }
 
-/// Pass 2 and the pool, on a tokio runtime.
+/// Pass 2 and the pool, on the tokio runtime whose task watches for signals.
+#[allow(clippy::too_many_arguments)]
 fn run(
     settings: &UploadSettings,
     shown: &str,
@@ -225,12 +253,9 @@ fn run(
     progress: Arc<Progress>,
     today: chrono::NaiveDate,
     http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    control: Arc<RunControl>,
 ) -> anyhow::Result<Status> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("voyc-upload")
-        .build()
-        .context("cannot start the async runtime")?;
     // The report's folder must be writable before anything is sent.
     let report = ReportWriter::create(&settings.report)?;
 
@@ -275,7 +300,6 @@ fn run(
             timeout: settings.timeout,
         },
     );
-    let control = Arc::new(RunControl::new());
     let engine = Arc::new(Engine {
         client,
         uploader: Uploader::new(http, settings.timeout),
@@ -310,7 +334,6 @@ fn run(
             .context("cannot start the report writer")?
     };
 
-    let _signals = runtime.spawn(watch_signals(control.clone(), progress.clone()));
     let pool = Pool::new(engine, settings.concurrency, outcomes.clone());
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
@@ -475,24 +498,35 @@ fn continue_report(
     }
 }
 
-/// First SIGINT/SIGTERM: stop handing out rows and let those in flight finish. Second: abort.
-async fn watch_signals(control: Arc<RunControl>, progress: Arc<Progress>) {
+/// First SIGINT/SIGTERM/SIGHUP: stop handing out rows and let those in flight finish (during
+/// validation: stop validating). Second: abort.
+async fn watch_signals(
+    control: Arc<RunControl>,
+    progress: Arc<Progress>,
+    sending: Arc<AtomicBool>,
+) {
     let Some(mut signals) = Signals::new() else {
         return;
     };
     signals.next().await;
     control.stop(StopReason::Interrupted);
-    progress.failure("interrupted: finishing the rows in flight (interrupt again to abort them)");
+    if sending.load(Ordering::Relaxed) {
+        progress
+            .failure("interrupted: finishing the rows in flight (interrupt again to abort them)");
+    }
     signals.next().await;
     control.abort();
 }
 
-/// SIGINT (Ctrl-C) and, on Unix, SIGTERM, registered once for the whole run.
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM and SIGHUP (an SSH session dropped mid-migration),
+/// registered once for the whole run.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -503,6 +537,7 @@ impl Signals {
             Some(Signals {
                 interrupt: signal(SignalKind::interrupt()).ok()?,
                 terminate: signal(SignalKind::terminate()).ok()?,
+                hangup: signal(SignalKind::hangup()).ok()?,
             })
         }
         #[cfg(not(unix))]
@@ -514,6 +549,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
         }
         #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {

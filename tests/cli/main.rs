@@ -4,6 +4,7 @@
 mod fuzz_regressions;
 mod hostile;
 mod real_s3;
+mod run_edges;
 mod sandbox;
 mod upload;
 mod util;

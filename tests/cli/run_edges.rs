@@ -1,0 +1,105 @@
+//! The edges of a run (issue 16): two runs sharing one journal, one file under two spellings
+//! across runs, a report that cannot be written, a hang-up or a signal during validation, and
+//! a database of another program given as the journal. Each against a spawned sandbox, checked
+//! through its inspection endpoint.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::upload::{Corpus, Sandbox, signal, wait_for_conversations, wait_with_timeout};
+use crate::util::show;
+
+const TOKEN: &str = "sandbox-token";
+
+/// `voyc-import upload MANIFEST --org 118 --base-url SANDBOX EXTRA` in `dir`, as a child the test
+/// can signal.
+fn spawn(dir: &Path, manifest: &str, sandbox: &Sandbox, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_voyc-import"))
+        .current_dir(dir)
+        .env_remove("VOYC_ORG_ID")
+        .env_remove("VOYC_BASE_URL")
+        .env("VOYC_TOKEN", TOKEN)
+        .args([
+            "upload",
+            manifest,
+            "--org",
+            "118",
+            "--base-url",
+            &sandbox.url,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start voyc-import upload")
+}
+
+#[test]
+fn sighup_stops_like_sigterm_writes_the_report_and_exits_130() {
+    let sandbox = Sandbox::start(&["--latency-ms", "800"]);
+    let corpus = Corpus::new(6, |_| 2_000);
+    let mut child = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &["--concurrency", "1"],
+    );
+    wait_for_conversations(&sandbox, 1, &mut child);
+    signal(&child, "HUP");
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let report = corpus.report();
+    assert_eq!(report.len(), 6);
+    assert_eq!(report[0]["status"], "uploaded");
+    assert!(!corpus.path().join(".manifest.report.csv.lock").exists());
+}
+
+#[test]
+fn a_signal_during_validation_exits_130_and_removes_the_lock() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(1, |_| 2_000);
+    // Enough rows (each naming a missing file) that validating them takes seconds.
+    let mut manifest = String::from("file,channel_id,call_date,call_time,agent\n");
+    for i in 0..400_000 {
+        manifest.push_str(&format!("missing/{i}.wav,support,2024-03-01,09:00:00,A\n"));
+    }
+    std::fs::write(corpus.path().join("big.csv"), manifest).unwrap();
+    let log = std::fs::File::create(corpus.path().join("stderr.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voyc-import"))
+        .current_dir(corpus.path())
+        .env("VOYC_TOKEN", TOKEN)
+        .args([
+            "upload",
+            "big.csv",
+            "--org",
+            "118",
+            "--base-url",
+            &sandbox.url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let lock = corpus.path().join(".big.report.csv.lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lock.exists() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the signal"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(corpus.path().join("stderr.log")).unwrap();
+    let last = stderr.lines().last().unwrap_or_default().to_string();
+    assert_eq!(status.code(), Some(130), "{last}");
+    assert!(!lock.exists(), "the lock is removed");
+    assert!(last.contains("nothing was sent"), "{last}");
+    assert_eq!(sandbox.conversations().len(), 0);
+}
