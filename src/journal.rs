@@ -34,6 +34,21 @@ use crate::target::{ConversationId, UploadTarget};
 
 const SCHEMA_VERSION: &str = "1";
 
+/// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
+/// version), it tells our journals from any other SQLite database, so that a mistyped
+/// `--journal` naming another program's database is refused before anything is written to it.
+const APPLICATION_ID: i32 = 0x566f_7963;
+
+/// The tables a journal holds: a database without marks (a journal of an earlier version)
+/// counts as ours only if it has no other, and has `meta`.
+const TABLES: [&str; 5] = [
+    "conversations",
+    "destinations",
+    "meta",
+    "rows",
+    "unknown_conversations",
+];
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -254,6 +269,7 @@ impl std::fmt::Debug for Journal {
 impl Journal {
     /// Opens (creating it with mode 0600 if needed) the journal at `path` for `destination`.
     pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
+        refuse_foreign(path)?;
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         let mut writer = connect(path)?;
@@ -289,6 +305,7 @@ impl Journal {
         if !path.is_file() {
             return Ok(None);
         }
+        refuse_foreign(path)?;
         let reader = connect(path)?;
         let known: Option<i64> = reader
             .query_row(
@@ -548,6 +565,10 @@ fn set_up(
             env!("CARGO_PKG_VERSION")
         ),
     }
+    // Marks a new journal, and adopts one of an earlier version (which had none).
+    writer.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))?;
     writer.execute(
         "INSERT INTO destinations (label, base_url, organisation, created_at)
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
@@ -565,6 +586,59 @@ fn set_up(
     )?;
     writer.commit()?;
     Ok(id)
+}
+
+/// Refuses a database that is not a journal, reading it only: one marked by another program,
+/// or one without marks that holds tables a journal does not (or lacks `meta`). A missing or
+/// empty database is a new journal.
+fn refuse_foreign(path: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let cannot_read = || format!("cannot open the journal {}", path.display());
+    // Neither created nor put in WAL mode: nothing is written until the database is known.
+    let connection = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(cannot_read)?;
+    let application_id: i32 = connection
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .with_context(cannot_read)?;
+    let tables: Vec<String> = connection
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .with_context(cannot_read)?;
+    let ours = match application_id {
+        APPLICATION_ID => true,
+        0 => {
+            tables.is_empty()
+                || (tables.iter().all(|t| TABLES.contains(&t.as_str()))
+                    && tables.iter().any(|t| t == "meta"))
+        }
+        _ => false,
+    };
+    if ours {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    if tables.len() > shown.len() {
+        shown.push("…");
+    }
+    let held = match shown.as_slice() {
+        [] => "no tables".to_string(),
+        _ => format!("tables {}", shown.join(", ")),
+    };
+    bail!(
+        "the journal {} is an SQLite database of another program, not a voyc-import journal ({held}, application id {application_id:#x}); nothing was written to it: give --journal a file of its own",
+        path.display()
+    )
 }
 
 fn connect(path: &Path) -> anyhow::Result<Connection> {
@@ -1193,6 +1267,119 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    /// What a journal of voyc-import 0.1 (schema 1, no marks) holds: its own tables and one
+    /// uploaded row.
+    fn journal_of_version_1(path: &Path) {
+        let db = Connection::open(path).unwrap();
+        db.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             {SCHEMA_V1}
+             INSERT INTO meta VALUES ('schema_version', '1');
+             INSERT INTO destinations (label, base_url, organisation, created_at)
+               VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes, sha256, updated_at)
+               VALUES (1, '{}', 'calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a', 'x');",
+            id(1).hex()
+        ))
+        .unwrap();
+    }
+
+    /// The schema of voyc-import 0.1, as it shipped.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
+            base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE rows (destination INTEGER NOT NULL REFERENCES destinations(id),
+            identity TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('call1_started', 'call1_done', 'uploaded', 'failed')),
+            conversation_id TEXT, target TEXT, target_expires_at TEXT, bytes INTEGER, sha256 TEXT,
+            error TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (destination, identity)) WITHOUT ROWID;
+        CREATE TABLE conversations (destination INTEGER NOT NULL REFERENCES destinations(id),
+            conversation_id TEXT NOT NULL, identity TEXT NOT NULL, created_at TEXT NOT NULL,
+            PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
+        CREATE TABLE unknown_conversations (destination INTEGER NOT NULL REFERENCES destinations(id),
+            identity TEXT NOT NULL, reason TEXT NOT NULL, created_at TEXT NOT NULL);";
+
+    fn marks(path: &Path) -> (i32, i32) {
+        let db = Connection::open(path).unwrap();
+        let id = db
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        let version = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        (id, version)
+    }
+
+    #[test]
+    fn a_new_journal_is_marked_as_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        drop(Journal::open(&path, &destination()).unwrap());
+        assert_eq!(marks(&path), (APPLICATION_ID, 1));
+    }
+
+    #[test]
+    fn a_journal_of_the_previous_version_is_adopted_and_its_rows_still_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        journal_of_version_1(&path);
+        assert_eq!(marks(&path), (0, 0));
+        assert!(
+            Journal::open_for_lookups(&path, &destination())
+                .unwrap()
+                .is_some()
+        );
+        let journal = Journal::open(&path, &destination()).unwrap();
+        assert_eq!(
+            journal.lookup(&id(1)).unwrap().unwrap().state,
+            State::Uploaded
+        );
+        drop(journal);
+        assert_eq!(marks(&path), (APPLICATION_ID, 1));
+    }
+
+    #[test]
+    fn a_database_of_another_program_is_refused_and_not_written_to() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, sql) in [
+            // A `rows` table like ours, but not ours.
+            (
+                "rows",
+                "CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT);",
+            ),
+            ("notes", "CREATE TABLE notes (x TEXT);"),
+            // Our tables and one more.
+            (
+                "extra",
+                &format!("{SCHEMA_V1} CREATE TABLE theirs (x TEXT);"),
+            ),
+            (
+                "marked",
+                "PRAGMA application_id = 42; CREATE TABLE meta (key TEXT, value TEXT);",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+            let before = std::fs::read(&path).unwrap();
+            for err in [
+                Journal::open(&path, &destination()).unwrap_err(),
+                Journal::open_for_lookups(&path, &destination()).unwrap_err(),
+            ] {
+                let err = format!("{err:#}");
+                assert!(
+                    err.starts_with(&format!(
+                        "the journal {} is an SQLite database of another program, not a voyc-import journal",
+                        path.display()
+                    )),
+                    "{err}"
+                );
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), before, "{name} untouched");
+            assert!(!dir.path().join(format!("{name}-wal")).exists());
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::upload::{Corpus, Sandbox, signal, wait_for_conversations, wait_with_timeout};
+use crate::upload::{
+    Corpus, Sandbox, signal, stderr_of, wait_for_conversations, wait_with_timeout,
+};
 use crate::util::show;
 
 const TOKEN: &str = "sandbox-token";
@@ -101,5 +103,50 @@ fn a_signal_during_validation_exits_130_and_removes_the_lock() {
     assert_eq!(status.code(), Some(130), "{last}");
     assert!(!lock.exists(), "the lock is removed");
     assert!(last.contains("nothing was sent"), "{last}");
+    assert_eq!(sandbox.conversations().len(), 0);
+}
+
+/// A database of another program, with a `rows` table (or without), as `--journal`.
+fn foreign_database(path: &Path, table: &str) -> Vec<u8> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(&format!(
+        "CREATE TABLE {table} (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO {table} (body) VALUES ('theirs');"
+    ))
+    .unwrap();
+    drop(db);
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn a_database_of_another_program_given_as_the_journal_is_refused_and_left_as_it_was() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(2, |i| 2_000 + i);
+    for table in ["rows", "notes"] {
+        let path = corpus.path().join(format!("{table}.db"));
+        let before = foreign_database(&path, table);
+        let journal = format!("{table}.db");
+        let out = spawn(
+            corpus.path(),
+            "manifest.csv",
+            &sandbox,
+            &["--journal", &journal],
+        )
+        .wait_with_output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        assert!(
+            stderr_of(&out).contains(&format!(
+                "error: the journal {table}.db is an SQLite database of another program, not a voyc-import journal"
+            )),
+            "{}",
+            show(&out)
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "{table}.db untouched"
+        );
+        assert!(!corpus.path().join(format!("{table}.db-wal")).exists());
+    }
     assert_eq!(sandbox.conversations().len(), 0);
 }
