@@ -2,9 +2,10 @@
 //!
 //! A SQLite database (WAL, `synchronous=FULL`, so a commit survives kill -9 and power loss;
 //! mode 0600). Rows are keyed by the destination (base URL and organisation; an in-process
-//! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path as
-//! written, the file's size and the exact call-1 body — so moving the whole archive keeps
-//! identities, and changing a row's metadata makes it a new row.
+//! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path
+//! (normalised: `./a.wav` is `a.wav`), the file's size and the exact call-1 body — so moving the
+//! whole archive keeps identities, and changing a row's metadata makes it a new row. A row an
+//! earlier version journaled under the path as written is still found by that identity.
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
@@ -125,12 +126,47 @@ impl Destination {
     }
 }
 
-/// A row's identity: SHA-256 over the path as written in the manifest, the file's size and
-/// the exact call-1 body (each length-prefixed, so no two inputs run together).
+/// A row's identity: SHA-256 over its path (see [`identity_path`]), the file's size and the
+/// exact call-1 body (each length-prefixed, so no two inputs run together).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowIdentity([u8; 32]);
 
+/// The path a row's identity is built from: the manifest's path with `.`, empty components
+/// (`a//b`) and `a/..` folded away and `/` between the parts, so that `calls/0001.wav`,
+/// `./calls/0001.wav` and `calls//0001.wav` in two exports are one row. Relative paths stay
+/// relative to the base folder, so moving the whole archive keeps identities. `..` is folded
+/// by name, as a user reads the path (a symlinked folder is not followed).
+pub fn identity_path(file: &str) -> String {
+    use std::path::Component;
+    let mut root = String::new();
+    let mut parts: Vec<&str> = Vec::new();
+    for component in Path::new(file).components() {
+        match component {
+            Component::Prefix(prefix) => root.push_str(&prefix.as_os_str().to_string_lossy()),
+            Component::RootDir => root.push('/'),
+            Component::CurDir => {}
+            Component::ParentDir => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                // `/..` is `/`; a leading `..` leaves the base folder and is kept.
+                _ if !root.is_empty() => {}
+                _ => parts.push(".."),
+            },
+            Component::Normal(name) => parts.push(name.to_str().unwrap_or_default()),
+        }
+    }
+    root + &parts.join("/")
+}
+
 impl RowIdentity {
+    /// The identity of a row whose path is `file` as the manifest writes it.
+    pub fn of_row(file: &str, size: u64, body: &[u8]) -> RowIdentity {
+        RowIdentity::new(&identity_path(file), size, body)
+    }
+
+    /// Over `file` exactly as given: what voyc-import 0.1 keyed every row by, and still the
+    /// identity of a row whose path needs no folding.
     pub fn new(file_as_written: &str, size: u64, body: &[u8]) -> RowIdentity {
         let mut hasher = Sha256::new();
         hasher.update(b"voyc-import row v1\0");
@@ -929,6 +965,28 @@ mod tests {
             RowIdentity::new("a", 1, b"bc")
         );
         assert_eq!(a.hex().len(), 64);
+    }
+
+    #[test]
+    fn the_identity_path_folds_the_spellings_of_one_path() {
+        for (written, path) in [
+            ("calls/0001.wav", "calls/0001.wav"),
+            ("./calls/0001.wav", "calls/0001.wav"),
+            ("calls//0001.wav", "calls/0001.wav"),
+            ("calls/./0001.wav", "calls/0001.wav"),
+            ("x/../calls/0001.wav", "calls/0001.wav"),
+            ("../archive/0001.wav", "../archive/0001.wav"),
+            ("a/../../b.wav", "../b.wav"),
+            ("/data//calls/../0001.wav", "/data/0001.wav"),
+            ("/../0001.wav", "/0001.wav"),
+        ] {
+            assert_eq!(identity_path(written), path, "{written}");
+        }
+        assert_eq!(
+            RowIdentity::of_row("./calls/1.wav", 10, b"{}"),
+            RowIdentity::new("calls/1.wav", 10, b"{}"),
+            "a path that needs no folding keeps the identity earlier versions gave it"
+        );
     }
 
     #[tokio::test]

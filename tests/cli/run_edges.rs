@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::upload::{
-    Corpus, Sandbox, signal, stderr_of, wait_for_conversations, wait_with_timeout,
+    Corpus, Sandbox, read_report, signal, stderr_of, wait_for_conversations, wait_with_timeout,
 };
 use crate::util::show;
 
@@ -36,6 +36,33 @@ fn spawn(dir: &Path, manifest: &str, sandbox: &Sandbox, extra: &[&str]) -> Child
         .stderr(Stdio::piped())
         .spawn()
         .expect("start voyc-import upload")
+}
+
+#[test]
+fn the_same_file_spelt_another_way_in_the_next_export_is_already_uploaded() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(3, |i| 2_000 + i);
+    let out = spawn(corpus.path(), "manifest.csv", &sandbox, &["--journal", "j"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let first = std::fs::read_to_string(corpus.path().join("manifest.csv")).unwrap();
+    let respelt = first
+        .replace("calls/0000.wav", "./calls/0000.wav")
+        .replace("calls/0001.wav", "calls//0001.wav")
+        .replace("calls/0002.wav", "x/../calls/0002.wav");
+    std::fs::create_dir(corpus.path().join("x")).unwrap();
+    std::fs::write(corpus.path().join("next.csv"), respelt).unwrap();
+    let out = spawn(corpus.path(), "next.csv", &sandbox, &["--journal", "j"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = read_report(&corpus.path().join("next.report.csv"));
+    assert!(
+        report.iter().all(|r| r["status"] == "already_uploaded"),
+        "{report:?}"
+    );
+    assert_eq!(sandbox.conversations().len(), 3);
 }
 
 #[test]
