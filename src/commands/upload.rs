@@ -23,7 +23,7 @@ use crate::journal::{Destination, Journal};
 use crate::outcome::{End, Outcome};
 use crate::plan::{Planner, Step, ToSend};
 use crate::progress::{Mode, Progress};
-use crate::report::{Counts, Ending, ReportRow, ReportWriter, summary_line};
+use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
 use crate::settings::{Endpoint, UploadSettings, check_base_url};
 use crate::upload::client::{ClientConfig, VoycClient, call1_endpoint};
@@ -390,13 +390,19 @@ fn run(
     progress.finish();
     runtime.shutdown_timeout(Duration::from_secs(1));
     let feed = feed?;
-    let counts = written?;
+    let (counts, unwritten) = match written {
+        Ok(counts) => (counts, None),
+        Err(unwritten) => (unwritten.counts.clone(), Some(unwritten)),
+    };
     if feed.stopped || counts.total() != feed.rows {
         bail!(
             "the manifest changed while it was uploaded ({} rows on the second pass, {} in the report); run the same command again",
             feed.rows,
             counts.total()
         );
+    }
+    if let Some(unwritten) = unwritten {
+        return Ok(report_not_written(settings, &unwritten, &progress));
     }
     finish(
         &settings.report,
@@ -405,6 +411,36 @@ fn run(
         control.reason(),
         &progress,
     )
+}
+
+/// Every row is settled and journaled, but the report could not be written (a full disk, a
+/// folder turned read-only, a folder put where the report goes): exit 1, with the summary, where
+/// the rows are, and how to write the report without uploading anything again. The default
+/// journal follows the report's path, so the rerun must name this run's journal.
+fn report_not_written(
+    settings: &UploadSettings,
+    unwritten: &Unwritten,
+    progress: &Progress,
+) -> Status {
+    let journal = settings.journal.display();
+    let held = match &unwritten.kept {
+        Some(kept) => format!(
+            "its rows are in {} and in the journal {journal}",
+            kept.display()
+        ),
+        None => format!("its rows are in the journal {journal}"),
+    };
+    progress.failure(&format!("error: {:#}; {held}", unwritten.error));
+    progress.failure(&summary_line(
+        &unwritten.counts,
+        Duration::ZERO,
+        &settings.report,
+        Ending::NotWritten,
+    ));
+    progress.failure(&format!(
+        "to write the report, run the same command with --journal {journal} (and a --report that can be written): rows already uploaded are not sent again"
+    ));
+    Status::Partial
 }
 
 /// Prints the summary and decides the exit status.
@@ -446,7 +482,7 @@ fn write_report(
     progress: &Progress,
     shown: &str,
     control: &RunControl,
-) -> anyhow::Result<Counts> {
+) -> Result<Counts, Unwritten> {
     let mut failure = None;
     for outcome in settled {
         match &outcome.end {
@@ -465,7 +501,7 @@ fn write_report(
         continue_report(&mut failure, &mut report, window, outcome);
     }
     match failure {
-        Some(err) => Err(err),
+        Some(err) => Err(report.abandon(err)),
         None => report.finish(),
     }
 }
@@ -494,6 +530,7 @@ fn continue_report(
             }
         }
     } else {
+        report.count(&ReportRow::from(outcome));
         window.add_permits(1);
     }
 }

@@ -66,6 +66,78 @@ fn the_same_file_spelt_another_way_in_the_next_export_is_already_uploaded() {
 }
 
 #[test]
+fn a_report_path_that_is_a_folder_is_refused_before_anything_is_sent() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(3, |i| 2_000 + i);
+    std::fs::create_dir(corpus.path().join("out.csv")).unwrap();
+    let out = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &["--report", "out.csv"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr_of(&out).contains("error: cannot write the report out.csv: it is a folder"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(sandbox.conversations().len(), 0, "nothing sent");
+}
+
+#[test]
+fn a_report_that_cannot_be_written_at_the_end_exits_1_with_the_summary_and_how_to_resume() {
+    let sandbox = Sandbox::start(&["--latency-ms", "300"]);
+    let corpus = Corpus::new(4, |i| 2_000 + i);
+    let mut child = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &[
+            "--report",
+            "r/out.csv",
+            "--journal",
+            "j",
+            "--concurrency",
+            "1",
+        ],
+    );
+    wait_for_conversations(&sandbox, 1, &mut child);
+    // A folder where the report is to go: renaming the finished report over it fails.
+    std::fs::create_dir(corpus.path().join("r/out.csv")).unwrap();
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("4 uploaded"), "{stderr}");
+    assert!(
+        stderr.contains("run the same command with --journal j"),
+        "{stderr}"
+    );
+    let kept = std::fs::read_dir(corpus.path().join("r"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with(".out.csv.") && name.ends_with(".tmp"))
+        .expect("the temporary report is kept");
+    assert!(stderr.contains(&kept), "{stderr}");
+    assert_eq!(read_report(&corpus.path().join("r").join(&kept)).len(), 4);
+
+    let out = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &["--report", "r2.csv", "--journal", "j"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = read_report(&corpus.path().join("r2.csv"));
+    assert!(report.iter().all(|r| r["status"] == "already_uploaded"));
+    assert_eq!(sandbox.conversations().len(), 4, "nothing uploaded twice");
+}
+
+#[test]
 fn sighup_stops_like_sigterm_writes_the_report_and_exits_130() {
     let sandbox = Sandbox::start(&["--latency-ms", "800"]);
     let corpus = Corpus::new(6, |_| 2_000);
@@ -176,4 +248,61 @@ fn a_database_of_another_program_given_as_the_journal_is_refused_and_left_as_it_
         assert!(!corpus.path().join(format!("{table}.db-wal")).exists());
     }
     assert_eq!(sandbox.conversations().len(), 0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_report_on_a_disk_that_fills_exits_1_naming_the_journal_to_rerun_with() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(60, |i| 2_000 + i);
+    std::fs::create_dir(corpus.path().join("full")).unwrap();
+    // A private mount namespace is the only way to a full disk as root, whom modes do not stop.
+    let probe = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: needs unshare -m and mount (run as root, as CI does)");
+        return;
+    }
+    // One page: the report's header fits, its 60 rows do not.
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            &format!(
+                "mount -t tmpfs -o size=4k tmpfs full && exec \"$VOYC\" upload manifest.csv --org 118 --base-url {} --report full/r.csv --journal j",
+                sandbox.url
+            ),
+        ])
+        .current_dir(corpus.path())
+        .env("VOYC", env!("CARGO_BIN_EXE_voyc-import"))
+        .env("VOYC_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("error: cannot write the report full/r.csv: No space left on device (os error 28); its rows are in the journal j"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped: 60 uploaded; the report full/r.csv was not written"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run the same command with --journal j"),
+        "{stderr}"
+    );
+
+    let out = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &["--report", "r2.csv", "--journal", "j"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(sandbox.conversations().len(), 60, "nothing uploaded twice");
 }
