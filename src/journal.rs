@@ -14,8 +14,17 @@
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
+//! Runs may share a journal (shards, `--state-dir`, two exports that overlap): a row is
+//! *claimed* before anything is sent for it, atomically, by the run that will send it
+//! (`rows.claimed_by`). Each run is a row of `runs` and holds an exclusive lock on its own file
+//! beside the journal (`JOURNAL-run-XXXX.lock`), which the kernel releases however the run ends,
+//! kill -9 included: a claim counts while its run's lock is held, and a run whose lock is free is
+//! dead, so its rows may be claimed by another. A claim is released when the row is uploaded or
+//! has failed, and when the run ends. Another run's live claim is never taken over: the row is
+//! left to it, and the run that found it waits and reports it as the holder left it.
+//!
 //! Tables (see the README for queries): `destinations`, `rows`, `conversations`,
-//! `unknown_conversations`, `meta`. The last two together account for every conversation
+//! `unknown_conversations`, `runs`, `meta`. The last two together account for every conversation
 //! without audio a run may leave: those whose id call 1 returned, and one line for each call 1
 //! that may have created a conversation whose id never reached us (an ambiguous failure, an
 //! answer that could not be used, a run that stopped during call 1). Reports are written at the
@@ -33,7 +42,10 @@ use sha2::{Digest, Sha256};
 
 use crate::target::{ConversationId, UploadTarget};
 
-const SCHEMA_VERSION: &str = "1";
+/// 2: `runs`, and the claim columns of `rows` (`claimed_by`, `run`). A journal of schema 1 is
+/// brought to 2 when first opened; voyc-import 0.1 then refuses it, which is what keeps a run
+/// that knows nothing of claims from sharing a journal with one that does.
+const SCHEMA_VERSION: &str = "2";
 
 /// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
 /// version), it tells our journals from any other SQLite database, so that a mistyped
@@ -42,11 +54,12 @@ const APPLICATION_ID: i32 = 0x566f_7963;
 
 /// The tables a journal holds: a database without marks (a journal of an earlier version)
 /// counts as ours only if it has no other, and has `meta`.
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "conversations",
     "destinations",
     "meta",
     "rows",
+    "runs",
     "unknown_conversations",
 ];
 
@@ -76,6 +89,8 @@ CREATE TABLE IF NOT EXISTS rows (
     sha256            TEXT,
     error             TEXT,
     updated_at        TEXT NOT NULL,
+    claimed_by        INTEGER,
+    run               INTEGER,
     PRIMARY KEY (destination, identity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversations (
@@ -91,7 +106,18 @@ CREATE TABLE IF NOT EXISTS unknown_conversations (
     reason      TEXT NOT NULL,
     created_at  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    lock       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    report     TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
 ";
+
+/// After the columns exist (a journal of schema 1 gains them first).
+const CLAIM_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;";
 
 /// The most operations one transaction commits.
 const MAX_BATCH: usize = 4096;
@@ -244,12 +270,18 @@ pub enum Change {
     MaybeConversation {
         reason: String,
     },
-    /// Takes back a `Call1Started` recorded ahead of time for a new row whose call 1 was
+    /// Takes back a claim that created the row (see [`Change::Claim`]) when its call 1 was
     /// then never sent (the run stopped first): the row is as if never seen.
     NotStarted,
+    /// Claims the row for this run, unless it is uploaded or another live run holds it; see
+    /// [`Journal::claim_state`] for whether it was taken. A row the journal does not hold yet is
+    /// created at `call1_started`, so that a new row's claim is also its "call 1 started".
+    Claim,
 }
 
 struct Op {
+    /// The run making the change (`runs.id`).
+    run: i64,
     identity: RowIdentity,
     file: String,
     line: u64,
@@ -275,6 +307,16 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// A change already known to be committed (a claim that was read back).
+    pub fn committed_already(path: &Path) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        drop(tx.send(Ok(())));
+        Pending {
+            rx,
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Waits until the change is committed.
     pub async fn committed(self) -> anyhow::Result<()> {
         let result = self
@@ -294,6 +336,61 @@ pub struct Journal {
     reader: Mutex<Connection>,
     writer: Mutex<Option<mpsc::Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// This run, while the journal is open for writing.
+    run: Mutex<Option<Run>>,
+    /// 0 when opened only for lookups.
+    run_id: i64,
+}
+
+/// This run's row of `runs` and the lock that says it is alive.
+struct Run {
+    id: i64,
+    lock_path: PathBuf,
+    lock: std::fs::File,
+}
+
+/// Who holds a row's claim, read back after [`Change::Claim`] was committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// This run. `fresh`: its claim created the row (nothing was known of it before).
+    Me { fresh: bool },
+    /// Another run, alive when it last looked (see [`Journal::is_alive`]).
+    Other(OtherRun),
+    /// Nobody.
+    Nobody,
+}
+
+/// A run that holds a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherRun {
+    pub id: i64,
+    pub pid: Option<i64>,
+    pub report: Option<String>,
+    lock: Option<PathBuf>,
+}
+
+impl OtherRun {
+    /// `another run (pid 4242, report rA.csv)`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(pid) = self.pid {
+            parts.push(format!("pid {pid}"));
+        }
+        if let Some(report) = self.report.as_deref().filter(|r| !r.is_empty()) {
+            parts.push(format!("report {report}"));
+        }
+        match parts.is_empty() {
+            true => "another run".to_string(),
+            false => format!("another run ({})", parts.join(", ")),
+        }
+    }
+}
+
+/// A row as the journal holds it now, and who holds its claim.
+#[derive(Clone, Debug)]
+pub struct ClaimState {
+    pub stored: Option<Stored>,
+    pub holder: Holder,
 }
 
 impl std::fmt::Debug for Journal {
@@ -304,18 +401,38 @@ impl std::fmt::Debug for Journal {
 
 impl Journal {
     /// Opens (creating it with mode 0600 if needed) the journal at `path` for `destination`.
+    #[cfg(test)]
     pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
+        Journal::open_for_run(path, destination, Path::new(""))
+    }
+
+    /// Opens (creating it with mode 0600 if needed) the journal at `path` for `destination`, as
+    /// a run that writes `report` (named to other runs that find its claims).
+    pub fn open_for_run(
+        path: &Path,
+        destination: &Destination,
+        report: &Path,
+    ) -> anyhow::Result<Journal> {
         refuse_foreign(path)?;
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         let mut writer = connect(path)?;
+        let (lock_path, lock) = run_lock(path)?;
         // SQLite's own errors (a full disk) say nothing of which file: name it.
-        let destination_id = set_up(&mut writer, path, destination).map_err(|err| {
+        let set_up = set_up(&mut writer, path, destination, &lock_path, report).map_err(|err| {
             match err.is::<rusqlite::Error>() {
                 true => err.context(format!("cannot set up the journal {}", path.display())),
                 false => err,
             }
-        })?;
+        });
+        let (destination_id, run_id) = match set_up {
+            Ok(ids) => ids,
+            Err(err) => {
+                drop(lock);
+                let _ = std::fs::remove_file(&lock_path);
+                return Err(err);
+            }
+        };
 
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
@@ -329,6 +446,12 @@ impl Journal {
             reader: Mutex::new(reader),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            run: Mutex::new(Some(Run {
+                id: run_id,
+                lock_path,
+                lock,
+            })),
+            run_id,
         })
     }
 
@@ -366,7 +489,70 @@ impl Journal {
             reader: Mutex::new(reader),
             writer: Mutex::new(None),
             thread: Mutex::new(None),
+            run: Mutex::new(None),
+            run_id: 0,
         }))
+    }
+
+    /// The row as the journal holds it now and who holds its claim: read after a
+    /// [`Change::Claim`] is committed, to learn whether it was taken, and while waiting for
+    /// another run's row.
+    pub fn claim_state(&self, identity: &RowIdentity) -> anyhow::Result<ClaimState> {
+        let stored = self.lookup(identity)?;
+        let reader = self.reader.lock().expect("journal reader");
+        let mut statement = reader.prepare_cached(
+            "SELECT r.claimed_by, r.run, runs.id, runs.pid, runs.report, runs.lock
+             FROM rows r LEFT JOIN runs ON runs.id = r.claimed_by
+             WHERE r.destination = ?1 AND r.identity = ?2",
+        )?;
+        let claim = statement
+            .query_row(params![self.destination_id, identity.hex()], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .optional()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        let holder = match claim {
+            Some((Some(by), run, _, _, _, _)) if by == self.run_id && self.run_id != 0 => {
+                let fresh = run == Some(self.run_id)
+                    && stored
+                        .as_ref()
+                        .is_some_and(|s| s.state == State::Call1Started);
+                Holder::Me { fresh }
+            }
+            // A claim whose run has ended (its row of `runs` is gone) holds nothing.
+            Some((Some(_), _, Some(id), pid, report, lock)) => Holder::Other(OtherRun {
+                id,
+                pid,
+                report,
+                lock: lock.map(PathBuf::from),
+            }),
+            _ => Holder::Nobody,
+        };
+        Ok(ClaimState { stored, holder })
+    }
+
+    /// Whether another run is still alive: its lock is held. A run found dead is removed from
+    /// `runs`, so that its claims may be taken.
+    pub fn is_alive(&self, other: &OtherRun) -> bool {
+        if other.lock.as_deref().is_some_and(lock_is_held) {
+            return true;
+        }
+        let reader = self.reader.lock().expect("journal reader");
+        if reader
+            .execute("DELETE FROM runs WHERE id = ?1", [other.id])
+            .is_ok()
+            && let Some(lock) = &other.lock
+        {
+            let _ = std::fs::remove_file(lock);
+        }
+        false
     }
 
     /// What the journal holds for a row at this destination.
@@ -511,6 +697,7 @@ impl Journal {
         };
         writer
             .send(Op {
+                run: self.run_id,
                 identity,
                 file: file.to_string(),
                 line,
@@ -520,12 +707,37 @@ impl Journal {
             .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))
     }
 
-    /// Waits for every pending change to be committed, then stops the writer.
+    /// Waits for every pending change to be committed, then stops the writer, releases this
+    /// run's claims and ends it in `runs` (if that cannot be written, its lock, released when
+    /// the process ends, tells other runs all the same).
     pub fn close(&self) {
         drop(self.writer.lock().expect("journal writer").take());
         if let Some(thread) = self.thread.lock().expect("journal thread").take() {
             let _ = thread.join();
         }
+        if let Some(run) = self.run.lock().expect("journal run").take() {
+            let reader = self.reader.lock().expect("journal reader");
+            let _ = reader.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 UPDATE rows SET claimed_by = NULL WHERE claimed_by = {id};
+                 DELETE FROM runs WHERE id = {id};
+                 COMMIT;",
+                id = run.id
+            ));
+            // Unlocked before it is removed, which Windows requires.
+            drop(run.lock);
+            let _ = std::fs::remove_file(&run.lock_path);
+        }
+    }
+
+    /// Ends as kill -9 would: the lock released, nothing else.
+    #[cfg(test)]
+    fn die(self) {
+        drop(self.writer.lock().expect("journal writer").take());
+        if let Some(thread) = self.thread.lock().expect("journal thread").take() {
+            let _ = thread.join();
+        }
+        drop(self.run.lock().expect("journal run").take());
     }
 }
 
@@ -577,7 +789,9 @@ fn set_up(
     connection: &mut Connection,
     path: &Path,
     destination: &Destination,
-) -> anyhow::Result<i64> {
+    lock: &Path,
+    report: &Path,
+) -> anyhow::Result<(i64, i64)> {
     let writer = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     writer.execute_batch(SCHEMA)?;
     let version: Option<String> = writer
@@ -595,6 +809,17 @@ fn set_up(
             )?;
         }
         Some(SCHEMA_VERSION) => {}
+        // voyc-import 0.1: the claim columns are added; rows keep their states.
+        Some("1") => {
+            writer.execute_batch(
+                "ALTER TABLE rows ADD COLUMN claimed_by INTEGER;
+                 ALTER TABLE rows ADD COLUMN run INTEGER;",
+            )?;
+            writer.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION],
+            )?;
+        }
         Some(other) => bail!(
             "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
             path.display(),
@@ -603,8 +828,35 @@ fn set_up(
     }
     // Marks a new journal, and adopts one of an earlier version (which had none).
     writer.execute_batch(&format!(
-        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; {CLAIM_INDEX}"
     ))?;
+    // Runs that died (their lock is free) are forgotten, so their claims may be taken; then
+    // this one is recorded, its lock already held.
+    let dead: Vec<(i64, String)> = writer
+        .prepare("SELECT id, lock FROM runs")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|(_, lock): &(i64, String)| !lock_is_held(Path::new(lock)))
+        .collect();
+    for (id, lock) in &dead {
+        writer.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+        let _ = std::fs::remove_file(lock);
+    }
+    remove_stale_locks(path, lock);
+    // Absolute: a run started in another folder (`--journal ../j`) must find the same file, or
+    // it would count this run dead.
+    let lock = std::path::absolute(lock).unwrap_or_else(|_| lock.to_path_buf());
+    writer.execute(
+        "INSERT INTO runs (lock, pid, report, started_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            lock.to_string_lossy(),
+            std::process::id(),
+            report.to_string_lossy(),
+            now()
+        ],
+    )?;
+    let run = writer.last_insert_rowid();
     writer.execute(
         "INSERT INTO destinations (label, base_url, organisation, created_at)
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
@@ -621,7 +873,73 @@ fn set_up(
         |r| r.get(0),
     )?;
     writer.commit()?;
-    Ok(id)
+    Ok((id, run))
+}
+
+/// This run's lock: a new file beside the journal, `JOURNAL-run-XXXXXXXXXXXXXXXX.lock`, locked
+/// exclusively for as long as the run lives (the kernel releases it when the process ends,
+/// however it ends).
+fn run_lock(journal: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(format!("-run-{:016x}.lock", fastrand::u64(..)));
+    let path = PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.create_new(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .with_context(|| format!("cannot create the run's lock {}", path.display()))?;
+    file.try_lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok((path, file))
+}
+
+/// Removes the lock files of runs killed before they were recorded in `runs` (between
+/// creating their lock and committing their set-up), which nobody else would. Only files a
+/// minute old: a run that has just created its lock may not have locked it yet.
+fn remove_stale_locks(journal: &Path, mine: &Path) {
+    let (Some(folder), Some(name)) = (journal.parent(), journal.file_name()) else {
+        return;
+    };
+    let folder = match folder.as_os_str().is_empty() {
+        true => Path::new("."),
+        false => folder,
+    };
+    let prefix = format!("{}-run-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age.as_secs() >= 60));
+        if file_name.starts_with(&prefix)
+            && file_name.ends_with(".lock")
+            && entry.path().file_name() != mine.file_name()
+            && old
+            && !lock_is_held(&entry.path())
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a run's lock is held (by a live run); false if it is gone or free.
+fn lock_is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    match file.try_lock() {
+        // Ours for a moment: nobody held it. Dropping the file releases it.
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        // Cannot tell (a file system without locks): counted alive, so nothing is taken over.
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
 }
 
 /// Refuses a database that is not a journal, reading it only: one marked by another program,
@@ -821,7 +1139,7 @@ fn apply(
                    file = excluded.file, line = excluded.line, state = 'uploaded',
                    target = NULL, target_expires_at = NULL,
                    bytes = excluded.bytes, sha256 = excluded.sha256, error = NULL,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at, claimed_by = NULL",
             )?
             .execute(params![
                 destination,
@@ -839,7 +1157,7 @@ fn apply(
                  VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6)
                  ON CONFLICT (destination, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'failed',
-                   error = excluded.error, updated_at = excluded.updated_at",
+                   error = excluded.error, updated_at = excluded.updated_at, claimed_by = NULL",
             )?
             .execute(params![destination, identity, op.file, line, error, at])?;
         }
@@ -850,12 +1168,27 @@ fn apply(
             )?
             .execute(params![destination, identity, reason, at])?;
         }
+        // Only a row this run's claim created, and nothing has happened to since.
         Change::NotStarted => {
             tx.prepare_cached(
                 "DELETE FROM rows
-                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'",
+                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'
+                   AND run = ?3 AND claimed_by = ?3",
             )?
-            .execute(params![destination, identity])?;
+            .execute(params![destination, identity, op.run])?;
+        }
+        // Taken if nobody holds the row, or this run does, or a run that has ended (its row of
+        // `runs` is gone, see `Journal::is_alive`); never an uploaded row.
+        Change::Claim => {
+            tx.prepare_cached(
+                "INSERT INTO rows (destination, identity, file, line, state, updated_at, claimed_by, run)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5, ?6, ?6)
+                 ON CONFLICT (destination, identity) DO UPDATE SET claimed_by = excluded.claimed_by
+                 WHERE rows.state <> 'uploaded'
+                   AND (rows.claimed_by IS NULL OR rows.claimed_by = excluded.claimed_by
+                        OR rows.claimed_by NOT IN (SELECT id FROM runs))",
+            )?
+            .execute(params![destination, identity, op.file, line, at, op.run])?;
         }
     }
     Ok(())
@@ -1118,10 +1451,7 @@ mod tests {
     async fn a_call_1_never_sent_is_taken_back() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
-        journal
-            .record(id(1), "f", 2, Change::Call1Started)
-            .await
-            .unwrap();
+        journal.record(id(1), "f", 2, Change::Claim).await.unwrap();
         journal
             .record(id(1), "f", 2, Change::NotStarted)
             .await
@@ -1371,12 +1701,105 @@ mod tests {
         (id, version)
     }
 
+    #[tokio::test]
+    async fn a_row_claimed_by_a_live_run_is_left_to_it_and_taken_over_once_it_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let a = Journal::open_for_run(&path, &destination(), Path::new("rA.csv")).unwrap();
+        let b = Journal::open_for_run(&path, &destination(), Path::new("rB.csv")).unwrap();
+        a.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        assert_eq!(
+            a.claim_state(&id(1)).unwrap().holder,
+            Holder::Me { fresh: true },
+            "a new row's claim is its call 1 started"
+        );
+        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        let seen = b.claim_state(&id(1)).unwrap();
+        let Holder::Other(holder) = seen.holder else {
+            panic!("{seen:?}");
+        };
+        assert!(holder.describe().ends_with("report rA.csv)"), "{holder:?}");
+        assert!(b.is_alive(&holder));
+        // B's stop takes back only what B's own claim created.
+        b.record(id(1), "f", 2, Change::NotStarted).await.unwrap();
+        assert!(a.lookup(&id(1)).unwrap().is_some());
+
+        // A row A uploaded is released, and nobody can claim it again.
+        a.record(id(2), "g", 3, Change::Claim).await.unwrap();
+        a.record(
+            id(2),
+            "g",
+            3,
+            Change::Uploaded {
+                bytes: 1,
+                sha256: "x".into(),
+            },
+        )
+        .await
+        .unwrap();
+        b.record(id(2), "g", 3, Change::Claim).await.unwrap();
+        let seen = b.claim_state(&id(2)).unwrap();
+        assert_eq!(seen.holder, Holder::Nobody);
+        assert_eq!(seen.stored.unwrap().state, State::Uploaded);
+
+        // A dies (kill -9): its claim stands until a run finds its lock free.
+        a.record(id(3), "h", 4, done("c-3")).await.unwrap();
+        a.die();
+        assert!(!b.is_alive(&holder), "a free lock is a dead run");
+        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        let seen = b.claim_state(&id(1)).unwrap();
+        assert_eq!(seen.holder, Holder::Me { fresh: false }, "taken over");
+        assert_eq!(seen.stored.unwrap().state, State::Call1Started);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_died_is_forgotten_by_the_next_and_a_run_that_ends_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let a = Journal::open(&path, &destination()).unwrap();
+        a.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        a.die();
+        // Runs killed before they were recorded: an old lock is removed, a new one left (its
+        // run may be about to lock it).
+        let stale = dir.path().join("j-run-00000000000000aa.lock");
+        std::fs::File::create(&stale)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+            .unwrap();
+        let new = dir.path().join("j-run-00000000000000bb.lock");
+        std::fs::write(&new, "").unwrap();
+        let b = Journal::open(&path, &destination()).unwrap();
+        assert!(!stale.exists());
+        std::fs::remove_file(&new).expect("a new lock is left alone");
+        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        assert_eq!(
+            b.claim_state(&id(1)).unwrap().holder,
+            Holder::Me { fresh: false }
+        );
+        b.close();
+        let db = Connection::open(&path).unwrap();
+        let (runs, claims): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM rows WHERE claimed_by IS NOT NULL)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((runs, claims), (0, 0));
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
     #[test]
     fn a_new_journal_is_marked_as_ours() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         drop(Journal::open(&path, &destination()).unwrap());
-        assert_eq!(marks(&path), (APPLICATION_ID, 1));
+        assert_eq!(marks(&path), (APPLICATION_ID, 2));
     }
 
     #[test]
@@ -1396,7 +1819,7 @@ mod tests {
             State::Uploaded
         );
         drop(journal);
-        assert_eq!(marks(&path), (APPLICATION_ID, 1));
+        assert_eq!(marks(&path), (APPLICATION_ID, 2));
     }
 
     #[test]

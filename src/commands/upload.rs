@@ -286,7 +286,11 @@ fn run(
             (base_url, organisation.clone(), token, destination)
         }
     };
-    let journal = Arc::new(Journal::open(&settings.journal, &destination)?);
+    let journal = Arc::new(Journal::open_for_run(
+        &settings.journal,
+        &destination,
+        &settings.report,
+    )?);
     // What earlier runs left without audio, so that this run's report says it again.
     let leftovers = journal
         .leftovers()

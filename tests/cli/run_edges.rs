@@ -3,12 +3,14 @@
 //! a database of another program given as the journal. Each against a spawned sandbox, checked
 //! through its inspection endpoint.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::upload::{
-    Corpus, Sandbox, read_report, signal, stderr_of, wait_for_conversations, wait_with_timeout,
+    Corpus, Sandbox, read_report, sha256, signal, stderr_of, wait_for_conversations,
+    wait_with_timeout,
 };
 use crate::util::show;
 
@@ -36,6 +38,146 @@ fn spawn(dir: &Path, manifest: &str, sandbox: &Sandbox, extra: &[&str]) -> Child
         .stderr(Stdio::piped())
         .spawn()
         .expect("start voyc-import upload")
+}
+
+/// Writes `name` with the corpus manifest's header and its rows `rows` (0 for the first).
+fn sub_manifest(corpus: &Corpus, name: &str, rows: std::ops::Range<usize>) {
+    let all = std::fs::read_to_string(corpus.path().join("manifest.csv")).unwrap();
+    let mut lines = all.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for line in lines.skip(rows.start).take(rows.len()) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    std::fs::write(corpus.path().join(name), out).unwrap();
+}
+
+/// How many conversations hold each file's audio, by the file's SHA-256.
+fn copies_by_sha(sandbox: &Sandbox) -> HashMap<String, usize> {
+    let mut copies = HashMap::new();
+    for conversation in sandbox.conversations().values() {
+        if conversation["uploaded"] == true {
+            *copies
+                .entry(conversation["sha256"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    copies
+}
+
+fn assert_each_file_in_one_conversation(corpus: &Corpus, sandbox: &Sandbox) {
+    let copies = copies_by_sha(sandbox);
+    for (name, contents) in &corpus.files {
+        assert_eq!(
+            copies.get(&sha256(contents)).copied().unwrap_or(0),
+            1,
+            "{name}: {copies:?}"
+        );
+    }
+}
+
+#[test]
+fn two_runs_sharing_a_journal_upload_each_overlapping_row_once_and_both_exit_0() {
+    let sandbox = Sandbox::start(&["--latency-ms", "150"]);
+    let corpus = Corpus::new(150, |i| 2_000 + i);
+    sub_manifest(&corpus, "A.csv", 0..100);
+    sub_manifest(&corpus, "B.csv", 50..150);
+    let mut a = spawn(
+        corpus.path(),
+        "A.csv",
+        &sandbox,
+        &["--journal", "j", "--report", "rA.csv"],
+    );
+    wait_for_conversations(&sandbox, 1, &mut a);
+    std::thread::sleep(Duration::from_millis(700));
+    let b = spawn(
+        corpus.path(),
+        "B.csv",
+        &sandbox,
+        &["--journal", "j", "--report", "rB.csv"],
+    );
+    let (a, b) = (
+        wait_with_timeout(a, Duration::from_secs(120)),
+        wait_with_timeout(b, Duration::from_secs(120)),
+    );
+    assert_eq!(a.status.code(), Some(0), "A: {}", show(&a));
+    assert_eq!(b.status.code(), Some(0), "B: {}", show(&b));
+    assert_eq!(
+        sandbox.conversations().len(),
+        150,
+        "one conversation a file"
+    );
+    assert_each_file_in_one_conversation(&corpus, &sandbox);
+
+    let ra = read_report(&corpus.path().join("rA.csv"));
+    let rb = read_report(&corpus.path().join("rB.csv"));
+    let uploaded = |report: &[HashMap<String, String>]| {
+        report.iter().filter(|r| r["status"] == "uploaded").count()
+    };
+    assert_eq!(
+        uploaded(&ra) + uploaded(&rb),
+        150,
+        "each row uploaded by one run"
+    );
+    for row in ra.iter().chain(&rb) {
+        assert!(
+            row["status"] == "uploaded" || row["status"] == "already_uploaded",
+            "{row:?}"
+        );
+        assert!(
+            !row["notes"].contains("stopped during this row's call 1"),
+            "{row:?}"
+        );
+        if row["status"] == "already_uploaded" && !row["notes"].is_empty() {
+            assert!(
+                row["notes"].contains("another run uploaded it at the same time"),
+                "{row:?}"
+            );
+        }
+    }
+    // The rows both manifests hold: each reported with the one conversation that has it.
+    let by_file = |report: &[HashMap<String, String>]| -> HashMap<String, String> {
+        report
+            .iter()
+            .map(|r| (r["file"].clone(), r["conversation_id"].clone()))
+            .collect()
+    };
+    let (fa, fb) = (by_file(&ra), by_file(&rb));
+    for (name, _) in &corpus.files[50..100] {
+        assert_eq!(fa[name], fb[name], "{name}");
+    }
+}
+
+#[test]
+fn a_run_sharing_the_journal_takes_over_the_rows_of_a_run_killed_with_kill_9() {
+    let sandbox = Sandbox::start(&["--latency-ms", "400"]);
+    let corpus = Corpus::new(24, |i| 2_000 + i);
+    let mut a = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &["--journal", "j", "--report", "rA.csv", "--concurrency", "4"],
+    );
+    wait_for_conversations(&sandbox, 2, &mut a);
+    let b = spawn(
+        corpus.path(),
+        "manifest.csv",
+        &sandbox,
+        &["--journal", "j", "--report", "rB.csv", "--concurrency", "4"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let b = wait_with_timeout(b, Duration::from_secs(120));
+    assert_eq!(b.status.code(), Some(0), "B: {}", show(&b));
+    assert_each_file_in_one_conversation(&corpus, &sandbox);
+    let rb = read_report(&corpus.path().join("rB.csv"));
+    assert_eq!(rb.len(), 24);
+    assert!(
+        rb.iter()
+            .all(|r| r["status"] == "uploaded" || r["status"] == "already_uploaded"),
+        "{rb:?}"
+    );
 }
 
 #[test]
