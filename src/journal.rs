@@ -2,9 +2,10 @@
 //!
 //! A SQLite database (WAL, `synchronous=FULL`, so a commit survives kill -9 and power loss;
 //! mode 0600). Rows are keyed by the destination (base URL and organisation; an in-process
-//! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path as
-//! written, the file's size and the exact call-1 body — so moving the whole archive keeps
-//! identities, and changing a row's metadata makes it a new row.
+//! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path
+//! (normalised: `./a.wav` is `a.wav`), the file's size and the exact call-1 body — so moving the
+//! whole archive keeps identities, and changing a row's metadata makes it a new row. A row an
+//! earlier version journaled under the path as written is still found by that identity.
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
@@ -13,8 +14,17 @@
 //! One writer thread owns the connection and commits whatever is pending in one transaction
 //! (group commit), so 32 workers share each fsync instead of queueing for their own.
 //!
+//! Runs may share a journal (shards, `--state-dir`, two exports that overlap): a row is
+//! *claimed* before anything is sent for it, atomically, by the run that will send it
+//! (`rows.claimed_by`). Each run is a row of `runs` and holds an exclusive lock on its own file
+//! beside the journal (`JOURNAL-run-XXXX.lock`), which the kernel releases however the run ends,
+//! kill -9 included: a claim counts while its run's lock is held, and a run whose lock is free is
+//! dead, so its rows may be claimed by another. A claim is released when the row is uploaded or
+//! has failed, and when the run ends. Another run's live claim is never taken over: the row is
+//! left to it, and the run that found it waits and reports it as the holder left it.
+//!
 //! Tables (see docs/journal.md for queries): `destinations`, `rows`, `conversations`,
-//! `unknown_conversations`, `meta`. The last two together account for every conversation
+//! `unknown_conversations`, `runs`, `meta`. The last two together account for every conversation
 //! without audio a run may leave: those whose id call 1 returned, and one line for each call 1
 //! that may have created a conversation whose id never reached us (an ambiguous failure, an
 //! answer that could not be used, a run that stopped during call 1). Reports are written at the
@@ -32,7 +42,26 @@ use sha2::{Digest, Sha256};
 
 use crate::target::{ConversationId, UploadTarget};
 
-const SCHEMA_VERSION: &str = "1";
+/// 2: `runs`, and the claim columns of `rows` (`claimed_by`, `run`). A journal of schema 1 is
+/// brought to 2 when first opened; voyc-import 0.1 then refuses it, which is what keeps a run
+/// that knows nothing of claims from sharing a journal with one that does.
+const SCHEMA_VERSION: &str = "2";
+
+/// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
+/// version), it tells our journals from any other SQLite database, so that a mistyped
+/// `--journal` naming another program's database is refused before anything is written to it.
+const APPLICATION_ID: i32 = 0x566f_7963;
+
+/// The tables a journal holds: a database without marks (a journal of an earlier version)
+/// counts as ours only if it has no other, and has `meta`.
+const TABLES: [&str; 6] = [
+    "conversations",
+    "destinations",
+    "meta",
+    "rows",
+    "runs",
+    "unknown_conversations",
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -60,6 +89,8 @@ CREATE TABLE IF NOT EXISTS rows (
     sha256            TEXT,
     error             TEXT,
     updated_at        TEXT NOT NULL,
+    claimed_by        INTEGER,
+    run               INTEGER,
     PRIMARY KEY (destination, identity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversations (
@@ -75,7 +106,18 @@ CREATE TABLE IF NOT EXISTS unknown_conversations (
     reason      TEXT NOT NULL,
     created_at  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    lock       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    report     TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
 ";
+
+/// After the columns exist (a journal of schema 1 gains them first).
+const CLAIM_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;";
 
 /// The most operations one transaction commits.
 const MAX_BATCH: usize = 4096;
@@ -110,12 +152,47 @@ impl Destination {
     }
 }
 
-/// A row's identity: SHA-256 over the path as written in the manifest, the file's size and
-/// the exact call-1 body (each length-prefixed, so no two inputs run together).
+/// A row's identity: SHA-256 over its path (see [`identity_path`]), the file's size and the
+/// exact call-1 body (each length-prefixed, so no two inputs run together).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowIdentity([u8; 32]);
 
+/// The path a row's identity is built from: the manifest's path with `.`, empty components
+/// (`a//b`) and `a/..` folded away and `/` between the parts, so that `calls/0001.wav`,
+/// `./calls/0001.wav` and `calls//0001.wav` in two exports are one row. Relative paths stay
+/// relative to the base folder, so moving the whole archive keeps identities. `..` is folded
+/// by name, as a user reads the path (a symlinked folder is not followed).
+pub fn identity_path(file: &str) -> String {
+    use std::path::Component;
+    let mut root = String::new();
+    let mut parts: Vec<&str> = Vec::new();
+    for component in Path::new(file).components() {
+        match component {
+            Component::Prefix(prefix) => root.push_str(&prefix.as_os_str().to_string_lossy()),
+            Component::RootDir => root.push('/'),
+            Component::CurDir => {}
+            Component::ParentDir => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                // `/..` is `/`; a leading `..` leaves the base folder and is kept.
+                _ if !root.is_empty() => {}
+                _ => parts.push(".."),
+            },
+            Component::Normal(name) => parts.push(name.to_str().unwrap_or_default()),
+        }
+    }
+    root + &parts.join("/")
+}
+
 impl RowIdentity {
+    /// The identity of a row whose path is `file` as the manifest writes it.
+    pub fn of_row(file: &str, size: u64, body: &[u8]) -> RowIdentity {
+        RowIdentity::new(&identity_path(file), size, body)
+    }
+
+    /// Over `file` exactly as given: what voyc-import 0.1 keyed every row by, and still the
+    /// identity of a row whose path needs no folding.
     pub fn new(file_as_written: &str, size: u64, body: &[u8]) -> RowIdentity {
         let mut hasher = Sha256::new();
         hasher.update(b"voyc-import row v1\0");
@@ -193,12 +270,18 @@ pub enum Change {
     MaybeConversation {
         reason: String,
     },
-    /// Takes back a `Call1Started` recorded ahead of time for a new row whose call 1 was
+    /// Takes back a claim that created the row (see [`Change::Claim`]) when its call 1 was
     /// then never sent (the run stopped first): the row is as if never seen.
     NotStarted,
+    /// Claims the row for this run, unless it is uploaded or another live run holds it; see
+    /// [`Journal::claim_state`] for whether it was taken. A row the journal does not hold yet is
+    /// created at `call1_started`, so that a new row's claim is also its "call 1 started".
+    Claim,
 }
 
 struct Op {
+    /// The run making the change (`runs.id`).
+    run: i64,
     identity: RowIdentity,
     file: String,
     line: u64,
@@ -224,6 +307,16 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// A change already known to be committed (a claim that was read back).
+    pub fn committed_already(path: &Path) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        drop(tx.send(Ok(())));
+        Pending {
+            rx,
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Waits until the change is committed.
     pub async fn committed(self) -> anyhow::Result<()> {
         let result = self
@@ -243,6 +336,61 @@ pub struct Journal {
     reader: Mutex<Connection>,
     writer: Mutex<Option<mpsc::Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// This run, while the journal is open for writing.
+    run: Mutex<Option<Run>>,
+    /// 0 when opened only for lookups.
+    run_id: i64,
+}
+
+/// This run's row of `runs` and the lock that says it is alive.
+struct Run {
+    id: i64,
+    lock_path: PathBuf,
+    lock: std::fs::File,
+}
+
+/// Who holds a row's claim, read back after [`Change::Claim`] was committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// This run. `fresh`: its claim created the row (nothing was known of it before).
+    Me { fresh: bool },
+    /// Another run, alive when it last looked (see [`Journal::is_alive`]).
+    Other(OtherRun),
+    /// Nobody.
+    Nobody,
+}
+
+/// A run that holds a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherRun {
+    pub id: i64,
+    pub pid: Option<i64>,
+    pub report: Option<String>,
+    lock: Option<PathBuf>,
+}
+
+impl OtherRun {
+    /// `another run (pid 4242, report rA.csv)`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(pid) = self.pid {
+            parts.push(format!("pid {pid}"));
+        }
+        if let Some(report) = self.report.as_deref().filter(|r| !r.is_empty()) {
+            parts.push(format!("report {report}"));
+        }
+        match parts.is_empty() {
+            true => "another run".to_string(),
+            false => format!("another run ({})", parts.join(", ")),
+        }
+    }
+}
+
+/// A row as the journal holds it now, and who holds its claim.
+#[derive(Clone, Debug)]
+pub struct ClaimState {
+    pub stored: Option<Stored>,
+    pub holder: Holder,
 }
 
 impl std::fmt::Debug for Journal {
@@ -253,17 +401,38 @@ impl std::fmt::Debug for Journal {
 
 impl Journal {
     /// Opens (creating it with mode 0600 if needed) the journal at `path` for `destination`.
+    #[cfg(test)]
     pub fn open(path: &Path, destination: &Destination) -> anyhow::Result<Journal> {
+        Journal::open_for_run(path, destination, Path::new(""))
+    }
+
+    /// Opens (creating it with mode 0600 if needed) the journal at `path` for `destination`, as
+    /// a run that writes `report` (named to other runs that find its claims).
+    pub fn open_for_run(
+        path: &Path,
+        destination: &Destination,
+        report: &Path,
+    ) -> anyhow::Result<Journal> {
+        refuse_foreign(path)?;
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         let mut writer = connect(path)?;
+        let (lock_path, lock) = run_lock(path)?;
         // SQLite's own errors (a full disk) say nothing of which file: name it.
-        let destination_id = set_up(&mut writer, path, destination).map_err(|err| {
+        let set_up = set_up(&mut writer, path, destination, &lock_path, report).map_err(|err| {
             match err.is::<rusqlite::Error>() {
                 true => err.context(format!("cannot set up the journal {}", path.display())),
                 false => err,
             }
-        })?;
+        });
+        let (destination_id, run_id) = match set_up {
+            Ok(ids) => ids,
+            Err(err) => {
+                drop(lock);
+                let _ = std::fs::remove_file(&lock_path);
+                return Err(err);
+            }
+        };
 
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
@@ -277,6 +446,12 @@ impl Journal {
             reader: Mutex::new(reader),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            run: Mutex::new(Some(Run {
+                id: run_id,
+                lock_path,
+                lock,
+            })),
+            run_id,
         })
     }
 
@@ -289,6 +464,7 @@ impl Journal {
         if !path.is_file() {
             return Ok(None);
         }
+        refuse_foreign(path)?;
         let reader = connect(path)?;
         let known: Option<i64> = reader
             .query_row(
@@ -313,7 +489,70 @@ impl Journal {
             reader: Mutex::new(reader),
             writer: Mutex::new(None),
             thread: Mutex::new(None),
+            run: Mutex::new(None),
+            run_id: 0,
         }))
+    }
+
+    /// The row as the journal holds it now and who holds its claim: read after a
+    /// [`Change::Claim`] is committed, to learn whether it was taken, and while waiting for
+    /// another run's row.
+    pub fn claim_state(&self, identity: &RowIdentity) -> anyhow::Result<ClaimState> {
+        let stored = self.lookup(identity)?;
+        let reader = self.reader.lock().expect("journal reader");
+        let mut statement = reader.prepare_cached(
+            "SELECT r.claimed_by, r.run, runs.id, runs.pid, runs.report, runs.lock
+             FROM rows r LEFT JOIN runs ON runs.id = r.claimed_by
+             WHERE r.destination = ?1 AND r.identity = ?2",
+        )?;
+        let claim = statement
+            .query_row(params![self.destination_id, identity.hex()], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .optional()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        let holder = match claim {
+            Some((Some(by), run, _, _, _, _)) if by == self.run_id && self.run_id != 0 => {
+                let fresh = run == Some(self.run_id)
+                    && stored
+                        .as_ref()
+                        .is_some_and(|s| s.state == State::Call1Started);
+                Holder::Me { fresh }
+            }
+            // A claim whose run has ended (its row of `runs` is gone) holds nothing.
+            Some((Some(_), _, Some(id), pid, report, lock)) => Holder::Other(OtherRun {
+                id,
+                pid,
+                report,
+                lock: lock.map(PathBuf::from),
+            }),
+            _ => Holder::Nobody,
+        };
+        Ok(ClaimState { stored, holder })
+    }
+
+    /// Whether another run is still alive: its lock is held. A run found dead is removed from
+    /// `runs`, so that its claims may be taken.
+    pub fn is_alive(&self, other: &OtherRun) -> bool {
+        if other.lock.as_deref().is_some_and(lock_is_held) {
+            return true;
+        }
+        let reader = self.reader.lock().expect("journal reader");
+        if reader
+            .execute("DELETE FROM runs WHERE id = ?1", [other.id])
+            .is_ok()
+            && let Some(lock) = &other.lock
+        {
+            let _ = std::fs::remove_file(lock);
+        }
+        false
     }
 
     /// What the journal holds for a row at this destination.
@@ -458,6 +697,7 @@ impl Journal {
         };
         writer
             .send(Op {
+                run: self.run_id,
                 identity,
                 file: file.to_string(),
                 line,
@@ -467,12 +707,37 @@ impl Journal {
             .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))
     }
 
-    /// Waits for every pending change to be committed, then stops the writer.
+    /// Waits for every pending change to be committed, then stops the writer, releases this
+    /// run's claims and ends it in `runs` (if that cannot be written, its lock, released when
+    /// the process ends, tells other runs all the same).
     pub fn close(&self) {
         drop(self.writer.lock().expect("journal writer").take());
         if let Some(thread) = self.thread.lock().expect("journal thread").take() {
             let _ = thread.join();
         }
+        if let Some(run) = self.run.lock().expect("journal run").take() {
+            let reader = self.reader.lock().expect("journal reader");
+            let _ = reader.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 UPDATE rows SET claimed_by = NULL WHERE claimed_by = {id};
+                 DELETE FROM runs WHERE id = {id};
+                 COMMIT;",
+                id = run.id
+            ));
+            // Unlocked before it is removed, which Windows requires.
+            drop(run.lock);
+            let _ = std::fs::remove_file(&run.lock_path);
+        }
+    }
+
+    /// Ends as kill -9 would: the lock released, nothing else.
+    #[cfg(test)]
+    fn die(self) {
+        drop(self.writer.lock().expect("journal writer").take());
+        if let Some(thread) = self.thread.lock().expect("journal thread").take() {
+            let _ = thread.join();
+        }
+        drop(self.run.lock().expect("journal run").take());
     }
 }
 
@@ -524,7 +789,9 @@ fn set_up(
     connection: &mut Connection,
     path: &Path,
     destination: &Destination,
-) -> anyhow::Result<i64> {
+    lock: &Path,
+    report: &Path,
+) -> anyhow::Result<(i64, i64)> {
     let writer = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     writer.execute_batch(SCHEMA)?;
     let version: Option<String> = writer
@@ -542,12 +809,54 @@ fn set_up(
             )?;
         }
         Some(SCHEMA_VERSION) => {}
+        // voyc-import 0.1: the claim columns are added; rows keep their states.
+        Some("1") => {
+            writer.execute_batch(
+                "ALTER TABLE rows ADD COLUMN claimed_by INTEGER;
+                 ALTER TABLE rows ADD COLUMN run INTEGER;",
+            )?;
+            writer.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION],
+            )?;
+        }
         Some(other) => bail!(
             "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
             path.display(),
             env!("CARGO_PKG_VERSION")
         ),
     }
+    // Marks a new journal, and adopts one of an earlier version (which had none).
+    writer.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; {CLAIM_INDEX}"
+    ))?;
+    // Runs that died (their lock is free) are forgotten, so their claims may be taken; then
+    // this one is recorded, its lock already held.
+    let dead: Vec<(i64, String)> = writer
+        .prepare("SELECT id, lock FROM runs")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|(_, lock): &(i64, String)| !lock_is_held(Path::new(lock)))
+        .collect();
+    for (id, lock) in &dead {
+        writer.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+        let _ = std::fs::remove_file(lock);
+    }
+    remove_stale_locks(path, lock);
+    // Absolute: a run started in another folder (`--journal ../j`) must find the same file, or
+    // it would count this run dead.
+    let lock = std::path::absolute(lock).unwrap_or_else(|_| lock.to_path_buf());
+    writer.execute(
+        "INSERT INTO runs (lock, pid, report, started_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            lock.to_string_lossy(),
+            std::process::id(),
+            report.to_string_lossy(),
+            now()
+        ],
+    )?;
+    let run = writer.last_insert_rowid();
     writer.execute(
         "INSERT INTO destinations (label, base_url, organisation, created_at)
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (label) DO NOTHING",
@@ -564,7 +873,126 @@ fn set_up(
         |r| r.get(0),
     )?;
     writer.commit()?;
-    Ok(id)
+    Ok((id, run))
+}
+
+/// This run's lock: a new file beside the journal, `JOURNAL-run-XXXXXXXXXXXXXXXX.lock`, locked
+/// exclusively for as long as the run lives (the kernel releases it when the process ends,
+/// however it ends).
+fn run_lock(journal: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(format!("-run-{:016x}.lock", fastrand::u64(..)));
+    let path = PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.create_new(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .with_context(|| format!("cannot create the run's lock {}", path.display()))?;
+    file.try_lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok((path, file))
+}
+
+/// Removes the lock files of runs killed before they were recorded in `runs` (between
+/// creating their lock and committing their set-up), which nobody else would. Only files a
+/// minute old: a run that has just created its lock may not have locked it yet.
+fn remove_stale_locks(journal: &Path, mine: &Path) {
+    let (Some(folder), Some(name)) = (journal.parent(), journal.file_name()) else {
+        return;
+    };
+    let folder = match folder.as_os_str().is_empty() {
+        true => Path::new("."),
+        false => folder,
+    };
+    let prefix = format!("{}-run-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age.as_secs() >= 60));
+        if file_name.starts_with(&prefix)
+            && file_name.ends_with(".lock")
+            && entry.path().file_name() != mine.file_name()
+            && old
+            && !lock_is_held(&entry.path())
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a run's lock is held (by a live run); false if it is gone or free.
+fn lock_is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    match file.try_lock() {
+        // Ours for a moment: nobody held it. Dropping the file releases it.
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        // Cannot tell (a file system without locks): counted alive, so nothing is taken over.
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
+}
+
+/// Refuses a database that is not a journal, reading it only: one marked by another program,
+/// or one without marks that holds tables a journal does not (or lacks `meta`). A missing or
+/// empty database is a new journal.
+fn refuse_foreign(path: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let cannot_read = || format!("cannot open the journal {}", path.display());
+    // Neither created nor put in WAL mode: nothing is written until the database is known.
+    let connection = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(cannot_read)?;
+    let application_id: i32 = connection
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .with_context(cannot_read)?;
+    let tables: Vec<String> = connection
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .with_context(cannot_read)?;
+    let ours = match application_id {
+        APPLICATION_ID => true,
+        0 => {
+            tables.is_empty()
+                || (tables.iter().all(|t| TABLES.contains(&t.as_str()))
+                    && tables.iter().any(|t| t == "meta"))
+        }
+        _ => false,
+    };
+    if ours {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    if tables.len() > shown.len() {
+        shown.push("…");
+    }
+    let held = match shown.as_slice() {
+        [] => "no tables".to_string(),
+        _ => format!("tables {}", shown.join(", ")),
+    };
+    bail!(
+        "the journal {} is an SQLite database of another program, not a voyc-import journal ({held}, application id {application_id:#x}); nothing was written to it: give --journal a file of its own",
+        path.display()
+    )
 }
 
 fn connect(path: &Path) -> anyhow::Result<Connection> {
@@ -711,7 +1139,7 @@ fn apply(
                    file = excluded.file, line = excluded.line, state = 'uploaded',
                    target = NULL, target_expires_at = NULL,
                    bytes = excluded.bytes, sha256 = excluded.sha256, error = NULL,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at, claimed_by = NULL",
             )?
             .execute(params![
                 destination,
@@ -729,7 +1157,7 @@ fn apply(
                  VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6)
                  ON CONFLICT (destination, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'failed',
-                   error = excluded.error, updated_at = excluded.updated_at",
+                   error = excluded.error, updated_at = excluded.updated_at, claimed_by = NULL",
             )?
             .execute(params![destination, identity, op.file, line, error, at])?;
         }
@@ -740,12 +1168,27 @@ fn apply(
             )?
             .execute(params![destination, identity, reason, at])?;
         }
+        // Only a row this run's claim created, and nothing has happened to since.
         Change::NotStarted => {
             tx.prepare_cached(
                 "DELETE FROM rows
-                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'",
+                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'
+                   AND run = ?3 AND claimed_by = ?3",
             )?
-            .execute(params![destination, identity])?;
+            .execute(params![destination, identity, op.run])?;
+        }
+        // Taken if nobody holds the row, or this run does, or a run that has ended (its row of
+        // `runs` is gone, see `Journal::is_alive`); never an uploaded row.
+        Change::Claim => {
+            tx.prepare_cached(
+                "INSERT INTO rows (destination, identity, file, line, state, updated_at, claimed_by, run)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5, ?6, ?6)
+                 ON CONFLICT (destination, identity) DO UPDATE SET claimed_by = excluded.claimed_by
+                 WHERE rows.state <> 'uploaded'
+                   AND (rows.claimed_by IS NULL OR rows.claimed_by = excluded.claimed_by
+                        OR rows.claimed_by NOT IN (SELECT id FROM runs))",
+            )?
+            .execute(params![destination, identity, op.file, line, at, op.run])?;
         }
     }
     Ok(())
@@ -855,6 +1298,28 @@ mod tests {
             RowIdentity::new("a", 1, b"bc")
         );
         assert_eq!(a.hex().len(), 64);
+    }
+
+    #[test]
+    fn the_identity_path_folds_the_spellings_of_one_path() {
+        for (written, path) in [
+            ("calls/0001.wav", "calls/0001.wav"),
+            ("./calls/0001.wav", "calls/0001.wav"),
+            ("calls//0001.wav", "calls/0001.wav"),
+            ("calls/./0001.wav", "calls/0001.wav"),
+            ("x/../calls/0001.wav", "calls/0001.wav"),
+            ("../archive/0001.wav", "../archive/0001.wav"),
+            ("a/../../b.wav", "../b.wav"),
+            ("/data//calls/../0001.wav", "/data/0001.wav"),
+            ("/../0001.wav", "/0001.wav"),
+        ] {
+            assert_eq!(identity_path(written), path, "{written}");
+        }
+        assert_eq!(
+            RowIdentity::of_row("./calls/1.wav", 10, b"{}"),
+            RowIdentity::new("calls/1.wav", 10, b"{}"),
+            "a path that needs no folding keeps the identity earlier versions gave it"
+        );
     }
 
     #[tokio::test]
@@ -986,10 +1451,7 @@ mod tests {
     async fn a_call_1_never_sent_is_taken_back() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
-        journal
-            .record(id(1), "f", 2, Change::Call1Started)
-            .await
-            .unwrap();
+        journal.record(id(1), "f", 2, Change::Claim).await.unwrap();
         journal
             .record(id(1), "f", 2, Change::NotStarted)
             .await
@@ -1193,6 +1655,212 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    /// What a journal of voyc-import 0.1 (schema 1, no marks) holds: its own tables and one
+    /// uploaded row.
+    fn journal_of_version_1(path: &Path) {
+        let db = Connection::open(path).unwrap();
+        db.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             {SCHEMA_V1}
+             INSERT INTO meta VALUES ('schema_version', '1');
+             INSERT INTO destinations (label, base_url, organisation, created_at)
+               VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes, sha256, updated_at)
+               VALUES (1, '{}', 'calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a', 'x');",
+            id(1).hex()
+        ))
+        .unwrap();
+    }
+
+    /// The schema of voyc-import 0.1, as it shipped.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
+            base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE rows (destination INTEGER NOT NULL REFERENCES destinations(id),
+            identity TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('call1_started', 'call1_done', 'uploaded', 'failed')),
+            conversation_id TEXT, target TEXT, target_expires_at TEXT, bytes INTEGER, sha256 TEXT,
+            error TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (destination, identity)) WITHOUT ROWID;
+        CREATE TABLE conversations (destination INTEGER NOT NULL REFERENCES destinations(id),
+            conversation_id TEXT NOT NULL, identity TEXT NOT NULL, created_at TEXT NOT NULL,
+            PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
+        CREATE TABLE unknown_conversations (destination INTEGER NOT NULL REFERENCES destinations(id),
+            identity TEXT NOT NULL, reason TEXT NOT NULL, created_at TEXT NOT NULL);";
+
+    fn marks(path: &Path) -> (i32, i32) {
+        let db = Connection::open(path).unwrap();
+        let id = db
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        let version = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        (id, version)
+    }
+
+    #[tokio::test]
+    async fn a_row_claimed_by_a_live_run_is_left_to_it_and_taken_over_once_it_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let a = Journal::open_for_run(&path, &destination(), Path::new("rA.csv")).unwrap();
+        let b = Journal::open_for_run(&path, &destination(), Path::new("rB.csv")).unwrap();
+        a.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        assert_eq!(
+            a.claim_state(&id(1)).unwrap().holder,
+            Holder::Me { fresh: true },
+            "a new row's claim is its call 1 started"
+        );
+        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        let seen = b.claim_state(&id(1)).unwrap();
+        let Holder::Other(holder) = seen.holder else {
+            panic!("{seen:?}");
+        };
+        assert!(holder.describe().ends_with("report rA.csv)"), "{holder:?}");
+        assert!(b.is_alive(&holder));
+        // B's stop takes back only what B's own claim created.
+        b.record(id(1), "f", 2, Change::NotStarted).await.unwrap();
+        assert!(a.lookup(&id(1)).unwrap().is_some());
+
+        // A row A uploaded is released, and nobody can claim it again.
+        a.record(id(2), "g", 3, Change::Claim).await.unwrap();
+        a.record(
+            id(2),
+            "g",
+            3,
+            Change::Uploaded {
+                bytes: 1,
+                sha256: "x".into(),
+            },
+        )
+        .await
+        .unwrap();
+        b.record(id(2), "g", 3, Change::Claim).await.unwrap();
+        let seen = b.claim_state(&id(2)).unwrap();
+        assert_eq!(seen.holder, Holder::Nobody);
+        assert_eq!(seen.stored.unwrap().state, State::Uploaded);
+
+        // A dies (kill -9): its claim stands until a run finds its lock free.
+        a.record(id(3), "h", 4, done("c-3")).await.unwrap();
+        a.die();
+        assert!(!b.is_alive(&holder), "a free lock is a dead run");
+        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        let seen = b.claim_state(&id(1)).unwrap();
+        assert_eq!(seen.holder, Holder::Me { fresh: false }, "taken over");
+        assert_eq!(seen.stored.unwrap().state, State::Call1Started);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_died_is_forgotten_by_the_next_and_a_run_that_ends_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let a = Journal::open(&path, &destination()).unwrap();
+        a.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        a.die();
+        // Runs killed before they were recorded: an old lock is removed, a new one left (its
+        // run may be about to lock it).
+        let stale = dir.path().join("j-run-00000000000000aa.lock");
+        std::fs::File::create(&stale)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+            .unwrap();
+        let new = dir.path().join("j-run-00000000000000bb.lock");
+        std::fs::write(&new, "").unwrap();
+        let b = Journal::open(&path, &destination()).unwrap();
+        assert!(!stale.exists());
+        std::fs::remove_file(&new).expect("a new lock is left alone");
+        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        assert_eq!(
+            b.claim_state(&id(1)).unwrap().holder,
+            Holder::Me { fresh: false }
+        );
+        b.close();
+        let db = Connection::open(&path).unwrap();
+        let (runs, claims): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM rows WHERE claimed_by IS NOT NULL)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((runs, claims), (0, 0));
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_new_journal_is_marked_as_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        drop(Journal::open(&path, &destination()).unwrap());
+        assert_eq!(marks(&path), (APPLICATION_ID, 2));
+    }
+
+    #[test]
+    fn a_journal_of_the_previous_version_is_adopted_and_its_rows_still_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        journal_of_version_1(&path);
+        assert_eq!(marks(&path), (0, 0));
+        assert!(
+            Journal::open_for_lookups(&path, &destination())
+                .unwrap()
+                .is_some()
+        );
+        let journal = Journal::open(&path, &destination()).unwrap();
+        assert_eq!(
+            journal.lookup(&id(1)).unwrap().unwrap().state,
+            State::Uploaded
+        );
+        drop(journal);
+        assert_eq!(marks(&path), (APPLICATION_ID, 2));
+    }
+
+    #[test]
+    fn a_database_of_another_program_is_refused_and_not_written_to() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, sql) in [
+            // A `rows` table like ours, but not ours.
+            (
+                "rows",
+                "CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT);",
+            ),
+            ("notes", "CREATE TABLE notes (x TEXT);"),
+            // Our tables and one more.
+            (
+                "extra",
+                &format!("{SCHEMA_V1} CREATE TABLE theirs (x TEXT);"),
+            ),
+            (
+                "marked",
+                "PRAGMA application_id = 42; CREATE TABLE meta (key TEXT, value TEXT);",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+            let before = std::fs::read(&path).unwrap();
+            for err in [
+                Journal::open(&path, &destination()).unwrap_err(),
+                Journal::open_for_lookups(&path, &destination()).unwrap_err(),
+            ] {
+                let err = format!("{err:#}");
+                assert!(
+                    err.starts_with(&format!(
+                        "the journal {} is an SQLite database of another program, not a voyc-import journal",
+                        path.display()
+                    )),
+                    "{err}"
+                );
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), before, "{name} untouched");
+            assert!(!dir.path().join(format!("{name}-wal")).exists());
+        }
     }
 
     #[test]

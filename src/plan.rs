@@ -138,8 +138,7 @@ impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
             };
         }
         let body = body_bytes(&row);
-        let identity = RowIdentity::new(&row.file, row.size, &body);
-        let stored = (self.lookup)(&identity);
+        let (identity, stored) = self.find(&row, &body);
         let mut notes = warnings(&problems);
         if let Some(left) = self.leftovers.get(&identity.hex()) {
             notes.push(left.note());
@@ -156,6 +155,27 @@ impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
                 notes,
             }),
         }
+    }
+}
+
+impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
+    /// The row's identity and what the journal holds for it. A journal of voyc-import 0.1 keyed
+    /// rows by the path as written: a row this version does not know under its normalised path
+    /// (`./a.wav` is `a.wav`) is looked up under that one, and keeps it if found, so that a
+    /// journal written before still resumes (its uploaded rows stay uploaded, its targets and
+    /// leftovers stay the row's). Paths that need no folding have one identity in both.
+    fn find(&mut self, row: &CheckedRow, body: &[u8]) -> (RowIdentity, Option<Stored>) {
+        let identity = RowIdentity::of_row(&row.file, row.size, body);
+        if let Some(stored) = (self.lookup)(&identity) {
+            return (identity, Some(stored));
+        }
+        let as_written = RowIdentity::new(&row.file, row.size, body);
+        if as_written != identity
+            && let Some(stored) = (self.lookup)(&as_written)
+        {
+            return (as_written, Some(stored));
+        }
+        (identity, None)
     }
 }
 
@@ -181,4 +201,99 @@ fn warnings(problems: &[Problem]) -> Vec<String> {
         .filter(|p| !p.is_error())
         .map(ToString::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::State;
+    use crate::validate::sniff::AudioFormat;
+
+    fn verdict(file: &str) -> Verdict {
+        let mut body = serde_json::Map::new();
+        body.insert("agent".into(), "A".into());
+        Verdict::Valid {
+            row: CheckedRow {
+                line: 2,
+                file: file.into(),
+                path: file.into(),
+                size: 10,
+                format: AudioFormat::Wav,
+                body,
+            },
+            warnings: Vec::new(),
+        }
+    }
+
+    fn uploaded() -> Stored {
+        Stored {
+            state: State::Uploaded,
+            conversation_id: None,
+            target: None,
+            expires_at: None,
+            bytes: Some(10),
+            sha256: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_row_journaled_under_another_spelling_of_its_path_is_already_uploaded() {
+        let body = br#"{"agent":"A"}"#;
+        let journaled = RowIdentity::of_row("calls/1.wav", 10, body);
+        let mut planner = Planner::new(
+            None,
+            |identity: &RowIdentity| (*identity == journaled).then(uploaded),
+            HashMap::new(),
+        );
+        for file in [
+            "calls/1.wav",
+            "./calls/1.wav",
+            "calls//1.wav",
+            "x/../calls/1.wav",
+        ] {
+            assert!(
+                matches!(planner.plan(verdict(file)), Step::AlreadyUploaded { .. }),
+                "{file}"
+            );
+        }
+        assert!(matches!(
+            planner.plan(verdict("calls/2.wav")),
+            Step::Send(_)
+        ));
+    }
+
+    #[test]
+    fn a_row_an_earlier_version_journaled_under_the_path_as_written_still_resumes() {
+        let body = br#"{"agent":"A"}"#;
+        // voyc-import 0.1 keyed the row by "./calls/1.wav" exactly.
+        let old = RowIdentity::new("./calls/1.wav", 10, body);
+        assert_ne!(old, RowIdentity::of_row("./calls/1.wav", 10, body));
+        let mut planner = Planner::new(
+            None,
+            |identity: &RowIdentity| (*identity == old).then(uploaded),
+            HashMap::new(),
+        );
+        assert!(matches!(
+            planner.plan(verdict("./calls/1.wav")),
+            Step::AlreadyUploaded { .. }
+        ));
+        let mut planner = Planner::new(
+            None,
+            |identity: &RowIdentity| {
+                (*identity == old).then(|| Stored {
+                    state: State::Failed,
+                    ..uploaded()
+                })
+            },
+            HashMap::new(),
+        );
+        let Step::Send(send) = planner.plan(verdict("./calls/1.wav")) else {
+            panic!("a failed row is sent again");
+        };
+        assert_eq!(
+            send.identity, old,
+            "it keeps the identity its journal rows have"
+        );
+    }
 }

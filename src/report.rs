@@ -417,11 +417,47 @@ pub fn report_folder(report: &Path) -> anyhow::Result<&Path> {
     Ok(folder)
 }
 
+/// A report that could not be written at the end of a run: the rows' counts all the same (for
+/// the summary), why, and where its rows are if the finished file could be kept under its
+/// temporary name.
+pub struct Unwritten {
+    pub counts: Counts,
+    pub error: anyhow::Error,
+    /// The complete temporary report, kept because it could not be renamed into place.
+    pub kept: Option<PathBuf>,
+}
+
+impl fmt::Debug for Unwritten {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl fmt::Display for Unwritten {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
 impl ReportWriter {
-    /// Creates the temporary file beside `path`: this is also the check that the report's
-    /// folder is writable, made before anything is uploaded.
+    /// Creates the temporary file beside `path`, with the CSV header on disk: this is also the
+    /// check, made before anything is uploaded, that the report's folder is writable and that
+    /// the report can take the place of what `path` names (not a folder).
     pub fn create(path: &Path) -> anyhow::Result<ReportWriter> {
         let format = ReportFormat::from_path(path)?;
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            let what = if meta.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file"
+            };
+            bail!(
+                "cannot write the report {}: it is {what}; give --report the path of a file",
+                path.display()
+            );
+        }
         let folder = report_folder(path)?;
         let name = path
             .file_name()
@@ -447,9 +483,14 @@ impl ReportWriter {
             ReportFormat::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(buffered))),
             ReportFormat::Jsonl => Sink::Jsonl(buffered),
         };
-        if let Sink::Csv(writer) = &mut sink {
-            writer.write_record(COLUMNS)?;
-        }
+        let header = match &mut sink {
+            Sink::Csv(writer) => writer
+                .write_record(COLUMNS)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| writer.flush().map_err(anyhow::Error::from)),
+            Sink::Jsonl(_) => Ok(()),
+        };
+        header.with_context(|| format!("cannot write the report {}", path.display()))?;
         Ok(ReportWriter {
             path: path.to_path_buf(),
             temp,
@@ -469,12 +510,31 @@ impl ReportWriter {
         self.pending.insert(seq, row);
         let mut written = 0;
         while let Some(row) = self.pending.remove(&self.next) {
-            self.write(&row)?;
+            // Counted first: a row that cannot be written still counts in the summary.
             self.counts.add(&row);
             self.next += 1;
             written += 1;
+            self.write(&row)?;
         }
         Ok(written)
+    }
+
+    /// Counts a row for the summary once the report can no longer be written.
+    pub fn count(&mut self, row: &ReportRow) {
+        self.counts.add(row);
+    }
+
+    /// Gives up on a report that failed while being written (a full disk, say): the temporary
+    /// file is removed, the counts kept.
+    pub fn abandon(mut self, error: anyhow::Error) -> Unwritten {
+        for row in std::mem::take(&mut self.pending).values() {
+            self.counts.add(row);
+        }
+        Unwritten {
+            counts: self.counts,
+            error,
+            kept: None,
+        }
     }
 
     fn write(&mut self, row: &ReportRow) -> anyhow::Result<()> {
@@ -495,32 +555,55 @@ impl ReportWriter {
         self.pending.len()
     }
 
-    /// Flushes, syncs and renames the report into place. Fails if a row is missing.
-    pub fn finish(self) -> anyhow::Result<Counts> {
+    /// Flushes, syncs and renames the report into place. Fails if a row is missing, or if the
+    /// file cannot be written or renamed; a complete file that cannot be renamed (the report's
+    /// path became a folder, its folder read-only) is kept under its temporary name.
+    pub fn finish(self) -> Result<Counts, Unwritten> {
         if let Some((&seq, row)) = self.pending.iter().next() {
-            bail!(
+            let error = anyhow::anyhow!(
                 "the report is missing row {} (the one before line {}); it was not written",
                 self.next + 1,
                 row.line.min(seq + 2)
             );
+            return Err(Unwritten {
+                counts: self.counts,
+                error,
+                kept: None,
+            });
         }
-        let file = match self.sink {
+        let context = || format!("cannot write the report {}", self.path.display());
+        let flushed = match self.sink {
             Sink::Csv(writer) => writer
                 .into_inner()
-                .map_err(|err| anyhow::anyhow!("{}", err.error()))?
-                .into_inner()
-                .map_err(|err| anyhow::anyhow!("{}", err.error()))?,
+                .map_err(|err| anyhow::anyhow!("{}", err.error()))
+                .and_then(|buffered| {
+                    buffered
+                        .into_inner()
+                        .map_err(|err| anyhow::anyhow!("{}", err.error()))
+                }),
             Sink::Jsonl(writer) => writer
                 .into_inner()
-                .map_err(|err| anyhow::anyhow!("{}", err.error()))?,
+                .map_err(|err| anyhow::anyhow!("{}", err.error())),
         };
-        file.sync_all()
-            .and_then(|()| {
-                drop(file);
-                self.temp.persist(&self.path).map_err(|err| err.error)
-            })
-            .with_context(|| format!("cannot write the report {}", self.path.display()))?;
-        Ok(self.counts)
+        let synced = flushed.and_then(|file| file.sync_all().map_err(anyhow::Error::from));
+        if let Err(error) = synced {
+            return Err(Unwritten {
+                counts: self.counts,
+                error: error.context(context()),
+                kept: None,
+            });
+        }
+        match self.temp.persist(&self.path) {
+            Ok(()) => Ok(self.counts),
+            Err(err) => {
+                let error = anyhow::Error::from(err.error).context(context());
+                Err(Unwritten {
+                    counts: self.counts,
+                    error,
+                    kept: err.path.keep().ok(),
+                })
+            }
+        }
     }
 }
 
@@ -532,6 +615,8 @@ pub enum Ending {
     /// Stopped before the end for a reason printed just before (a refused token, say), which
     /// says what to do.
     Stopped,
+    /// Every row settled, but the report could not be written (the error is printed before).
+    NotWritten,
 }
 
 /// `done: 26,245 uploaded, 21,961 already uploaded, 4 failed in 11m02s (33.7 MiB/s); report x.csv`
@@ -563,6 +648,7 @@ pub fn summary_line(counts: &Counts, elapsed: Duration, report: &Path, ending: E
             format!("interrupted: {list}; report {report}; run the same command to resume")
         }
         Ending::Stopped => format!("stopped: {list}; report {report}"),
+        Ending::NotWritten => format!("stopped: {list}; the report {report} was not written"),
     }
 }
 
@@ -658,6 +744,37 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
             "temp removed"
+        );
+    }
+
+    #[test]
+    fn a_report_path_that_is_a_folder_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        std::fs::create_dir(&path).unwrap();
+        let err = format!("{:#}", ReportWriter::create(&path).err().unwrap());
+        assert!(
+            err.ends_with("it is a folder; give --report the path of a file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_report_that_cannot_be_renamed_into_place_is_kept_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut writer = ReportWriter::create(&path).unwrap();
+        writer.push(0, row(2, RowStatus::Uploaded)).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let unwritten = writer.finish().unwrap_err();
+        assert_eq!(unwritten.counts.uploaded, 1);
+        let kept = unwritten.kept.expect("the temporary report is kept");
+        let text = std::fs::read_to_string(&kept).unwrap();
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("2,calls/2.wav,uploaded")
         );
     }
 

@@ -28,7 +28,7 @@ pub fn command(settings: &MergeSettings) -> anyhow::Result<Status> {
     for (seq, row) in merged.rows.iter().cloned().enumerate() {
         writer.push(seq as u64, row)?;
     }
-    let counts = writer.finish()?;
+    let counts = writer.finish().map_err(|unwritten| unwritten.error)?;
 
     let mut problems = Vec::new();
     let name = |what: &str, n: usize, lines: &mut dyn Iterator<Item = String>| {

@@ -10,6 +10,7 @@
 use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use crate::journal::{Destination, Journal};
 use crate::outcome::{End, Outcome};
 use crate::plan::{Planner, Step, ToSend};
 use crate::progress::{Mode, Progress};
-use crate::report::{Counts, Ending, ReportRow, ReportWriter, summary_line};
+use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
 use crate::settings::{Endpoint, UploadSettings, check_base_url};
 use crate::upload::client::{ClientConfig, VoycClient, call1_endpoint};
@@ -65,6 +66,20 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     });
     let progress = Arc::new(Progress::new(Mode::detect(settings.quiet)));
     let today = chrono::Local::now().date_naive();
+    // Signals are watched from the start, so that one during validation also ends the run
+    // cleanly (exit 130, the lock removed) instead of killing it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("voyc-upload")
+        .build()
+        .context("cannot start the async runtime")?;
+    let control = Arc::new(RunControl::new());
+    let sending = Arc::new(AtomicBool::new(false));
+    let _signals = runtime.spawn(watch_signals(
+        control.clone(),
+        progress.clone(),
+        sending.clone(),
+    ));
 
     // A journal left by an earlier run tells pass 1 what is already uploaded. A sandbox is a
     // new destination every run, so nothing is.
@@ -94,6 +109,9 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     // A manifest with no rows: with --allow-empty, a day without calls (said once at the end).
     let mut no_rows = None;
     let summary = check_manifest(&settings.manifest, today, |verdict| {
+        if control.is_stopping() {
+            return ControlFlow::Break(());
+        }
         if let Verdict::Empty(problem) = &verdict
             && settings.allow_empty
         {
@@ -143,6 +161,12 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
     })?;
     drop(planner);
     drop(earlier);
+    if summary.stopped {
+        progress.failure(
+            "interrupted during validation: nothing was sent; run the same command to start again",
+        );
+        return Ok(Status::Interrupted);
+    }
     if let Some(problem) = no_rows {
         if found.manifest_errors > 0 {
             progress.failure(&format!("{shown}:{}: {problem}", problem.line));
@@ -187,7 +211,10 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
         .expect("an HTTP client unless --dry-run")
         .join()
         .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
-    run(settings, &shown, &found, progress, today, http)
+    sending.store(true, Ordering::Relaxed);
+    run(
+        settings, &shown, &found, progress, today, http, runtime, control,
+    )
 }
 
 /// `--allow-empty` and a manifest with no rows: one line (none with `--quiet`), a report with
@@ -198,7 +225,9 @@ fn nothing_to_send(
     progress: &Progress,
 ) -> anyhow::Result<Status> {
     if !settings.dry_run {
-        ReportWriter::create(&settings.report)?.finish()?;
+        ReportWriter::create(&settings.report)?
+            .finish()
+            .map_err(|unwritten| unwritten.error)?;
     }
     let report = match settings.dry_run {
         true => String::new(),
@@ -254,7 +283,8 @@ fn dry_run_end(
     })
 }
 
-/// Pass 2 and the pool, on a tokio runtime.
+/// Pass 2 and the pool, on the tokio runtime whose task watches for signals.
+#[allow(clippy::too_many_arguments)]
 fn run(
     settings: &UploadSettings,
     shown: &str,
@@ -262,12 +292,9 @@ fn run(
     progress: Arc<Progress>,
     today: chrono::NaiveDate,
     http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    control: Arc<RunControl>,
 ) -> anyhow::Result<Status> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("voyc-upload")
-        .build()
-        .context("cannot start the async runtime")?;
     // The report's folder must be writable before anything is sent.
     let report = ReportWriter::create(&settings.report)?;
 
@@ -297,7 +324,11 @@ fn run(
             (base_url, organisation.clone(), token, destination)
         }
     };
-    let journal = Arc::new(Journal::open(&settings.journal, &destination)?);
+    let journal = Arc::new(Journal::open_for_run(
+        &settings.journal,
+        &destination,
+        &settings.report,
+    )?);
     // What earlier runs left without audio, so that this run's report says it again.
     let leftovers = journal
         .leftovers()
@@ -311,7 +342,6 @@ fn run(
             timeout: settings.timeout,
         },
     );
-    let control = Arc::new(RunControl::new());
     let engine = Arc::new(Engine {
         client,
         uploader: Uploader::new(http, settings.timeout),
@@ -346,7 +376,6 @@ fn run(
             .context("cannot start the report writer")?
     };
 
-    let _signals = runtime.spawn(watch_signals(control.clone(), progress.clone()));
     let pool = Pool::new(engine, settings.concurrency, outcomes.clone());
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
@@ -403,13 +432,19 @@ fn run(
     progress.finish();
     runtime.shutdown_timeout(Duration::from_secs(1));
     let feed = feed?;
-    let counts = written?;
+    let (counts, unwritten) = match written {
+        Ok(counts) => (counts, None),
+        Err(unwritten) => (unwritten.counts.clone(), Some(unwritten)),
+    };
     if feed.stopped || counts.total() != feed.rows {
         bail!(
             "the manifest changed while it was uploaded ({} rows on the second pass, {} in the report); run the same command again",
             feed.rows,
             counts.total()
         );
+    }
+    if let Some(unwritten) = unwritten {
+        return Ok(report_not_written(settings, &unwritten, &progress));
     }
     finish(
         &settings.report,
@@ -418,6 +453,36 @@ fn run(
         control.reason(),
         &progress,
     )
+}
+
+/// Every row is settled and journaled, but the report could not be written (a full disk, a
+/// folder turned read-only, a folder put where the report goes): exit 1, with the summary, where
+/// the rows are, and how to write the report without uploading anything again. The default
+/// journal follows the report's path, so the rerun must name this run's journal.
+fn report_not_written(
+    settings: &UploadSettings,
+    unwritten: &Unwritten,
+    progress: &Progress,
+) -> Status {
+    let journal = settings.journal.display();
+    let held = match &unwritten.kept {
+        Some(kept) => format!(
+            "its rows are in {} and in the journal {journal}",
+            kept.display()
+        ),
+        None => format!("its rows are in the journal {journal}"),
+    };
+    progress.failure(&format!("error: {:#}; {held}", unwritten.error));
+    progress.failure(&summary_line(
+        &unwritten.counts,
+        Duration::ZERO,
+        &settings.report,
+        Ending::NotWritten,
+    ));
+    progress.failure(&format!(
+        "to write the report, run the same command with --journal {journal} (and a --report that can be written): rows already uploaded are not sent again"
+    ));
+    Status::Partial
 }
 
 /// Prints the summary and decides the exit status.
@@ -462,7 +527,7 @@ fn write_report(
     progress: &Progress,
     shown: &str,
     control: &RunControl,
-) -> anyhow::Result<Counts> {
+) -> Result<Counts, Unwritten> {
     let mut failure = None;
     for outcome in settled {
         match &outcome.end {
@@ -481,7 +546,7 @@ fn write_report(
         continue_report(&mut failure, &mut report, window, outcome);
     }
     match failure {
-        Some(err) => Err(err),
+        Some(err) => Err(report.abandon(err)),
         None => report.finish(),
     }
 }
@@ -510,28 +575,40 @@ fn continue_report(
             }
         }
     } else {
+        report.count(&ReportRow::from(outcome));
         window.add_permits(1);
     }
 }
 
-/// First SIGINT/SIGTERM: stop handing out rows and let those in flight finish. Second: abort.
-async fn watch_signals(control: Arc<RunControl>, progress: Arc<Progress>) {
+/// First SIGINT/SIGTERM/SIGHUP: stop handing out rows and let those in flight finish (during
+/// validation: stop validating). Second: abort.
+async fn watch_signals(
+    control: Arc<RunControl>,
+    progress: Arc<Progress>,
+    sending: Arc<AtomicBool>,
+) {
     let Some(mut signals) = Signals::new() else {
         return;
     };
     signals.next().await;
     control.stop(StopReason::Interrupted);
-    progress.failure("interrupted: finishing the rows in flight (interrupt again to abort them)");
+    if sending.load(Ordering::Relaxed) {
+        progress
+            .failure("interrupted: finishing the rows in flight (interrupt again to abort them)");
+    }
     signals.next().await;
     control.abort();
 }
 
-/// SIGINT (Ctrl-C) and, on Unix, SIGTERM, registered once for the whole run.
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM and SIGHUP (an SSH session dropped mid-migration),
+/// registered once for the whole run.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -542,6 +619,7 @@ impl Signals {
             Some(Signals {
                 interrupt: signal(SignalKind::interrupt()).ok()?,
                 terminate: signal(SignalKind::terminate()).ok()?,
+                hangup: signal(SignalKind::hangup()).ok()?,
             })
         }
         #[cfg(not(unix))]
@@ -553,6 +631,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
         }
         #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {

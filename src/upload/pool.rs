@@ -10,14 +10,14 @@
 //! or one of those) hands out no more rows and lets rows in flight finish; an abort (a
 //! second Ctrl-C) drops them where they are, which the journal makes safe to resume.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use futures_util::FutureExt as _;
@@ -28,7 +28,9 @@ use super::failure::{Call, Failure};
 use super::response::Call1Response;
 use super::retry::{Backoff, Sleeper};
 use super::transfer::{Gate, Opened, Uploaded, Uploader, open_for_upload};
-use crate::journal::{Change, Journal, Pending, RowIdentity, State, Stored};
+use crate::journal::{
+    Change, ClaimState, Holder, Journal, OtherRun, Pending, RowIdentity, State, Stored,
+};
 use crate::outcome::{self, Outcome};
 use crate::plan::ToSend;
 use crate::target::{ConversationId, UploadTarget};
@@ -662,6 +664,160 @@ impl Engine {
     }
 }
 
+/// How often a row another run holds is looked at again, at first and at most.
+const HELD_POLL: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
+impl Engine {
+    /// Takes the row's claim (`claim`, on its way to the journal) and, once this run holds it,
+    /// takes the row through both calls from where the journal has it now. A row another live
+    /// run holds is left to it: waited for without a worker, then settled as that run left it
+    /// (uploaded, or failed), or claimed again if it left it unfinished or died.
+    async fn claim_and_run(
+        &self,
+        mut job: Job,
+        claim: Pending,
+        permit: OwnedSemaphorePermit,
+        permits: &Arc<Semaphore>,
+    ) -> Outcome {
+        let mut claim = Some(claim);
+        let mut permit = Some(permit);
+        loop {
+            let pending = match claim.take() {
+                Some(pending) => Ok(pending),
+                None => self
+                    .journal
+                    .begin(job.identity, &job.file, job.line, Change::Claim),
+            };
+            let state = match pending {
+                Ok(pending) => match pending.committed().await {
+                    Ok(()) => self.journal.claim_state(&job.identity),
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
+            };
+            let state = match state {
+                Ok(state) => state,
+                Err(err) => return self.claim_lost(&job, &err),
+            };
+            if let Some(done) = settled_by_another(&job, &state) {
+                return done;
+            }
+            let holder = match state.holder {
+                Holder::Me { fresh } => {
+                    // Fresh: the claim was the row's "call 1 started". Otherwise the row is
+                    // resumed from where the journal has it now (another run may have moved it
+                    // on, or died with it, since it was planned).
+                    let started = match fresh {
+                        true => {
+                            job.resume = None;
+                            Some(Pending::committed_already(Path::new("")))
+                        }
+                        false => {
+                            job.resume = state.stored;
+                            None
+                        }
+                    };
+                    let settled = self.process_started(&job, started).await;
+                    // The worker is free while its last change is committed.
+                    drop(permit);
+                    return settled.committed(&self.control).await;
+                }
+                Holder::Other(other) => other,
+                // Released since the claim was refused: look again.
+                Holder::Nobody => continue,
+            };
+            if !self.journal.is_alive(&holder) {
+                continue;
+            }
+            drop(permit.take());
+            if let Some(done) = self.wait_for(&job, &holder).await {
+                return done;
+            }
+            permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => Some(permit.expect("the pool's semaphores are never closed")),
+                () = self.control.stop.cancelled() => return held_when_stopped(&job, &holder),
+            };
+        }
+    }
+
+    /// Waits while another live run holds the row: its outcome if that run settled it, `None`
+    /// when this run should claim it again (released unfinished, or its run died).
+    async fn wait_for(&self, job: &Job, holder: &OtherRun) -> Option<Outcome> {
+        let mut poll = HELD_POLL.0;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = self.control.stop.cancelled() => return Some(held_when_stopped(job, holder)),
+            }
+            poll = (poll * 2).min(HELD_POLL.1);
+            let state = match self.journal.claim_state(&job.identity) {
+                Ok(state) => state,
+                Err(err) => return Some(self.claim_lost(job, &err)),
+            };
+            if let Some(done) = settled_by_another(job, &state) {
+                return Some(done);
+            }
+            match &state.holder {
+                Holder::Other(other) if self.journal.is_alive(other) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// The journal could not record or read the row's claim: the run stops (going on could
+    /// upload rows twice), and the row is left for a rerun.
+    fn claim_lost(&self, job: &Job, err: &anyhow::Error) -> Outcome {
+        let text = format!("{err:#}");
+        self.control.stop(StopReason::Journal(text.clone()));
+        let end = outcome::End::NotAttempted { conversation: None };
+        Outcome::new(job.seq, job.line, job.file.clone(), end)
+            .noting(notes_with(job, format!("stopped: {text}")))
+    }
+}
+
+/// A row that another run settled while this one had it planned: uploaded there (at any
+/// time since it was planned here), or failed there and released.
+fn settled_by_another(job: &Job, state: &ClaimState) -> Option<Outcome> {
+    let stored = state.stored.as_ref()?;
+    let end = match (stored.state, &state.holder) {
+        (State::Uploaded, _) => outcome::End::AlreadyUploaded {
+            conversation: stored.conversation_id.clone(),
+            bytes: stored.bytes,
+            sha256: stored.sha256.clone(),
+        },
+        (State::Failed, Holder::Nobody) => outcome::End::Failed {
+            conversation: stored.conversation_id.clone(),
+            error: stored.error.clone().unwrap_or_default(),
+        },
+        _ => return None,
+    };
+    let note = match end {
+        outcome::End::AlreadyUploaded { .. } => {
+            "another run uploaded it at the same time (it shares this journal)"
+        }
+        _ => {
+            "another run sharing this journal tried it at the same time, and it failed there; run the same command to try it again"
+        }
+    };
+    Some(
+        Outcome::new(job.seq, job.line, job.file.clone(), end).noting(notes_with(job, note.into())),
+    )
+}
+
+/// A row another run still held when this one was stopped.
+fn held_when_stopped(job: &Job, holder: &OtherRun) -> Outcome {
+    let end = outcome::End::NotAttempted { conversation: None };
+    let note = format!(
+        "{} was uploading it when this run stopped; run the same command once it has ended to see how it ended",
+        holder.describe()
+    );
+    Outcome::new(job.seq, job.line, job.file.clone(), end).noting(notes_with(job, note))
+}
+
+fn notes_with(job: &Job, note: String) -> Vec<String> {
+    job.warnings.iter().cloned().chain([note]).collect()
+}
+
 /// A processed row, and the journal change it waits on before it may be reported.
 #[derive(Debug)]
 pub struct Settled {
@@ -782,14 +938,18 @@ impl Pool {
             let _ = self.outcomes.send(unstarted(job, control.reason()));
             return;
         };
-        let started = if job.resume.is_none() {
-            self.engine
+        let claim =
+            match self
+                .engine
                 .journal
-                .begin(job.identity, &job.file, job.line, Change::Call1Started)
-                .ok()
-        } else {
-            None
-        };
+                .begin(job.identity, &job.file, job.line, Change::Claim)
+            {
+                Ok(pending) => Some(pending),
+                Err(err) => {
+                    control.stop(StopReason::Journal(format!("{err:#}")));
+                    None
+                }
+            };
         let engine = self.engine.clone();
         let permits = self.permits.clone();
         let outcomes = self.outcomes.clone();
@@ -798,31 +958,24 @@ impl Pool {
         tasks.spawn(async move {
             let control = &engine.control;
             let permit = tokio::select! {
-                permit = permits.acquire_owned() => Some(permit.expect("the pool's semaphores are never closed")),
+                permit = permits.clone().acquire_owned() => Some(permit.expect("the pool's semaphores are never closed")),
                 () = control.stop.cancelled() => None,
             };
             drop(queued);
-            let Some(permit) = permit.filter(|_| !control.is_stopping()) else {
-                if started.is_some() {
-                    let _ = engine.journal.begin(
-                        job.identity,
-                        &job.file,
-                        job.line,
-                        Change::NotStarted,
-                    );
-                }
+            let (Some(permit), Some(claim)) = (permit.filter(|_| !control.is_stopping()), claim)
+            else {
+                let _ = engine.journal.begin(
+                    job.identity,
+                    &job.file,
+                    job.line,
+                    Change::NotStarted,
+                );
                 let _ = outcomes.send(unstarted(job, control.reason()));
                 return;
             };
-            let settled = tokio::select! {
-                settled = engine.process_started(&job, started) => Some(settled),
-                () = control.abort.cancelled() => None,
-            };
-            // The worker is free while its last change is committed.
-            drop(permit);
-            let outcome = match settled {
-                Some(settled) => settled.committed(control).await,
-                None => aborted(&job),
+            let outcome = tokio::select! {
+                outcome = engine.claim_and_run(job.clone(), claim, permit, &permits) => outcome,
+                () = control.abort.cancelled() => aborted(&job),
             };
             let _ = outcomes.send(outcome);
         });

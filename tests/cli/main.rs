@@ -7,6 +7,7 @@ mod generated;
 mod hostile;
 mod merge;
 mod real_s3;
+mod run_edges;
 mod sandbox;
 mod upload;
 mod util;

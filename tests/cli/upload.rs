@@ -195,7 +195,7 @@ pub(crate) fn wav(seed: usize, size: usize) -> Vec<u8> {
     bytes
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -298,7 +298,7 @@ fn assert_every_row_uploaded_once(corpus: &Corpus, sandbox: &Sandbox) {
     }
 }
 
-fn stderr_of(out: &Output) -> String {
+pub(crate) fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -1034,7 +1034,7 @@ fn a_second_ctrl_c_aborts_the_rows_in_flight() {
     );
 }
 
-fn wait_for_conversations(sandbox: &Sandbox, n: usize, child: &mut Child) {
+pub(crate) fn wait_for_conversations(sandbox: &Sandbox, n: usize, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while sandbox.conversations().len() < n {
         if let Some(status) = child.try_wait().unwrap() {
@@ -1045,7 +1045,7 @@ fn wait_for_conversations(sandbox: &Sandbox, n: usize, child: &mut Child) {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -1053,7 +1053,7 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+pub(crate) fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
