@@ -111,7 +111,8 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
                 found.valid += 1;
                 found.already_uploaded += 1;
                 if let Some(out) = &mut dry_run_out {
-                    let _ = writeln!(out, "{shown}:{}: {}: already uploaded", row.line, row.file);
+                    let file = human::one_line(&row.file);
+                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded", row.line);
                 }
             }
             Step::Send(ToSend { row, body, .. }) => {
@@ -124,7 +125,7 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
                         out,
                         "{shown}:{}: {} ({} bytes): {}",
                         row.line,
-                        row.file,
+                        human::one_line(&row.file),
                         human::count(row.size),
                         String::from_utf8_lossy(&body)
                     );
@@ -432,8 +433,10 @@ fn write_report(
                 progress.row_done(true);
                 if !same_as_the_stop(control) {
                     progress.failure(&format!(
-                        "{shown}:{}: {}: failed: {error}",
-                        outcome.line, outcome.file,
+                        "{shown}:{}: {}: failed: {}",
+                        outcome.line,
+                        human::one_line(&outcome.file),
+                        human::one_line(error),
                     ));
                 }
             }

@@ -89,12 +89,8 @@ impl Uploader {
                 for (name, value) in fields {
                     form = form.text(name.clone(), value.clone());
                 }
-                let file_name = path
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "audio".to_string());
                 let part = reqwest::multipart::Part::stream_with_length(body, size)
-                    .file_name(file_name)
+                    .file_name(form_file_name(path))
                     .mime_str("application/octet-stream")
                     .expect("a valid MIME type");
                 self.http
@@ -241,6 +237,24 @@ fn open_blocking(path: &Path, size: u64) -> Result<Opened, Failure> {
         file: tokio::fs::File::from_std(file),
         first: Bytes::from(first),
     })
+}
+
+/// The file name the multipart form gives S3: S3 stores the object under the key the target
+/// names, so the local name need not go at all; a name with a line break or a quote would
+/// break the form (S3 answers `MalformedPOSTRequest`). Only a plain ASCII extension is kept.
+fn form_file_name(path: &Path) -> String {
+    let extension = path
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .filter(|extension| {
+            !extension.is_empty()
+                && extension.len() <= 8
+                && extension.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    match extension {
+        Some(extension) => format!("audio.{}", extension.to_ascii_lowercase()),
+        None => "audio".to_string(),
+    }
 }
 
 /// What the upload watchdog and the body stream share: when a byte last moved, the hash and
@@ -775,5 +789,13 @@ mod tests {
             failure.message
         );
         assert!(server.requests().is_empty());
+    }
+
+    #[test]
+    fn the_form_names_the_file_by_its_extension_only() {
+        assert_eq!(form_file_name(Path::new("calls/a\nb\".wav")), "audio.wav");
+        assert_eq!(form_file_name(Path::new("calls/x.MP3")), "audio.mp3");
+        assert_eq!(form_file_name(Path::new("calls/x.w\r\nav")), "audio");
+        assert_eq!(form_file_name(Path::new("calls/noext")), "audio");
     }
 }

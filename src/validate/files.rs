@@ -133,11 +133,9 @@ pub(crate) fn shown(path: &Path) -> String {
     let text = path.display().to_string();
     let mut out = String::new();
     let mut width = 0;
+    let mut buf = [0; 4];
     for c in text.chars() {
-        let escaped: String = match c.is_control() {
-            true => c.escape_default().collect(),
-            false => c.to_string(),
-        };
+        let escaped = crate::human::one_line(c.encode_utf8(&mut buf));
         width += escaped.chars().count();
         if width > MAX_CHARS {
             out.push('…');

@@ -105,14 +105,7 @@ impl fmt::Display for Problem {
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        for c in text.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
+        f.write_str(&crate::human::one_line(&text))
     }
 }
 
