@@ -49,8 +49,8 @@ struct Found {
     bytes_to_send: u64,
 }
 
-/// `voyc-import upload`.
-pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
+/// `voyc-import upload`; `open_files` is the limit on open files in force (`None`: none).
+pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Result<Status> {
     let shown = settings.manifest.shown();
     // Before anything else, so that an overlapping run stops at once: held until the report is
     // written. A dry run writes nothing and needs none.
@@ -172,7 +172,15 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
         .expect("an HTTP client unless --dry-run")
         .join()
         .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
-    run(settings, &shown, &found, progress, today, http)
+    let concurrency = crate::descriptors::concurrency_within(open_files, settings.concurrency);
+    if concurrency < settings.concurrency {
+        progress.say(&format!(
+            "--concurrency {} lowered to {concurrency}: this process may open only {} files at once (ulimit -n); raise the limit to upload more rows at a time",
+            settings.concurrency,
+            open_files.unwrap_or_default()
+        ));
+    }
+    run(settings, &shown, &found, progress, today, http, concurrency)
 }
 
 /// The last line of a dry run, and its status: as the real run would end if every call
@@ -226,6 +234,7 @@ fn run(
     progress: Arc<Progress>,
     today: chrono::NaiveDate,
     http: reqwest::Client,
+    concurrency: usize,
 ) -> anyhow::Result<Status> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -312,7 +321,7 @@ fn run(
     };
 
     let _signals = runtime.spawn(watch_signals(control.clone(), progress.clone()));
-    let pool = Pool::new(engine, settings.concurrency, outcomes.clone());
+    let pool = Pool::new(engine, concurrency, outcomes.clone());
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
     let mut seq = 0u64;

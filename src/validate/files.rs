@@ -1,10 +1,14 @@
 //! The checks on a row's audio file: it exists, is a regular readable file, is not empty, is
 //! at most 5 GiB, and is audio by its first bytes. Only those bytes are read, and the file
-//! type is taken from metadata before opening, so a named pipe never blocks the run.
+//! type is taken from metadata before opening, and again from the open descriptor (a named
+//! pipe put in place of the file meanwhile never blocks the run: see [`open_regular`]).
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::descriptors::out_of_descriptors;
 
 use super::sniff::{AudioFormat, SNIFF_LEN, sniff};
 
@@ -32,6 +36,8 @@ pub(crate) struct Inspection {
     pub id: Option<FileId>,
     /// Its size and format, or why it cannot be uploaded (a message for the `file` column).
     pub outcome: Result<(u64, AudioFormat), String>,
+    /// When it was last modified, as checked: the upload checks it has not changed since.
+    pub modified: Option<SystemTime>,
 }
 
 pub(crate) fn inspect(path: &Path) -> Inspection {
@@ -54,12 +60,14 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
             return Inspection {
                 id: None,
                 outcome: Err(message),
+                modified: None,
             };
         }
     };
     Inspection {
         id: file_id(path, &meta),
         outcome: check_file(path, &meta),
+        modified: meta.modified().ok(),
     }
 }
 
@@ -97,9 +105,22 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
     }
 }
 
-/// Reads up to `head.len()` leading bytes; fewer only at the end of the file.
+/// Reads up to `head.len()` leading bytes; fewer only at the end of the file. Out of
+/// descriptors (the uploads hold many), it waits for some to be closed rather than calling
+/// the file unreadable.
 fn read_head(path: &Path, head: &mut [u8]) -> io::Result<usize> {
-    let mut file = File::open(path)?;
+    let mut wait = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    let (mut file, _) = loop {
+        match open_regular(path) {
+            Err(e) if out_of_descriptors(&e) && waited < MAX_DESCRIPTOR_WAIT => {
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            opened => break opened?,
+        }
+    };
     let mut filled = 0;
     while filled < head.len() {
         match file.read(&mut head[filled..]) {
@@ -112,8 +133,48 @@ fn read_head(path: &Path, head: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// How long a check waits for a descriptor before it gives up and says so.
+const MAX_DESCRIPTOR_WAIT: Duration = Duration::from_secs(60);
+
+/// Opens `path` for reading without ever blocking, and checks on the open descriptor that it
+/// is a regular file: a named pipe put in place of a checked file would otherwise wait for a
+/// writer for ever (no timeout fires in `open`). Anything else is an `InvalidInput` error
+/// saying what it is now (`a named pipe, not a regular file`).
+pub(crate) fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let file = open_nonblocking(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        return Ok((file, meta));
+    }
+    let kind = match meta.is_dir() {
+        true => "a folder",
+        false => special_kind(&meta),
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{kind}, not a regular file"),
+    ))
+}
+
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK changes nothing for a regular file's reads; it only keeps `open` of a FIFO
+    // from waiting.
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// On Windows a named pipe lives under `\\.\pipe\`, not where a manifest points.
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// `it starts with text: "<!DOCTYPE html>…"` or `it starts with bytes 89 50 4e 47 …`.
-fn describe_start(head: &[u8]) -> String {
+pub(crate) fn describe_start(head: &[u8]) -> String {
     let head = &head[..head.len().min(16)];
     match std::str::from_utf8(head) {
         Ok(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => {

@@ -3,6 +3,7 @@
 
 mod fuzz_regressions;
 mod hostile;
+mod hostile_files;
 mod real_s3;
 mod sandbox;
 mod upload;
