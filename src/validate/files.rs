@@ -45,15 +45,7 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
         Ok(meta) => meta,
         Err(e) => {
             let message = if e.kind() == io::ErrorKind::NotFound {
-                // A manifest written on Windows: `calls\0001.wav` names one file, not a folder.
-                let windows = cfg!(unix) && path.to_string_lossy().contains('\\');
-                let hint = match windows {
-                    true => {
-                        "; its path has backslashes, which this system reads as part of a name: write the folders with /"
-                    }
-                    false => "",
-                };
-                format!("no such file (looked in {}){hint}", shown(path))
+                missing(path)
             } else {
                 format!("cannot be read: {} ({})", io_text(&e), shown(path))
             };
@@ -68,6 +60,73 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
         id: file_id(path, &meta),
         outcome: check_file(path, &meta),
         modified: meta.modified().ok(),
+    }
+}
+
+/// Why `path` names no file, with what may explain it: a link to a missing target, a `~` no
+/// shell expanded, backslashes, or a name on disk that differs only in its Unicode form.
+fn missing(path: &Path) -> String {
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        let target = fs::read_link(path).unwrap_or_default();
+        return format!(
+            "is a symbolic link to {}, which does not exist ({})",
+            shown(&target),
+            shown(path)
+        );
+    }
+    let mut message = format!("no such file (looked in {})", shown(path));
+    // A manifest written on Windows: `calls\0001.wav` names one file, not a folder.
+    if cfg!(unix) && path.to_string_lossy().contains('\\') {
+        message.push_str(
+            "; its path has backslashes, which this system reads as part of a name: write the folders with /",
+        );
+    }
+    if path.components().any(|part| part.as_os_str() == "~") {
+        message.push_str(
+            "; ~ is not expanded here (a shell does that, not the manifest): write the home folder out in full",
+        );
+    }
+    if let Some(on_disk) = differently_normalised(path) {
+        message.push_str(&format!(
+            "; the folder has {}, which looks the same but is written with other Unicode code points ({} on disk, {} in the manifest): write the name as the disk has it",
+            shown(Path::new(&on_disk)),
+            normal_form(&on_disk),
+            normal_form(&path.file_name().unwrap_or_default().to_string_lossy()),
+        ));
+    }
+    message
+}
+
+/// A name in `path`'s folder equal to its file name once both are in NFC: macOS writes
+/// names decomposed (NFD), most other systems and spreadsheets composed (NFC).
+fn differently_normalised(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    if name.is_ascii() {
+        return None;
+    }
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let wanted = nfc.normalize(name);
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::read_dir(folder).ok()?.find_map(|entry| {
+        let entry = entry.ok()?.file_name().into_string().ok()?;
+        (entry != name && nfc.normalize(&entry) == wanted).then_some(entry)
+    })
+}
+
+fn normal_form(name: &str) -> &'static str {
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let nfd = icu_normalizer::DecomposingNormalizerBorrowed::new_nfd();
+    if nfc.normalize(name) == name {
+        "NFC"
+    } else if nfd.normalize(name) == name {
+        "NFD"
+    } else {
+        "mixed"
     }
 }
 
@@ -371,8 +430,42 @@ mod tests {
             "{err}"
         );
         let dangling = dir.path().join("dangling.wav");
-        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
-        assert!(error_for(&dangling).starts_with("no such file"));
+        let gone = dir.path().join("gone.wav");
+        std::os::unix::fs::symlink(&gone, &dangling).unwrap();
+        assert_eq!(
+            error_for(&dangling),
+            format!(
+                "is a symbolic link to {}, which does not exist ({})",
+                gone.display(),
+                dangling.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_name_in_another_unicode_form_on_disk_is_pointed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let nfd = "cafe\u{301}.wav"; // as macOS writes it
+        let nfc = "caf\u{e9}.wav"; // as a spreadsheet does
+        fs::write(dir.path().join(nfd), WAV).unwrap();
+        let err = error_for(&dir.path().join(nfc));
+        assert!(
+            err.ends_with(&format!(
+                "; the folder has {nfd}, which looks the same but is written with other Unicode code points (NFD on disk, NFC in the manifest): write the name as the disk has it"
+            )),
+            "{err}"
+        );
+        let err = error_for(&dir.path().join("caf\u{e8}.wav"));
+        assert!(!err.contains("the folder has"), "another letter: {err}");
+    }
+
+    #[test]
+    fn a_tilde_is_said_not_to_be_expanded() {
+        let err = error_for(Path::new("manifests/~/calls/a.wav"));
+        assert_eq!(
+            err,
+            "no such file (looked in manifests/~/calls/a.wav); ~ is not expanded here (a shell does that, not the manifest): write the home folder out in full"
+        );
     }
 
     #[cfg(unix)]
