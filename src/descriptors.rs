@@ -8,8 +8,8 @@
 use std::io;
 
 /// Descriptors kept for what is open whatever the concurrency: standard streams, the runtime,
-/// the journal (database, WAL, shared memory), the report, the lock, the validation pass
-/// (one file per thread) and the connections the HTTP pool keeps idle.
+/// the journal (database, WAL, shared memory), the report, the lock, and some slack; the
+/// validation pass adds one file per thread of its own.
 const RESERVED: u64 = 48;
 /// What one row in flight may hold at once: its file, a connection to the API and one to S3.
 const PER_ROW: u64 = 3;
@@ -53,7 +53,8 @@ pub fn concurrency_within(limit: Option<u64>, wanted: usize) -> usize {
     match limit {
         None => wanted,
         Some(limit) => {
-            let fits = limit.saturating_sub(RESERVED) / PER_ROW;
+            let validation = rayon::current_num_threads() as u64;
+            let fits = limit.saturating_sub(RESERVED + validation) / PER_ROW;
             wanted
                 .min(usize::try_from(fits).unwrap_or(usize::MAX))
                 .max(1)
@@ -83,9 +84,10 @@ mod tests {
     fn the_rows_in_flight_fit_in_the_limit_and_never_drop_to_none() {
         assert_eq!(concurrency_within(None, 512), 512);
         assert_eq!(concurrency_within(Some(20_000), 512), 512);
+        let threads = rayon::current_num_threads() as u64;
         assert_eq!(
-            concurrency_within(Some(1024), 512),
-            (1024 - RESERVED) as usize / 3
+            concurrency_within(Some(1024), 512) as u64,
+            (1024 - RESERVED - threads) / 3
         );
         assert_eq!(concurrency_within(Some(16), 8), 1);
     }

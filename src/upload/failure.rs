@@ -68,6 +68,9 @@ pub struct Failure {
     /// Upload only: the file is not the one validation checked (it changed size or time, or
     /// is no longer audio); the target is kept for a rerun once it stops changing.
     pub file_changed: bool,
+    /// No file descriptor was left (`EMFILE`, `ENFILE`) to open the file or a connection:
+    /// transient, and the pool waits for one without spending a retry.
+    pub out_of_descriptors: bool,
     /// One line for the report, without the call's name: `HTTP 400: call_date: ...`.
     pub message: String,
 }
@@ -86,6 +89,7 @@ impl Failure {
             unreachable: false,
             conversation: None,
             file_changed: false,
+            out_of_descriptors: false,
             message: message.into(),
         }
     }
@@ -189,9 +193,11 @@ pub(super) fn transport_failure(call: Call, err: reqwest::Error) -> Failure {
     } else {
         format!("connection failed: {}", root_cause(&err))
     };
+    let no_descriptor = out_of_descriptors(&err);
     Failure {
         // Out of descriptors for a socket: nothing says the host cannot be reached.
-        unreachable: err.is_connect() && !err.is_timeout() && !out_of_descriptors(&err),
+        unreachable: err.is_connect() && !err.is_timeout() && !no_descriptor,
+        out_of_descriptors: no_descriptor,
         ..Failure::from_transport(call, sent, message)
     }
 }

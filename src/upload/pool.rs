@@ -599,6 +599,9 @@ impl Engine {
     /// Whether a failed attempt will be tried again: a transient failure with retries left
     /// (`--retries`).
     fn will_retry(&self, retries: &Retries, failure: &Failure) -> bool {
+        if failure.out_of_descriptors {
+            return retries.descriptor_waits < MAX_DESCRIPTOR_WAITS;
+        }
         failure.is_transient() && retries.done < self.retries
     }
 
@@ -608,9 +611,15 @@ impl Engine {
         if !self.will_retry(retries, failure) {
             return Next::GiveUp;
         }
-        retries.done += 1;
+        let retry = if failure.out_of_descriptors {
+            retries.descriptor_waits += 1;
+            retries.descriptor_waits.min(4)
+        } else {
+            retries.done += 1;
+            retries.done
+        };
         tally.retries += 1;
-        if self.pause(retries.done, failure.retry_after).await {
+        if self.pause(retry, failure.retry_after).await {
             Next::Again
         } else {
             Next::Interrupted
@@ -758,7 +767,13 @@ fn journal_lost_note(err: &anyhow::Error) -> String {
 #[derive(Default)]
 struct Retries {
     done: u32,
+    /// Waits for a free file descriptor, which spend no retry.
+    descriptor_waits: u32,
 }
+
+/// How many times one call waits for a free file descriptor (a few minutes in all) before
+/// its row fails: others are closed as rows end, so the wait spends none of `--retries`.
+const MAX_DESCRIPTOR_WAITS: u32 = 100;
 
 /// What follows a failed attempt.
 enum Next {

@@ -270,8 +270,11 @@ fn open_blocking(source: &Source) -> Result<Opened, Failure> {
             crate::validate::io_text(&err)
         );
         match out_of_descriptors(&err) {
-            // Others close theirs as their uploads end: wait, like for a busy server.
-            true => Failure::transient(Call::Upload, message),
+            // Others close theirs as their uploads end: wait for one.
+            true => Failure {
+                out_of_descriptors: true,
+                ..Failure::transient(Call::Upload, message)
+            },
             false => Failure::permanent(Call::Upload, message),
         }
     };
