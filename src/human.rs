@@ -1,7 +1,26 @@
 //! Every number, size, rate and duration a person reads, formatted one way everywhere (and the
 //! durations a person types, read one way): `48,210`, `1 row`, `9.8 GiB`, `11m02s`, `30s`.
+//! And any text from a manifest or a file system, made safe for one line of output.
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+/// `text` as one line of output: each control character escaped (`\n`, `\t`, `\u{1b}`), as a
+/// file name, a header or a value may hold a line break or a terminal escape, and no control
+/// character may reach a log.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// `row` for 1, `rows` otherwise.
 pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
@@ -10,20 +29,6 @@ pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
     } else {
         many.to_string()
     }
-}
-
-/// Text for one line of output: every control character escaped (`\n`, `\t`, `\u{1b}`), so
-/// that no name or message can break a line or reach the terminal as a command.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `48,210`.
@@ -124,6 +129,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(one_line("calls/a.wav"), "calls/a.wav");
+        assert_eq!(
+            one_line("a\nb\r\t\u{1b}[2Jé.wav"),
+            "a\\nb\\r\\t\\u{1b}[2Jé.wav"
+        );
+    }
 
     #[test]
     fn numbers_sizes_and_durations_read_like_the_examples() {

@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod descriptors;
 mod human;
 mod journal;
 mod manifest;

@@ -218,6 +218,7 @@ mod tests {
                 file: file.into(),
                 path: file.into(),
                 size: 10,
+                modified: None,
                 format: AudioFormat::Wav,
                 body,
             },

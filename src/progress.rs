@@ -17,6 +17,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::human;
 
+/// The fewest columns the bar itself keeps on a narrow terminal.
+const MIN_BAR: usize = 4;
+
 /// How often a log line is printed when stderr is not a terminal.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -56,6 +59,40 @@ struct Counters {
 }
 
 impl Counters {
+    /// The bar's figures in at most `room` columns: `21,944/48,210  9.8 GiB/21.7 GiB  41 files/s
+    /// ETA 10m41s  2 failed`, the least needed dropped first (rate, then ETA, then bytes), and
+    /// what still does not fit cut short.
+    fn fitted(&self, room: usize) -> String {
+        let done = self.rows_done.load(Ordering::Relaxed);
+        let total = self.rows_total.load(Ordering::Relaxed);
+        let failed = self.failed.load(Ordering::Relaxed);
+        let eta = self.eta().unwrap_or_else(|| "-".into());
+        let mut parts = vec![
+            (0, format!("{}/{}", human::count(done), human::count(total))),
+            (3, self.transfer()),
+            (1, self.rate()),
+            (2, format!("ETA {eta}")),
+        ];
+        if failed > 0 {
+            parts.push((4, format!("{} failed", human::count(failed))));
+        }
+        let width = |parts: &[(u8, String)]| {
+            parts
+                .iter()
+                .map(|(_, text)| text.chars().count())
+                .sum::<usize>()
+                + 2 * parts.len().saturating_sub(1)
+        };
+        for drop in [1, 2, 3] {
+            if width(&parts) <= room {
+                break;
+            }
+            parts.retain(|(rank, _)| *rank != drop);
+        }
+        let line: Vec<&str> = parts.iter().map(|(_, text)| text.as_str()).collect();
+        line.join("  ").chars().take(room).collect()
+    }
+
     /// `21,944/48,210 files, 9.8 GiB/21.7 GiB, 41 files/s, ETA 10m41s, 2 failed`.
     fn line(&self) -> String {
         let done = self.rows_done.load(Ordering::Relaxed);
@@ -173,43 +210,32 @@ impl Progress {
     }
 
     fn make_bar(&self, rows: u64) -> ProgressBar {
-        let transfer = {
+        let width =
+            || terminal_size::terminal_size_of(std::io::stderr()).map_or(80, |(width, _)| width.0);
+        self.bar_on(rows, ProgressDrawTarget::stderr(), width)
+    }
+
+    /// The bar, drawn to `target`, whose width `width` says at each draw (a terminal may be
+    /// resized): the figures first, fitted to the width, then the bar in what is left, so that
+    /// the line never wraps (a wrapped line is redrawn as a new one at each tick).
+    fn bar_on(
+        &self,
+        rows: u64,
+        target: ProgressDrawTarget,
+        width: impl Fn() -> u16 + Clone + Send + Sync + 'static,
+    ) -> ProgressBar {
+        let figures = {
             let counters = self.counters.clone();
             move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = w.write_str(&counters.transfer());
+                let room = usize::from(width()).saturating_sub(MIN_BAR + 4);
+                let _ = w.write_str(&counters.fitted(room));
             }
         };
-        let rate = {
-            let counters = self.counters.clone();
-            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = w.write_str(&counters.rate());
-            }
-        };
-        let eta = {
-            let counters = self.counters.clone();
-            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = w.write_str(&counters.eta().unwrap_or_else(|| "-".into()));
-            }
-        };
-        let failed = {
-            let counters = self.counters.clone();
-            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let failed = counters.failed.load(Ordering::Relaxed);
-                if failed > 0 {
-                    let _ = write!(w, "  {} failed", human::count(failed));
-                }
-            }
-        };
-        let style = ProgressStyle::with_template(
-            "[{bar:24}] {human_pos}/{human_len}  {transfer}  {rate}  ETA {eta_by_bytes}{failed}",
-        )
-        .expect("a valid progress template")
-        .with_key("transfer", transfer)
-        .with_key("rate", rate)
-        .with_key("eta_by_bytes", eta)
-        .with_key("failed", failed)
-        .progress_chars("=> ");
-        let bar = ProgressBar::with_draw_target(Some(rows), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("[{wide_bar}] {figures}")
+            .expect("a valid progress template")
+            .with_key("figures", figures)
+            .progress_chars("=> ");
+        let bar = ProgressBar::with_draw_target(Some(rows), target);
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(250));
         bar
@@ -320,6 +346,82 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
+    }
+
+    /// A terminal of a fixed width that keeps what is drawn on it.
+    #[derive(Clone, Debug, Default)]
+    struct Narrow(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Narrow {
+        fn width(&self) -> u16 {
+            40
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, line: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{line}\n"))
+        }
+        fn write_str(&self, text: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(text);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.write_str("\n")
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_fits_a_narrow_terminal_instead_of_wrapping() {
+        let progress = Progress::with_output(Mode::Bar, Box::new(std::io::sink()), LOG_EVERY);
+        progress
+            .counters
+            .rows_total
+            .store(48_210, Ordering::Relaxed);
+        progress
+            .counters
+            .bytes_total
+            .store(23 << 30, Ordering::Relaxed);
+        progress.counters.bytes.store(10 << 30, Ordering::Relaxed);
+        progress.counters.rows_done.store(21_944, Ordering::Relaxed);
+        progress.counters.failed.store(2, Ordering::Relaxed);
+        let term = Narrow::default();
+        let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
+        let bar = progress.bar_on(48_210, target, || 40);
+        bar.set_position(21_944);
+        bar.tick();
+        bar.abandon();
+        let drawn = term.0.lock().unwrap().clone();
+        let lines: Vec<&str> = drawn.lines().filter(|l| l.contains('[')).collect();
+        assert!(!lines.is_empty(), "nothing drawn: {drawn:?}");
+        for line in lines {
+            assert!(
+                line.chars().count() <= 40,
+                "{} columns: {line:?}",
+                line.chars().count()
+            );
+            assert!(line.contains("21,944/48,210"), "{line:?}");
+            assert!(line.contains("2 failed"), "{line:?}");
+        }
+        // On a wide terminal, every figure is there.
+        assert_eq!(
+            progress.counters.fitted(200).matches("  ").count(),
+            4,
+            "{}",
+            progress.counters.fitted(200)
+        );
     }
 
     #[test]

@@ -634,7 +634,7 @@ pub fn summary_line(counts: &Counts, elapsed: Duration, report: &Path, ending: E
         }
     }
     let list = parts.join(", ");
-    let report = report.display();
+    let report = human::one_line(&report.display().to_string()).into_owned();
     match ending {
         Ending::Done => {
             let rate = counts.bytes as f64 / elapsed.as_secs_f64().max(0.001);

@@ -330,7 +330,9 @@ pub fn check_base_url(text: &str) -> anyhow::Result<Url> {
     Ok(url)
 }
 
-/// Checks `--org`: the organisation id goes in the URL path, so it must be a plain token.
+/// Checks `--org`: the organisation id goes in the URL path, so it must be one plain path
+/// segment. `.` and `..` are made of allowed characters, but a URL normalises them away, and
+/// the token would then go to another path.
 pub fn check_organisation(text: &str) -> anyhow::Result<String> {
     let text = text.trim();
     if text.is_empty() {
@@ -342,6 +344,11 @@ pub fn check_organisation(text: &str) -> anyhow::Result<String> {
     {
         bail!(
             "--org {text:?} is not an organisation id (expected letters, digits, '-', '_' or '.')"
+        );
+    }
+    if text.chars().all(|c| c == '.') {
+        bail!(
+            "--org {text:?} is not an organisation id: in a URL it would mean the current or the parent folder, so call 1 would go to another path"
         );
     }
     Ok(text.to_string())
@@ -395,6 +402,20 @@ mod tests {
         assert_eq!(check_organisation(" 118 ").unwrap(), "118");
         assert!(check_organisation("").is_err());
         assert!(check_organisation("1/../2").is_err());
+        assert_eq!(check_organisation("org.eu-1").unwrap(), "org.eu-1");
+    }
+
+    #[test]
+    fn dot_and_dot_dot_are_not_organisations_as_a_url_would_drop_them() {
+        for dots in [".", "..", "...", " .. "] {
+            let err = check_organisation(dots).unwrap_err().to_string();
+            assert!(
+                err.ends_with(
+                    "is not an organisation id: in a URL it would mean the current or the parent folder, so call 1 would go to another path"
+                ),
+                "{dots}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn command(settings: &MergeSettings) -> anyhow::Result<Status> {
                 format!(
                     "line {} ({}): in {} reports: {}; the first is kept",
                     r.line,
-                    human::printable(&r.file),
+                    human::one_line(&r.file),
                     r.reports.len(),
                     reports.join(", ")
                 )
@@ -83,7 +83,7 @@ pub fn command(settings: &MergeSettings) -> anyhow::Result<Status> {
                 &mut merged.unknown.iter().map(|(line, file)| {
                     format!(
                         "line {line} ({}): no row of {shown} starts on this line",
-                        human::printable(file)
+                        human::one_line(file)
                     )
                 }),
             );

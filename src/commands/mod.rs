@@ -10,13 +10,16 @@ use std::io::Write as _;
 use anyhow::Context as _;
 
 use crate::Status;
+use crate::descriptors;
 use crate::settings::Settings;
 
 /// Runs one resolved command line to completion.
 pub fn run(settings: Settings) -> anyhow::Result<Status> {
+    // Before anything is opened: the soft limit on open files up to the hard one.
+    let open_files = descriptors::raise_limit();
     match settings {
         Settings::Validate(manifest) => validate::command(&manifest),
-        Settings::Upload(upload) => upload::command(&upload),
+        Settings::Upload(upload) => upload::command(&upload, open_files),
         Settings::Sandbox(config) => sandbox::command(*config),
         Settings::MergeReports(merge) => merge_reports::command(&merge),
         Settings::Print(text) => print(&text),

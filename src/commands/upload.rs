@@ -50,8 +50,8 @@ struct Found {
     bytes_to_send: u64,
 }
 
-/// `voyc-import upload`.
-pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
+/// `voyc-import upload`; `open_files` is the limit on open files in force (`None`: none).
+pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Result<Status> {
     let shown = settings.manifest.shown();
     // Before anything else, so that an overlapping run stops at once: held until the report is
     // written. A dry run writes nothing and needs none.
@@ -137,7 +137,8 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
                 found.valid += 1;
                 found.already_uploaded += 1;
                 if let Some(out) = &mut dry_run_out {
-                    let _ = writeln!(out, "{shown}:{}: {}: already uploaded", row.line, row.file);
+                    let file = human::one_line(&row.file);
+                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded", row.line);
                 }
             }
             Step::Send(ToSend { row, body, .. }) => {
@@ -150,7 +151,7 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
                         out,
                         "{shown}:{}: {} ({} bytes): {}",
                         row.line,
-                        row.file,
+                        human::one_line(&row.file),
                         human::count(row.size),
                         String::from_utf8_lossy(&body)
                     );
@@ -211,9 +212,25 @@ pub fn command(settings: &UploadSettings) -> anyhow::Result<Status> {
         .expect("an HTTP client unless --dry-run")
         .join()
         .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client"))??;
+    let concurrency = crate::descriptors::concurrency_within(open_files, settings.concurrency);
+    if concurrency < settings.concurrency {
+        progress.say(&format!(
+            "--concurrency {} lowered to {concurrency}: this process may open only {} files at once (ulimit -n); raise the limit to upload more rows at a time",
+            settings.concurrency,
+            open_files.unwrap_or_default()
+        ));
+    }
     sending.store(true, Ordering::Relaxed);
     run(
-        settings, &shown, &found, progress, today, http, runtime, control,
+        settings,
+        &shown,
+        &found,
+        progress,
+        today,
+        http,
+        runtime,
+        control,
+        concurrency,
     )
 }
 
@@ -294,6 +311,7 @@ fn run(
     http: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     control: Arc<RunControl>,
+    concurrency: usize,
 ) -> anyhow::Result<Status> {
     // The report's folder must be writable before anything is sent.
     let report = ReportWriter::create(&settings.report)?;
@@ -376,7 +394,7 @@ fn run(
             .context("cannot start the report writer")?
     };
 
-    let pool = Pool::new(engine, settings.concurrency, outcomes.clone());
+    let pool = Pool::new(engine, concurrency, outcomes.clone());
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
     let mut seq = 0u64;
@@ -536,8 +554,10 @@ fn write_report(
                 progress.row_done(true);
                 if !same_as_the_stop(control) {
                     progress.failure(&format!(
-                        "{shown}:{}: {}: failed: {error}",
-                        outcome.line, outcome.file,
+                        "{shown}:{}: {}: failed: {}",
+                        outcome.line,
+                        human::one_line(&outcome.file),
+                        human::one_line(error),
                     ));
                 }
             }

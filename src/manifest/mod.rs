@@ -170,8 +170,15 @@ struct CsvReader {
     input: BufReader<File>,
     /// The line the next unread byte is on.
     line: u64,
-    /// The last byte read was a CR (so a LF right after it ends no further line).
+    /// The last byte read was a CR counted as a line end (so a LF right after it ends no
+    /// further line).
     after_cr: bool,
+    /// The last byte read was a CR between records, and
+    cr_between_records: bool,
+    /// a byte other than LF came right after such a CR: the file ends its lines with a CR
+    /// alone (old Mac style), so a CR inside a quoted value is a line break too. Otherwise a
+    /// bare CR inside a value is just a character, as editors show it.
+    cr_ends_lines: bool,
     quoting: Quoting,
     /// The line the last opening quote was on.
     quote_line: u64,
@@ -184,6 +191,8 @@ impl CsvReader {
             input,
             line: 1,
             after_cr: false,
+            cr_between_records: false,
+            cr_ends_lines: false,
             quoting: Quoting::StartRecord,
             quote_line: 1,
         }
@@ -226,9 +235,20 @@ impl CsvReader {
                     self.quote_line = self.line;
                 }
                 self.quoting = quoting;
-                // LF, CRLF and a lone CR each end a line, as editors count them.
-                self.line += u64::from(byte == b'\r' || (byte == b'\n' && !self.after_cr));
-                self.after_cr = byte == b'\r';
+                // LF and CRLF end a line, and so does a lone CR between records (or anywhere
+                // in a file whose lines end so), as editors count them.
+                let in_value = quoting == Quoting::InQuoted;
+                if self.cr_between_records && byte != b'\n' {
+                    self.cr_ends_lines = true;
+                }
+                self.cr_between_records = byte == b'\r' && !in_value;
+                let ends_line = match byte {
+                    b'\r' => !in_value || self.cr_ends_lines,
+                    b'\n' => !self.after_cr,
+                    _ => false,
+                };
+                self.line += u64::from(ends_line);
+                self.after_cr = byte == b'\r' && ends_line;
             }
             self.input.consume(read);
             written += wrote;
@@ -737,6 +757,20 @@ mod tests {
     #[test]
     fn csv_rows_with_old_mac_line_ends_are_numbered_too() {
         let rows = read_all(b"file\rb.wav\r\rc.wav\r\n", Format::Csv);
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 4]);
+    }
+
+    #[test]
+    fn a_bare_cr_inside_a_quoted_value_is_no_line_break_for_the_rows_after_it() {
+        let rows = read_all(
+            b"file,note\na.wav,\"x\ry\"\nb.wav,z\r\nc.wav,\"1\r\n2\"\nd.wav,w\n",
+            Format::Csv,
+        );
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 3, 4, 6]);
+        // Where every line ends with a lone CR, one inside a value ends a line too.
+        let rows = read_all(b"file,note\ra.wav,\"x\ry\"\rb.wav,z\r", Format::Csv);
         let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
         assert_eq!(lines, [2, 4]);
     }

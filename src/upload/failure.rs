@@ -65,6 +65,12 @@ pub struct Failure {
     /// Call 1 only: the conversation id an answer held whose rest could not be used (the
     /// conversation exists, without audio).
     pub conversation: Option<ConversationId>,
+    /// Upload only: the file is not the one validation checked (it changed size or time, or
+    /// is no longer audio); the target is kept for a rerun once it stops changing.
+    pub file_changed: bool,
+    /// No file descriptor was left (`EMFILE`, `ENFILE`) to open the file or a connection:
+    /// transient, and the pool waits for one without spending a retry.
+    pub out_of_descriptors: bool,
     /// One line for the report, without the call's name: `HTTP 400: call_date: ...`.
     pub message: String,
 }
@@ -82,6 +88,8 @@ impl Failure {
             untrusted_certificate: false,
             unreachable: false,
             conversation: None,
+            file_changed: false,
+            out_of_descriptors: false,
             message: message.into(),
         }
     }
@@ -185,10 +193,27 @@ pub(super) fn transport_failure(call: Call, err: reqwest::Error) -> Failure {
     } else {
         format!("connection failed: {}", root_cause(&err))
     };
+    let no_descriptor = out_of_descriptors(&err);
     Failure {
-        unreachable: err.is_connect() && !err.is_timeout(),
+        // Out of descriptors for a socket: nothing says the host cannot be reached.
+        unreachable: err.is_connect() && !err.is_timeout() && !no_descriptor,
+        out_of_descriptors: no_descriptor,
         ..Failure::from_transport(call, sent, message)
     }
+}
+
+/// Whether an error was caused by running out of file descriptors (`EMFILE`, `ENFILE`).
+fn out_of_descriptors(err: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && crate::descriptors::out_of_descriptors(io)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// rustls' verdict on the server's certificate, if that is why the connection failed. It

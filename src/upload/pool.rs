@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -27,7 +27,7 @@ use super::client::VoycClient;
 use super::failure::{Call, Failure};
 use super::response::Call1Response;
 use super::retry::{Backoff, Sleeper};
-use super::transfer::{Gate, Opened, Uploaded, Uploader, open_for_upload};
+use super::transfer::{Gate, Opened, Source, Uploaded, Uploader, open_for_upload};
 use crate::journal::{
     Change, ClaimState, Holder, Journal, OtherRun, Pending, RowIdentity, State, Stored,
 };
@@ -53,6 +53,8 @@ pub struct Job {
     /// The audio path resolved.
     pub path: PathBuf,
     pub size: u64,
+    /// The file's modification time when it was checked.
+    pub modified: Option<SystemTime>,
     /// The exact call-1 body.
     pub body: Bytes,
     pub identity: RowIdentity,
@@ -71,10 +73,20 @@ impl Job {
             file: send.row.file,
             path: send.row.path,
             size: send.row.size,
+            modified: send.row.modified,
             body: send.body,
             identity: send.identity,
             resume: send.stored,
             warnings: send.notes,
+        }
+    }
+
+    /// The file to send, as it was checked.
+    fn source(&self) -> Source {
+        Source {
+            path: self.path.clone(),
+            size: self.size,
+            modified: self.modified,
         }
     }
 }
@@ -270,7 +282,7 @@ impl Engine {
                     // The file is opened and its first chunk read while call 1 is in flight.
                     let (answer, opened) = tokio::join!(
                         self.call1(job, tally, started.take()),
-                        open_for_upload(&job.path, job.size)
+                        open_for_upload(job.source())
                     );
                     match answer {
                         Ok((response, commit)) => (
@@ -494,6 +506,7 @@ impl Engine {
         tally: &mut Tally,
     ) -> Result<Uploaded, UploadEnd> {
         let mut retries = Retries::default();
+        let source = job.source();
         // A fresh target is never judged by our clock (it may be skewed against Voyc's):
         // S3 says when it has expired.
         loop {
@@ -501,7 +514,7 @@ impl Engine {
             let gate = commit.map(|commit| Box::pin(commit.clone()) as Gate);
             let result = self
                 .uploader
-                .upload(target, &job.path, job.size, &self.sent, opened.take(), gate)
+                .upload(target, &source, &self.sent, opened.take(), gate)
                 .await;
             if let Some(commit) = commit
                 && let Err(err) = commit.clone().await
@@ -523,6 +536,10 @@ impl Engine {
                 Next::GiveUp => {
                     let error = failure.describe();
                     self.record_failure(job, &error).await;
+                    if failure.file_changed {
+                        self.keep_target_for_changed_file(job, conversation, target, &error)
+                            .await;
+                    }
                     return Err(UploadEnd::End(RowEnd::Failed {
                         conversation: Some(conversation.clone()),
                         error,
@@ -542,9 +559,51 @@ impl Engine {
         }
     }
 
+    /// A file that changed during its upload (a recording still being written) is, at its new
+    /// size, another row to the journal (the size is part of a row's identity). So that a
+    /// rerun sends it to the same conversation rather than making call 1 again, the target is
+    /// also recorded under the identity the row has with the file's size now.
+    async fn keep_target_for_changed_file(
+        &self,
+        job: &Job,
+        conversation: &ConversationId,
+        target: &UploadTarget,
+        error: &str,
+    ) {
+        let Ok(meta) = tokio::fs::metadata(&job.path).await else {
+            return;
+        };
+        if meta.len() == job.size {
+            return;
+        }
+        let identity = RowIdentity::new(&job.file, meta.len(), &job.body);
+        let changes = [
+            Change::Call1Done {
+                conversation_id: conversation.clone(),
+                target: target.clone(),
+            },
+            Change::Failed {
+                error: error.to_string(),
+            },
+        ];
+        for change in changes {
+            if let Err(err) = self
+                .journal
+                .record(identity, &job.file, job.line, change)
+                .await
+            {
+                self.control.stop(StopReason::Journal(format!("{err:#}")));
+                return;
+            }
+        }
+    }
+
     /// Whether a failed attempt will be tried again: a transient failure with retries left
     /// (`--retries`).
     fn will_retry(&self, retries: &Retries, failure: &Failure) -> bool {
+        if failure.out_of_descriptors {
+            return retries.descriptor_waits < MAX_DESCRIPTOR_WAITS;
+        }
         failure.is_transient() && retries.done < self.retries
     }
 
@@ -554,9 +613,15 @@ impl Engine {
         if !self.will_retry(retries, failure) {
             return Next::GiveUp;
         }
-        retries.done += 1;
+        let retry = if failure.out_of_descriptors {
+            retries.descriptor_waits += 1;
+            retries.descriptor_waits.min(4)
+        } else {
+            retries.done += 1;
+            retries.done
+        };
         tally.retries += 1;
-        if self.pause(retries.done, failure.retry_after).await {
+        if self.pause(retry, failure.retry_after).await {
             Next::Again
         } else {
             Next::Interrupted
@@ -858,7 +923,13 @@ fn journal_lost_note(err: &anyhow::Error) -> String {
 #[derive(Default)]
 struct Retries {
     done: u32,
+    /// Waits for a free file descriptor, which spend no retry.
+    descriptor_waits: u32,
 }
+
+/// How many times one call waits for a free file descriptor (a few minutes in all) before
+/// its row fails: others are closed as rows end, so the wait spends none of `--retries`.
+const MAX_DESCRIPTOR_WAITS: u32 = 100;
 
 /// What follows a failed attempt.
 enum Next {
@@ -1162,7 +1233,7 @@ mod tests {
     fn job(setup: &Setup, n: u64) -> Job {
         let file = format!("calls/{n}.wav");
         let path = setup.dir.path().join(format!("{n}.wav"));
-        std::fs::write(&path, format!("RIFF audio {n}")).unwrap();
+        std::fs::write(&path, format!("RIFF\0\0\0\0WAVE audio {n}")).unwrap();
         let size = std::fs::metadata(&path).unwrap().len();
         let body = Bytes::from(format!(r#"{{"channel_id":"1","agent":"a{n}"}}"#));
         let identity = RowIdentity::new(&file, size, &body);
@@ -1170,6 +1241,7 @@ mod tests {
             seq: n,
             line: n + 2,
             file,
+            modified: std::fs::metadata(&path).unwrap().modified().ok(),
             path,
             size,
             body,

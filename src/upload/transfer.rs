@@ -3,14 +3,19 @@
 //! fails it when no byte has moved for `--timeout`: an upload may take an hour, but it must
 //! never sit still). With a gate, the file's last byte waits until the journal holds the
 //! target, so S3 cannot store a file whose conversation the journal does not know.
+//!
+//! The file must be the one validation checked until its last byte goes: its size and
+//! modification time are checked when it is opened and again just before that byte (a
+//! recording still being written is refused, not sent cut short), and its first bytes must
+//! still be audio.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -20,13 +25,57 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::failure::{Call, Failure, s3_failure, s3_stored, transport_failure};
 use super::http::read_limited;
+use crate::descriptors::out_of_descriptors;
 use crate::human;
 use crate::target::UploadTarget;
+use crate::validate::sniff::{SNIFF_LEN, sniff};
+use crate::validate::{describe_start, open_regular, shown};
 
 /// The most of an S3 error body we read.
 const MAX_S3_ANSWER: usize = 64 << 10;
 /// Size of the reads from disk while uploading.
 const CHUNK: usize = 256 << 10;
+
+/// A file as validation saw it: the upload sends exactly this, or fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Its modification time when checked; `None` where the system gives none (then only the
+    /// size is compared).
+    pub modified: Option<SystemTime>,
+}
+
+impl Source {
+    /// Why the file, as it is now (`meta`), is not what was checked; `None` if it is.
+    fn changed(&self, meta: &std::fs::Metadata) -> Option<String> {
+        let now = meta.len();
+        if now != self.size {
+            return Some(format!("{} bytes when checked, {now} now", self.size));
+        }
+        match (self.modified, meta.modified().ok()) {
+            (Some(then), Some(now)) if then != now => {
+                Some("modified again after it was checked".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// The failure of a row whose file changed: permanent (the file is not what the row
+    /// announced), and marked, so that the pool keeps the target for a rerun.
+    fn changed_failure(&self, when: &str, why: &str) -> Failure {
+        Failure {
+            file_changed: true,
+            ..Failure::permanent(
+                Call::Upload,
+                format!(
+                    "{} changed {when} ({why}); once it no longer changes, run the same command again to upload it to the same conversation",
+                    shown(&self.path)
+                ),
+            )
+        }
+    }
+}
 
 /// Uploads to presigned targets; shares the HTTP client (and its connections) with call 1,
 /// but never sends the token.
@@ -42,7 +91,7 @@ impl Uploader {
         Uploader { http, timeout }
     }
 
-    /// Call 2: streams `path` (`size` bytes, as checked) to the target. `sent` counts the
+    /// Call 2: streams the file (`source`, as checked) to the target. `sent` counts the
     /// bytes as they go (for progress) and is wound back if the attempt fails. The file may
     /// come already opened with [`open_for_upload`] (`opened`); its last byte is held back until
     /// `gate` resolves, and if the gate fails, the upload is abandoned before that byte, so S3
@@ -50,15 +99,15 @@ impl Uploader {
     pub async fn upload(
         &self,
         target: &UploadTarget,
-        path: &Path,
-        size: u64,
+        source: &Source,
         sent: &Arc<AtomicU64>,
         opened: Option<Opened>,
         mut gate: Option<Gate>,
     ) -> Result<Uploaded, Failure> {
+        let size = source.size;
         let opened = match opened {
             Some(opened) => opened,
-            None => open_for_upload(path, size).await?,
+            None => open_for_upload(source.clone()).await?,
         };
         if size == 0
             && let Some(gate) = gate.take()
@@ -73,10 +122,13 @@ impl Uploader {
             last_ms: AtomicU64::new(0),
             state: Mutex::new((Sha256::new(), 0)),
             sent: sent.clone(),
+            changed: Mutex::new(None),
         });
         let body = reqwest::Body::wrap_stream(FileStream {
             remaining: size - opened.first.len() as u64,
             file: opened.file,
+            recheck: opened.recheck,
+            source: source.clone(),
             next: Some(opened.first).filter(|first| !first.is_empty()),
             buffer: Vec::new(),
             watch: watch.clone(),
@@ -89,12 +141,8 @@ impl Uploader {
                 for (name, value) in fields {
                     form = form.text(name.clone(), value.clone());
                 }
-                let file_name = path
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "audio".to_string());
                 let part = reqwest::multipart::Part::stream_with_length(body, size)
-                    .file_name(file_name)
+                    .file_name(form_file_name(&source.path))
                     .mime_str("application/octet-stream")
                     .expect("a valid MIME type");
                 self.http
@@ -138,6 +186,11 @@ impl Uploader {
             Ok(answer) => answer,
             Err(failure) => {
                 sent.fetch_sub(watch.bytes(), Ordering::Relaxed);
+                // The body stream stopped the request because the file changed: say that,
+                // not the transport error it caused.
+                if let Some(why) = watch.changed.lock().expect("changed").take() {
+                    return Err(source.changed_failure("during its upload", &why));
+                }
                 return Err(failure);
             }
         };
@@ -179,6 +232,8 @@ pub struct Uploaded {
 /// A file opened for an upload, its size checked again and its first chunk read.
 pub struct Opened {
     file: tokio::fs::File,
+    /// The same open file, to ask its size and modification time before the last byte.
+    recheck: std::fs::File,
     first: Bytes,
 }
 
@@ -190,12 +245,12 @@ impl std::fmt::Debug for Opened {
     }
 }
 
-/// Opens `path`, checks that it still has the `size` bytes validation saw, and reads its
-/// first chunk, in one trip to the blocking pool: the pool does it while call 1 is in flight,
-/// so that no disk access is left between call 1's answer and the upload's first byte.
-pub async fn open_for_upload(path: &Path, size: u64) -> Result<Opened, Failure> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || open_blocking(&path, size))
+/// Opens the file, checks that it is still the regular file of the size and modification
+/// time validation saw and that its first bytes are still audio, and reads its first chunk,
+/// in one trip to the blocking pool: the pool does it while call 1 is in flight, so that no
+/// disk access is left between call 1's answer and the upload's first byte.
+pub async fn open_for_upload(source: Source) -> Result<Opened, Failure> {
+    tokio::task::spawn_blocking(move || open_blocking(&source))
         .await
         .unwrap_or_else(|err| {
             Err(Failure::permanent(
@@ -205,42 +260,83 @@ pub async fn open_for_upload(path: &Path, size: u64) -> Result<Opened, Failure> 
         })
 }
 
-fn open_blocking(path: &Path, size: u64) -> Result<Opened, Failure> {
+fn open_blocking(source: &Source) -> Result<Opened, Failure> {
     use std::io::Read as _;
+    let path = &source.path;
     let failed = |what: &str, err: std::io::Error| {
-        Failure::permanent(
-            Call::Upload,
-            format!("cannot {what} {}: {err}", path.display()),
-        )
+        let message = format!(
+            "cannot {what} {}: {}",
+            shown(path),
+            crate::validate::io_text(&err)
+        );
+        match out_of_descriptors(&err) {
+            // Others close theirs as their uploads end: wait for one.
+            true => Failure {
+                out_of_descriptors: true,
+                ..Failure::transient(Call::Upload, message)
+            },
+            false => Failure::permanent(Call::Upload, message),
+        }
     };
-    let mut file = std::fs::File::open(path).map_err(|err| failed("open", err))?;
-    let now = file.metadata().map_err(|err| failed("read", err))?.len();
-    let changed = |now: u64| {
-        Failure::permanent(
-            Call::Upload,
-            format!(
-                "{} changed since it was checked ({size} bytes then, {now} now)",
-                path.display()
-            ),
-        )
+    let (file, meta) = match open_regular(path) {
+        Ok(opened) => opened,
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(source.changed_failure("since it was checked", &format!("it is now {err}")));
+        }
+        Err(err) => return Err(failed("open", err)),
     };
-    if now != size {
-        return Err(changed(now));
+    if let Some(why) = source.changed(&meta) {
+        return Err(source.changed_failure("since it was checked", &why));
     }
+    let recheck = file.try_clone().map_err(|err| failed("open", err))?;
+    let mut file = file;
+    let size = source.size;
     let mut first = vec![0; usize::try_from(size).unwrap_or(usize::MAX).min(CHUNK)];
     let mut filled = 0;
     while filled < first.len() {
         match file.read(&mut first[filled..]) {
-            Ok(0) => return Err(changed(filled as u64)),
+            Ok(0) => {
+                let why = format!("{size} bytes when checked, {filled} could be read");
+                return Err(source.changed_failure("since it was checked", &why));
+            }
             Ok(n) => filled += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => return Err(failed("read", err)),
         }
     }
+    // Overwritten with other bytes of the same size (and a restored time): at least its
+    // start must still be audio.
+    let head = &first[..first.len().min(SNIFF_LEN)];
+    if sniff(head).is_none() {
+        let why = format!(
+            "its first bytes are no longer audio; {}",
+            describe_start(head)
+        );
+        return Err(source.changed_failure("since it was checked", &why));
+    }
     Ok(Opened {
         file: tokio::fs::File::from_std(file),
+        recheck,
         first: Bytes::from(first),
     })
+}
+
+/// The file name the multipart form gives S3: S3 stores the object under the key the target
+/// names, so the local name need not go at all; a name with a line break or a quote would
+/// break the form (S3 answers `MalformedPOSTRequest`). Only a plain ASCII extension is kept.
+fn form_file_name(path: &Path) -> String {
+    let extension = path
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .filter(|extension| {
+            !extension.is_empty()
+                && extension.len() <= 8
+                && extension.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    match extension {
+        Some(extension) => format!("audio.{}", extension.to_ascii_lowercase()),
+        None => "audio".to_string(),
+    }
 }
 
 /// What the upload watchdog and the body stream share: when a byte last moved, the hash and
@@ -250,6 +346,8 @@ struct Watch {
     last_ms: AtomicU64,
     state: Mutex<(Sha256, u64)>,
     sent: Arc<AtomicU64>,
+    /// Why the body stream stopped because the file changed under it, if it did.
+    changed: Mutex<Option<String>>,
 }
 
 impl Watch {
@@ -293,6 +391,9 @@ fn gate_failed(err: &str) -> String {
 /// With a gate, the last byte is held back until the gate resolves.
 struct FileStream {
     file: tokio::fs::File,
+    /// The same file, for the check before the last byte.
+    recheck: std::fs::File,
+    source: Source,
     /// Bytes not read from the file yet.
     remaining: u64,
     /// A chunk read ahead (the first), to go before any other read.
@@ -306,20 +407,42 @@ struct FileStream {
 }
 
 impl FileStream {
-    /// Sends a chunk on, holding back the file's last byte if there is a gate.
+    /// Sends a chunk on, holding back the file's last byte if there is a gate. The last
+    /// chunk (or byte) goes only if the file is still as it was checked.
     fn emit(
         &mut self,
         mut chunk: Bytes,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<std::io::Result<Bytes>>> {
         self.watch.record(&chunk);
-        if self.remaining == 0 && self.next.is_none() && self.gate.is_some() {
+        let last = self.remaining == 0 && self.next.is_none();
+        if last && self.gate.is_some() {
             self.held = Some(chunk.split_off(chunk.len() - 1));
             if chunk.is_empty() {
                 return self.poll_held(cx);
             }
+        } else if last && let Err(err) = self.unchanged() {
+            return Poll::Ready(Some(Err(err)));
         }
         Poll::Ready(Some(Ok(chunk)))
+    }
+
+    /// Whether the file still has the size and modification time it was checked with, now
+    /// that all of it was read: a file still being written to is refused here rather than
+    /// sent cut short.
+    fn unchanged(&self) -> std::io::Result<()> {
+        let why = match self.recheck.metadata() {
+            Ok(meta) => self.source.changed(&meta),
+            Err(err) => Some(format!("it cannot be read: {err}")),
+        };
+        match why {
+            None => Ok(()),
+            Some(why) => {
+                let err = std::io::Error::other(format!("the file changed: {why}"));
+                *self.watch.changed.lock().expect("changed") = Some(why);
+                Err(err)
+            }
+        }
     }
 
     fn poll_held(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
@@ -330,11 +453,17 @@ impl FileStream {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 self.gate = None;
-                match result {
-                    Ok(()) => Poll::Ready(self.held.take().map(Ok)),
+                match result.map_err(|err| std::io::Error::other(gate_failed(&err))) {
+                    Ok(()) => match self.unchanged() {
+                        Ok(()) => Poll::Ready(self.held.take().map(Ok)),
+                        Err(err) => {
+                            self.held = None;
+                            Poll::Ready(Some(Err(err)))
+                        }
+                    },
                     Err(err) => {
                         self.held = None;
-                        Poll::Ready(Some(Err(std::io::Error::other(gate_failed(&err)))))
+                        Poll::Ready(Some(Err(err)))
                     }
                 }
             }
@@ -367,13 +496,17 @@ impl Stream for FileStream {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(err)) => Poll::Ready(Some(Err(err))),
             Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                Poll::Ready(Some(Err(std::io::Error::new(
+                let why = format!(
+                    "{} bytes when checked, {} could be read",
+                    this.source.size,
+                    this.source.size - this.remaining
+                );
+                let err = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the file shrank while it was read ({} bytes missing)",
-                        this.remaining
-                    ),
-                ))))
+                    format!("the file shrank while it was read: {why}"),
+                );
+                *this.watch.changed.lock().expect("changed") = Some(why);
+                Poll::Ready(Some(Err(err)))
             }
             Poll::Ready(Ok(())) => {
                 let chunk = Bytes::copy_from_slice(buf.filled());
@@ -392,13 +525,25 @@ mod tests {
     use std::path::PathBuf;
     use voyc_testkit::scripted::{Reply, serve};
 
+    /// The file as it is now, as validation would have seen it.
+    fn checked(path: &Path) -> Source {
+        let meta = std::fs::metadata(path).unwrap();
+        Source {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+
     fn uploader(timeout: Duration) -> Uploader {
         Uploader::new(http_client(timeout, None, true).unwrap(), timeout)
     }
 
-    /// A file of `size` bytes with varied content, and its SHA-256.
+    /// A file of `size` bytes (at least 12) with varied content after a WAV signature, and its
+    /// SHA-256.
     fn audio_file(dir: &tempfile::TempDir, size: usize) -> (PathBuf, String) {
-        let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        let mut bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        bytes[..12].copy_from_slice(b"RIFF\0\0\0\0WAVE");
         let path = dir.path().join("call.wav");
         std::fs::write(&path, &bytes).unwrap();
         (path, hex::encode(Sha256::digest(&bytes)))
@@ -449,7 +594,7 @@ mod tests {
         };
         let sent = Arc::new(AtomicU64::new(0));
         let uploaded = uploader(Duration::from_secs(5))
-            .upload(&target, &path, 300_000, &sent, None, None)
+            .upload(&target, &checked(&path), &sent, None, None)
             .await
             .unwrap();
         assert_eq!(uploaded.bytes, 300_000);
@@ -509,8 +654,7 @@ mod tests {
         let uploaded = uploader(Duration::from_secs(5))
             .upload(
                 &target,
-                &path,
-                1_000_003,
+                &checked(&path),
                 &Arc::new(AtomicU64::new(0)),
                 None,
                 None,
@@ -543,7 +687,13 @@ mod tests {
                 ..
             } = &put_case(move |_| Reply::json(status, ""), 1000).await;
             let result = uploader(Duration::from_secs(5))
-                .upload(target, path, 1000, &Arc::new(AtomicU64::new(0)), None, None)
+                .upload(
+                    target,
+                    &checked(path),
+                    &Arc::new(AtomicU64::new(0)),
+                    None,
+                    None,
+                )
                 .await;
             match result {
                 Ok(uploaded) => assert!(stored, "{status}: {uploaded:?}"),
@@ -578,7 +728,7 @@ mod tests {
         } = &case;
         let sent = Arc::new(AtomicU64::new(0));
         let failure = uploader(Duration::from_secs(5))
-            .upload(target, path, 1000, &sent, None, None)
+            .upload(target, &checked(path), &sent, None, None)
             .await
             .unwrap_err();
         assert!(failure.expired_target);
@@ -599,13 +749,12 @@ mod tests {
                 body: b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_vec(),
             }
             .with_header("Retry-After", "1")
-        }, 10)
+        }, 100)
         .await;
         let failure = uploader(Duration::from_secs(5))
             .upload(
                 &case.target,
-                &case.path,
-                10,
+                &checked(&case.path),
                 &Arc::new(AtomicU64::new(0)),
                 None,
                 None,
@@ -626,7 +775,7 @@ mod tests {
         let case = put_case(|_| Reply::StallBody, size).await;
         let sent = Arc::new(AtomicU64::new(0));
         let failure = uploader(Duration::from_millis(400))
-            .upload(&case.target, &case.path, size as u64, &sent, None, None)
+            .upload(&case.target, &checked(&case.path), &sent, None, None)
             .await
             .unwrap_err();
         assert!(failure.is_transient(), "{failure:?}");
@@ -657,8 +806,7 @@ mod tests {
         let uploaded = uploader(timeout)
             .upload(
                 &case.target,
-                &case.path,
-                size as u64,
+                &checked(&case.path),
                 &Arc::new(AtomicU64::new(0)),
                 None,
                 None,
@@ -704,7 +852,7 @@ mod tests {
             let (client, sent) = (uploader(Duration::from_secs(5)), sent.clone());
             async move {
                 client
-                    .upload(&target, &path, 300_001, &sent, None, Some(gate))
+                    .upload(&target, &checked(&path), &sent, None, Some(gate))
                     .await
             }
         });
@@ -730,14 +878,13 @@ mod tests {
             target,
             ..
         } = &put_case(|_| Reply::json(200, ""), 1000).await;
-        let opened = open_for_upload(path, 1000).await.unwrap();
+        let opened = open_for_upload(checked(path)).await.unwrap();
         let (open, gate) = gate();
         open.send(Err("disk full".into())).unwrap();
         let failure = uploader(Duration::from_secs(5))
             .upload(
                 target,
-                path,
-                1000,
+                &checked(path),
                 &Arc::new(AtomicU64::new(0)),
                 Some(opened),
                 Some(gate),
@@ -763,17 +910,169 @@ mod tests {
             ..
         } = &put_case(|_| Reply::json(200, ""), 100).await;
         let failure = uploader(Duration::from_secs(5))
-            .upload(target, path, 99, &Arc::new(AtomicU64::new(0)), None, None)
+            .upload(
+                target,
+                &Source {
+                    size: 99,
+                    ..checked(path)
+                },
+                &Arc::new(AtomicU64::new(0)),
+                None,
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!(failure.class, Class::Permanent);
         assert!(
             failure
                 .message
-                .ends_with("changed since it was checked (99 bytes then, 100 now)"),
+                .contains("changed since it was checked (99 bytes when checked, 100 now)"),
             "{}",
             failure.message
         );
         assert!(server.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_appended_to_during_its_upload_fails_before_its_last_byte_saying_it_changed() {
+        let PutCase {
+            server,
+            path,
+            target,
+            ..
+        } = &put_case(|_| Reply::json(200, ""), 300_001).await;
+        let source = checked(path);
+        let (open, gate) = gate();
+        let sent = Arc::new(AtomicU64::new(0));
+        let upload = tokio::spawn({
+            let (client, sent, target) = (
+                uploader(Duration::from_secs(5)),
+                sent.clone(),
+                target.clone(),
+            );
+            let source = source.clone();
+            async move {
+                client
+                    .upload(&target, &source, &sent, None, Some(gate))
+                    .await
+            }
+        });
+        // Every byte but the last has been read: the recording is still being written to.
+        until_sent(&sent, 300_001).await;
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, b"more audio").unwrap();
+        open.send(Ok(())).unwrap();
+        let failure = upload.await.unwrap().unwrap_err();
+        assert_eq!(failure.class, Class::Permanent);
+        assert!(failure.file_changed);
+        assert!(
+            failure.message.ends_with(
+                "changed during its upload (300001 bytes when checked, 300011 now); once it no longer changes, run the same command again to upload it to the same conversation"
+            ),
+            "{}",
+            failure.message
+        );
+        assert!(
+            server.requests().iter().all(|r| r.body.len() < 300_001),
+            "S3 never had the whole file"
+        );
+        assert_eq!(sent.load(Ordering::Relaxed), 0, "progress wound back");
+    }
+
+    #[tokio::test]
+    async fn a_file_overwritten_with_other_bytes_of_the_same_size_is_not_sent() {
+        let PutCase {
+            server,
+            path,
+            target,
+            ..
+        } = &put_case(|_| Reply::json(200, ""), 1000).await;
+        let source = checked(path);
+        let mut page = b"<!DOCTYPE html><html>".to_vec();
+        page.resize(1000, b' ');
+        std::fs::write(path, page).unwrap();
+        // Even with the time it was checked with.
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(source.modified.unwrap()).unwrap();
+        let failure = uploader(Duration::from_secs(5))
+            .upload(target, &source, &Arc::new(AtomicU64::new(0)), None, None)
+            .await
+            .unwrap_err();
+        assert!(failure.file_changed && failure.class == Class::Permanent);
+        assert!(
+            failure.message.contains(
+                r#"changed since it was checked (its first bytes are no longer audio; it starts with text: "<!DOCTYPE html><""#
+            ),
+            "{}",
+            failure.message
+        );
+        assert!(server.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_touched_since_it_was_checked_is_not_sent() {
+        let PutCase {
+            server,
+            path,
+            target,
+            ..
+        } = &put_case(|_| Reply::json(200, ""), 1000).await;
+        let source = checked(path);
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(source.modified.unwrap() + Duration::from_secs(1))
+            .unwrap();
+        let failure = uploader(Duration::from_secs(5))
+            .upload(target, &source, &Arc::new(AtomicU64::new(0)), None, None)
+            .await
+            .unwrap_err();
+        assert!(failure.file_changed, "{failure:?}");
+        assert!(
+            failure
+                .message
+                .contains("changed since it was checked (modified again after it was checked)"),
+            "{}",
+            failure.message
+        );
+        assert!(server.requests().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_named_pipe_put_in_place_of_the_file_fails_at_once_instead_of_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = audio_file(&dir, 1000);
+        let source = checked(&path);
+        std::fs::remove_file(&path).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let opening = tokio::spawn(async move { open_for_upload(source).await });
+        // Not a verdict by time: if the open waits for a writer, be one, so the test ends.
+        let result = match tokio::time::timeout(Duration::from_secs(20), opening).await {
+            Ok(result) => result.unwrap(),
+            Err(_) => {
+                let _writer = std::fs::OpenOptions::new().write(true).open(&path);
+                panic!("opening a named pipe waited for a writer");
+            }
+        };
+        let failure = result.unwrap_err();
+        assert!(failure.file_changed && failure.class == Class::Permanent);
+        assert!(
+            failure.message.contains(
+                "changed since it was checked (it is now a named pipe, not a regular file)"
+            ),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn the_form_names_the_file_by_its_extension_only() {
+        assert_eq!(form_file_name(Path::new("calls/a\nb\".wav")), "audio.wav");
+        assert_eq!(form_file_name(Path::new("calls/x.MP3")), "audio.mp3");
+        assert_eq!(form_file_name(Path::new("calls/x.w\r\nav")), "audio");
+        assert_eq!(form_file_name(Path::new("calls/noext")), "audio");
     }
 }

@@ -1,10 +1,14 @@
 //! The checks on a row's audio file: it exists, is a regular readable file, is not empty, is
 //! at most 5 GiB, and is audio by its first bytes. Only those bytes are read, and the file
-//! type is taken from metadata before opening, so a named pipe never blocks the run.
+//! type is taken from metadata before opening, and again from the open descriptor (a named
+//! pipe put in place of the file meanwhile never blocks the run: see [`open_regular`]).
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::descriptors::out_of_descriptors;
 
 use super::sniff::{AudioFormat, SNIFF_LEN, sniff};
 
@@ -32,6 +36,8 @@ pub(crate) struct Inspection {
     pub id: Option<FileId>,
     /// Its size and format, or why it cannot be uploaded (a message for the `file` column).
     pub outcome: Result<(u64, AudioFormat), String>,
+    /// When it was last modified, as checked: the upload checks it has not changed since.
+    pub modified: Option<SystemTime>,
 }
 
 pub(crate) fn inspect(path: &Path) -> Inspection {
@@ -39,27 +45,88 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
         Ok(meta) => meta,
         Err(e) => {
             let message = if e.kind() == io::ErrorKind::NotFound {
-                // A manifest written on Windows: `calls\0001.wav` names one file, not a folder.
-                let windows = cfg!(unix) && path.to_string_lossy().contains('\\');
-                let hint = match windows {
-                    true => {
-                        "; its path has backslashes, which this system reads as part of a name: write the folders with /"
-                    }
-                    false => "",
-                };
-                format!("no such file (looked in {}){hint}", shown(path))
+                missing(path)
             } else {
                 format!("cannot be read: {} ({})", io_text(&e), shown(path))
             };
             return Inspection {
                 id: None,
                 outcome: Err(message),
+                modified: None,
             };
         }
     };
     Inspection {
         id: file_id(path, &meta),
         outcome: check_file(path, &meta),
+        modified: meta.modified().ok(),
+    }
+}
+
+/// Why `path` names no file, with what may explain it: a link to a missing target, a `~` no
+/// shell expanded, backslashes, or a name on disk that differs only in its Unicode form.
+fn missing(path: &Path) -> String {
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        let target = fs::read_link(path).unwrap_or_default();
+        return format!(
+            "is a symbolic link to {}, which does not exist ({})",
+            shown(&target),
+            shown(path)
+        );
+    }
+    let mut message = format!("no such file (looked in {})", shown(path));
+    // A manifest written on Windows: `calls\0001.wav` names one file, not a folder.
+    if cfg!(unix) && path.to_string_lossy().contains('\\') {
+        message.push_str(
+            "; its path has backslashes, which this system reads as part of a name: write the folders with /",
+        );
+    }
+    if path.components().any(|part| part.as_os_str() == "~") {
+        message.push_str(
+            "; ~ is not expanded here (a shell does that, not the manifest): write the home folder out in full",
+        );
+    }
+    if let Some(on_disk) = differently_normalised(path) {
+        message.push_str(&format!(
+            "; the folder has {}, which looks the same but is written with other Unicode code points ({} on disk, {} in the manifest): write the name as the disk has it",
+            shown(Path::new(&on_disk)),
+            normal_form(&on_disk),
+            normal_form(&path.file_name().unwrap_or_default().to_string_lossy()),
+        ));
+    }
+    message
+}
+
+/// A name in `path`'s folder equal to its file name once both are in NFC: macOS writes
+/// names decomposed (NFD), most other systems and spreadsheets composed (NFC).
+fn differently_normalised(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    if name.is_ascii() {
+        return None;
+    }
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let wanted = nfc.normalize(name);
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::read_dir(folder).ok()?.find_map(|entry| {
+        let entry = entry.ok()?.file_name().into_string().ok()?;
+        (entry != name && nfc.normalize(&entry) == wanted).then_some(entry)
+    })
+}
+
+fn normal_form(name: &str) -> &'static str {
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let nfd = icu_normalizer::DecomposingNormalizerBorrowed::new_nfd();
+    if nfc.normalize(name) == name {
+        "NFC"
+    } else if nfd.normalize(name) == name {
+        "NFD"
+    } else {
+        "mixed"
     }
 }
 
@@ -97,9 +164,22 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
     }
 }
 
-/// Reads up to `head.len()` leading bytes; fewer only at the end of the file.
+/// Reads up to `head.len()` leading bytes; fewer only at the end of the file. Out of
+/// descriptors (the uploads hold many), it waits for some to be closed rather than calling
+/// the file unreadable.
 fn read_head(path: &Path, head: &mut [u8]) -> io::Result<usize> {
-    let mut file = File::open(path)?;
+    let mut wait = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    let (mut file, _) = loop {
+        match open_regular(path) {
+            Err(e) if out_of_descriptors(&e) && waited < MAX_DESCRIPTOR_WAIT => {
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            opened => break opened?,
+        }
+    };
     let mut filled = 0;
     while filled < head.len() {
         match file.read(&mut head[filled..]) {
@@ -112,8 +192,48 @@ fn read_head(path: &Path, head: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// How long a check waits for a descriptor before it gives up and says so.
+const MAX_DESCRIPTOR_WAIT: Duration = Duration::from_secs(60);
+
+/// Opens `path` for reading without ever blocking, and checks on the open descriptor that it
+/// is a regular file: a named pipe put in place of a checked file would otherwise wait for a
+/// writer for ever (no timeout fires in `open`). Anything else is an `InvalidInput` error
+/// saying what it is now (`a named pipe, not a regular file`).
+pub(crate) fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let file = open_nonblocking(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        return Ok((file, meta));
+    }
+    let kind = match meta.is_dir() {
+        true => "a folder",
+        false => special_kind(&meta),
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{kind}, not a regular file"),
+    ))
+}
+
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK changes nothing for a regular file's reads; it only keeps `open` of a FIFO
+    // from waiting.
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// On Windows a named pipe lives under `\\.\pipe\`, not where a manifest points.
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// `it starts with text: "<!DOCTYPE html>…"` or `it starts with bytes 89 50 4e 47 …`.
-fn describe_start(head: &[u8]) -> String {
+pub(crate) fn describe_start(head: &[u8]) -> String {
     let head = &head[..head.len().min(16)];
     match std::str::from_utf8(head) {
         Ok(text) if text.chars().all(|c| !c.is_control() || c.is_whitespace()) => {
@@ -133,11 +253,9 @@ pub(crate) fn shown(path: &Path) -> String {
     let text = path.display().to_string();
     let mut out = String::new();
     let mut width = 0;
+    let mut buf = [0; 4];
     for c in text.chars() {
-        let escaped: String = match c.is_control() {
-            true => c.escape_default().collect(),
-            false => c.to_string(),
-        };
+        let escaped = crate::human::one_line(c.encode_utf8(&mut buf));
         width += escaped.chars().count();
         if width > MAX_CHARS {
             out.push('…');
@@ -312,8 +430,42 @@ mod tests {
             "{err}"
         );
         let dangling = dir.path().join("dangling.wav");
-        std::os::unix::fs::symlink(dir.path().join("gone"), &dangling).unwrap();
-        assert!(error_for(&dangling).starts_with("no such file"));
+        let gone = dir.path().join("gone.wav");
+        std::os::unix::fs::symlink(&gone, &dangling).unwrap();
+        assert_eq!(
+            error_for(&dangling),
+            format!(
+                "is a symbolic link to {}, which does not exist ({})",
+                gone.display(),
+                dangling.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_name_in_another_unicode_form_on_disk_is_pointed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let nfd = "cafe\u{301}.wav"; // as macOS writes it
+        let nfc = "caf\u{e9}.wav"; // as a spreadsheet does
+        fs::write(dir.path().join(nfd), WAV).unwrap();
+        let err = error_for(&dir.path().join(nfc));
+        assert!(
+            err.ends_with(&format!(
+                "; the folder has {nfd}, which looks the same but is written with other Unicode code points (NFD on disk, NFC in the manifest): write the name as the disk has it"
+            )),
+            "{err}"
+        );
+        let err = error_for(&dir.path().join("caf\u{e8}.wav"));
+        assert!(!err.contains("the folder has"), "another letter: {err}");
+    }
+
+    #[test]
+    fn a_tilde_is_said_not_to_be_expanded() {
+        let err = error_for(Path::new("manifests/~/calls/a.wav"));
+        assert_eq!(
+            err,
+            "no such file (looked in manifests/~/calls/a.wav); ~ is not expanded here (a shell does that, not the manifest): write the home folder out in full"
+        );
     }
 
     #[cfg(unix)]

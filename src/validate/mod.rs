@@ -27,6 +27,7 @@ use crate::human::plural;
 use crate::manifest::{Manifest, Unreadable};
 pub use fields::Severity;
 use files::FileId;
+pub(crate) use files::{describe_start, io_text, open_regular, shown};
 use rows::{Context, Examined};
 pub use settings::ManifestSettings;
 pub use sniff::AudioFormat;
@@ -48,6 +49,8 @@ pub struct CheckedRow {
     pub path: PathBuf,
     /// The file's size in bytes when it was checked.
     pub size: u64,
+    /// When the file was last modified, as checked (where the system says).
+    pub modified: Option<std::time::SystemTime>,
     pub format: AudioFormat,
     /// The exact JSON body of call 1: `serde_json::to_vec(&row.body)` is what is sent.
     pub body: Map<String, Value>,
@@ -107,7 +110,7 @@ impl fmt::Display for Problem {
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        f.write_str(&crate::human::printable(&text))
+        f.write_str(&crate::human::one_line(&text))
     }
 }
 

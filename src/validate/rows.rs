@@ -46,6 +46,7 @@ pub(crate) struct Examined {
     pub body: Map<String, Value>,
     pub id: Option<FileId>,
     accepted: Option<(std::path::PathBuf, u64, super::AudioFormat)>,
+    modified: Option<std::time::SystemTime>,
 }
 
 impl<'a> Context<'a> {
@@ -87,6 +88,7 @@ impl<'a> Context<'a> {
             body: Map::new(),
             id: None,
             accepted: None,
+            modified: None,
         };
         let cells = match raw.cells(self.header.as_ref()) {
             Ok(cells) => cells,
@@ -161,6 +163,7 @@ impl<'a> Context<'a> {
         if let Some(path) = target {
             let inspection = files::inspect(&path);
             row.id = inspection.id;
+            row.modified = inspection.modified;
             match inspection.outcome {
                 Ok((size, format)) => {
                     if let Some(warning) = extension_warning(row.file.as_deref(), format) {
@@ -388,6 +391,7 @@ impl Examined {
                     file,
                     path,
                     size,
+                    modified: self.modified,
                     format,
                     body: self.body,
                 },

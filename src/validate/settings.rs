@@ -66,7 +66,7 @@ impl ManifestSettings {
 
     /// The manifest as the user wrote it, for messages (`manifest.csv:17: ...`).
     pub fn shown(&self) -> String {
-        self.manifest.display().to_string()
+        crate::human::one_line(&self.manifest.display().to_string()).into_owned()
     }
 
     /// A manifest column's name after `--map`.

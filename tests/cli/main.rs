@@ -5,6 +5,7 @@ mod docs;
 mod fuzz_regressions;
 mod generated;
 mod hostile;
+mod hostile_files;
 mod merge;
 mod real_s3;
 mod run_edges;
