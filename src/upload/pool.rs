@@ -814,11 +814,14 @@ impl Pool {
                 let _ = outcomes.send(unstarted(job, control.reason()));
                 return;
             };
+            // Tells the journal's writer how many rows may add to a group commit.
+            let in_flight = engine.journal.row_in_flight();
             let settled = tokio::select! {
                 settled = engine.process_started(&job, started) => Some(settled),
                 () = control.abort.cancelled() => None,
             };
             // The worker is free while its last change is committed.
+            drop(in_flight);
             drop(permit);
             let outcome = match settled {
                 Some(settled) => settled.committed(control).await,
