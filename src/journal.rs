@@ -31,9 +31,11 @@
 //! end of a run, so a kill -9 loses that run's notes; these tables keep what the notes said.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -121,6 +123,11 @@ const CLAIM_INDEX: &str =
 
 /// The most operations one transaction commits.
 const MAX_BATCH: usize = 4096;
+
+/// How long the writer holds a commit open for more changes while other rows are in flight:
+/// a few milliseconds, well under one round trip to Voyc, so that the rows moving together
+/// share one fsync instead of queueing for one each.
+const GROUP_WINDOW: Duration = Duration::from_millis(2);
 
 /// Who rows are uploaded to: the same manifest sent to two organisations is two sets of rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -340,6 +347,8 @@ pub struct Journal {
     run: Mutex<Option<Run>>,
     /// 0 when opened only for lookups.
     run_id: i64,
+    /// Rows in flight (see [`Journal::row_in_flight`]): how many changes may be a moment away.
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// This run's row of `runs` and the lock that says it is alive.
@@ -436,9 +445,11 @@ impl Journal {
 
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let rows = in_flight.clone();
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || write_loop(writer, destination_id, rx))
+            .spawn(move || write_loop(writer, destination_id, rx, &rows))
             .context("cannot start the journal's writer thread")?;
         Ok(Journal {
             path: path.to_path_buf(),
@@ -452,6 +463,7 @@ impl Journal {
                 lock,
             })),
             run_id,
+            in_flight,
         })
     }
 
@@ -491,6 +503,7 @@ impl Journal {
             thread: Mutex::new(None),
             run: Mutex::new(None),
             run_id: 0,
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }))
     }
 
@@ -707,6 +720,14 @@ impl Journal {
             .map_err(|_| anyhow::anyhow!("the journal's writer stopped"))
     }
 
+    /// Counts a row as in flight until the guard is dropped. The writer waits (a few
+    /// milliseconds at most) for more changes only while fewer are in hand than rows are in
+    /// flight: alone, a row's change is committed at once.
+    pub fn row_in_flight(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
+    }
+
     /// Waits for every pending change to be committed, then stops the writer, releases this
     /// run's claims and ends it in `runs` (if that cannot be written, its lock, released when
     /// the process ends, tells other runs all the same).
@@ -738,6 +759,16 @@ impl Journal {
             let _ = thread.join();
         }
         drop(self.run.lock().expect("journal run").take());
+    }
+}
+
+/// A row in flight, for the writer's grouping of commits: see [`Journal::row_in_flight`].
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1001,6 +1032,13 @@ fn connect(path: &Path) -> anyhow::Result<Connection> {
     connection
         .busy_timeout(std::time::Duration::from_secs(60))
         .context("cannot configure the journal")?;
+    // For a new journal only (an existing one keeps its page size): every change rewrites
+    // whole pages in the WAL, and a row's changes land on pages of their own (identities are
+    // hashes), so smaller pages are fewer bytes written; 2 KiB rather than 1 KiB, where most
+    // rows holding a target would spill into overflow pages and the file grow threefold.
+    connection
+        .execute_batch("PRAGMA page_size = 2048;")
+        .context("cannot configure the journal")?;
     // WAL so lookups never wait for the writer; FULL so a committed change survives power loss.
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -1011,11 +1049,12 @@ fn connect(path: &Path) -> anyhow::Result<Connection> {
             path.display()
         );
     }
-    // An 8 MiB page cache and a 16 MiB WAL between checkpoints: fewer random page reads and
-    // fewer checkpoint fsyncs at 10^6 rows, within the memory budget.
+    // An 8 MiB page cache and 16,000 pages of WAL between checkpoints (32 MiB at 2 KiB): fewer
+    // random page reads, and a page changed many times between two checkpoints is copied into
+    // the database once (scripts/journal-io.sh measures it; see BENCHMARKS.md).
     connection
         .execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 4000;",
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 16000;",
         )
         .context("cannot configure the journal")?;
     Ok(connection)
@@ -1049,20 +1088,46 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The writer thread: take what is pending, commit it as one transaction, answer each.
-fn write_loop(mut connection: Connection, destination: i64, rx: mpsc::Receiver<Op>) {
+/// The writer thread (group commit): gather the changes that arrive together, commit them as
+/// one transaction (one fsync), and only then answer each, so that no waiter hears "committed"
+/// before its change is on disk.
+fn write_loop(
+    mut connection: Connection,
+    destination: i64,
+    rx: mpsc::Receiver<Op>,
+    in_flight: &AtomicUsize,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
+        gather(&rx, &mut batch, in_flight, GROUP_WINDOW);
+        let result = commit(&mut connection, destination, &batch).map_err(|err| format!("{err:#}"));
+        for op in batch.drain(..) {
+            op.done.send(result.clone());
+        }
+    }
+}
+
+/// Adds to `batch` what is pending; then, while it holds fewer changes than rows are in flight
+/// (the others' changes may be a moment away), what arrives within `window` ([`GROUP_WINDOW`])
+/// of the first. With one row in flight it never waits: nobody else would share the commit.
+fn gather(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>, in_flight: &AtomicUsize, window: Duration) {
+    let deadline = Instant::now() + window;
+    loop {
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        let result = commit(&mut connection, destination, &batch).map_err(|err| format!("{err:#}"));
-        for op in batch.drain(..) {
-            op.done.send(result.clone());
+        let expected = in_flight.load(Ordering::Relaxed).clamp(1, MAX_BATCH);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if batch.len() >= expected || left.is_zero() {
+            return;
+        }
+        match rx.recv_timeout(left) {
+            Ok(op) => batch.push(op),
+            Err(_) => return,
         }
     }
 }
@@ -1556,6 +1621,122 @@ mod tests {
         assert_eq!(conversations, ["new", "old"]);
     }
 
+    /// A change for `gather`, and where its answer would go.
+    fn op(n: u64) -> (Op, tokio::sync::oneshot::Receiver<Result<(), String>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op = Op {
+            run: 1,
+            identity: id(n),
+            file: "f".into(),
+            line: n,
+            change: Change::Call1Started,
+            done: Reply(tx),
+        };
+        (op, rx)
+    }
+
+    #[test]
+    fn a_row_alone_is_committed_without_waiting_for_others() {
+        let (tx, rx) = mpsc::channel();
+        let in_flight = AtomicUsize::new(1);
+        let mut batch = vec![op(1).0];
+        let started = Instant::now();
+        gather(&rx, &mut batch, &in_flight, Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(batch.len(), 1);
+        drop(tx);
+    }
+
+    #[test]
+    fn changes_of_the_rows_in_flight_share_one_commit() {
+        let (tx, rx) = mpsc::channel();
+        let in_flight = AtomicUsize::new(3);
+        let mut batch = vec![op(1).0];
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(op(2).0).unwrap();
+            tx.send(op(3).0).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(op(4).0).unwrap();
+        });
+        let started = Instant::now();
+        gather(&rx, &mut batch, &in_flight, Duration::from_secs(60));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "it stops at one change a row"
+        );
+        let lines: Vec<u64> = batch.iter().map(|op| op.line).collect();
+        assert_eq!(lines, [1, 2, 3], "in the order they came");
+        late.join().unwrap();
+    }
+
+    #[test]
+    fn the_wait_for_more_changes_is_bounded_by_the_window() {
+        let (tx, rx) = mpsc::channel();
+        let in_flight = AtomicUsize::new(32);
+        let mut batch = vec![op(1).0];
+        tx.send(op(2).0).unwrap();
+        let started = Instant::now();
+        gather(&rx, &mut batch, &in_flight, Duration::from_millis(30));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert_eq!(batch.len(), 2, "what was pending is taken");
+    }
+
+    #[test]
+    fn a_closed_journal_commits_what_it_holds_without_waiting() {
+        let (tx, rx) = mpsc::channel();
+        let in_flight = AtomicUsize::new(32);
+        let mut batch = vec![op(1).0];
+        tx.send(op(2).0).unwrap();
+        drop(tx);
+        let started = Instant::now();
+        gather(&rx, &mut batch, &in_flight, Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_grouped_change_is_answered_only_once_it_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let journal = Journal::open(&path, &destination()).unwrap();
+        // Others in flight that add nothing: the writer waits its window, then commits.
+        let _others: Vec<InFlight> = (0..8).map(|_| journal.row_in_flight()).collect();
+        let pending = journal.begin(id(1), "f", 2, Change::Call1Started).unwrap();
+        pending.committed().await.unwrap();
+        let db = Connection::open(&path).unwrap();
+        let state: String = db
+            .query_row("SELECT state FROM rows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            state, "call1_started",
+            "another connection sees it once answered"
+        );
+    }
+
+    #[test]
+    fn a_new_journal_has_small_pages_and_an_old_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("new");
+        drop(Journal::open(&fresh, &destination()).unwrap());
+        let page_size = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(page_size(&fresh), 2048);
+        let old = dir.path().join("old");
+        let db = Connection::open(&old).unwrap();
+        db.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+            .unwrap();
+        drop(db);
+        let journal = Journal::open(&old, &destination()).unwrap();
+        record_now(&journal, id(1), "f", 1, Change::Call1Started).unwrap();
+        drop(journal);
+        assert_eq!(page_size(&old), 4096);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn many_concurrent_writers_all_land() {
         let dir = tempfile::tempdir().unwrap();
@@ -1564,6 +1745,7 @@ mod tests {
             .map(|worker| {
                 let journal = journal.clone();
                 tokio::spawn(async move {
+                    let _in_flight = journal.row_in_flight();
                     for n in 0..50 {
                         let row = worker * 1000 + n;
                         journal

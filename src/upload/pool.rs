@@ -1044,10 +1044,13 @@ impl Pool {
                 let _ = outcomes.send(unstarted(job, control.reason()));
                 return;
             };
+            // Tells the journal's writer how many rows may add to a group commit.
+            let in_flight = engine.journal.row_in_flight();
             let outcome = tokio::select! {
                 outcome = engine.claim_and_run(job.clone(), claim, permit, &permits) => outcome,
                 () = control.abort.cancelled() => aborted(&job),
             };
+            drop(in_flight);
             let _ = outcomes.send(outcome);
         });
     }

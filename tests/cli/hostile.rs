@@ -316,7 +316,7 @@ fn a_report_in_a_read_only_folder_is_refused_before_anything_is_sent() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_for_the_journal_stops_the_run_cleanly_and_a_rerun_uploads_each_row_once() {
-    // A 64 KiB tmpfs cannot even hold a new journal; 160 KiB fills after a few rows.
+    // A 44 KiB tmpfs cannot even hold a new journal; 160 KiB fills after a few rows.
     let dir = folder();
     let mut manifest = format!("{HEADER}\n");
     for i in 0..60 {
@@ -332,7 +332,7 @@ fn a_full_disk_for_the_journal_stops_the_run_cleanly_and_a_rerun_uploads_each_ro
     );
     let Some(out) = in_mount_namespace(
         &dir,
-        &format!("mount -t tmpfs -o size=64k tmpfs j && exec {run}"),
+        &format!("mount -t tmpfs -o size=44k tmpfs j && exec {run}"),
     ) else {
         return;
     };
