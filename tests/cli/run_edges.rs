@@ -18,7 +18,7 @@ const TOKEN: &str = "sandbox-token";
 
 /// `voyc-import upload MANIFEST --org 118 --base-url SANDBOX EXTRA` in `dir`, as a child the test
 /// can signal.
-fn spawn(dir: &Path, manifest: &str, sandbox: &Sandbox, extra: &[&str]) -> Child {
+pub(crate) fn spawn(dir: &Path, manifest: &str, sandbox: &Sandbox, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_voyc-import"))
         .current_dir(dir)
         .env_remove("VOYC_ORG_ID")

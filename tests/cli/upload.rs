@@ -147,25 +147,7 @@ impl Corpus {
 
     /// The same, as a child process the test can signal.
     fn spawn_upload(&self, sandbox: &Sandbox, extra: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_voyc-import"))
-            .current_dir(self.path())
-            .env_remove("VOYC_ORG_ID")
-            .env_remove("VOYC_BASE_URL")
-            .env("VOYC_TOKEN", TOKEN)
-            .args([
-                "upload",
-                "manifest.csv",
-                "--org",
-                "118",
-                "--base-url",
-                &sandbox.url,
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start voyc-import upload")
+        crate::run_edges::spawn(self.path(), "manifest.csv", sandbox, extra)
     }
 
     pub(crate) fn report(&self) -> Vec<HashMap<String, String>> {
