@@ -34,7 +34,7 @@ impl Token {
                 Ok(text) => Token::parse(&text)
                     .with_context(|| format!("the token in ${TOKEN_ENV} cannot be used")),
                 Err(std::env::VarError::NotPresent) => bail!(
-                    "no token: set {TOKEN_ENV}, or pass --token-file PATH or --token-command CMD (the token is never taken as a plain argument)"
+                    "no token: set {TOKEN_ENV} or pass --token-file PATH or --token-command CMD (the token is never taken as a plain argument)"
                 ),
                 Err(std::env::VarError::NotUnicode(_)) => {
                     bail!("the token in ${TOKEN_ENV} is not valid UTF-8")
