@@ -5,7 +5,9 @@
 //! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path
 //! (normalised: `./a.wav` is `a.wav`), the file's size and the exact call-1 body — so moving the
 //! whole archive keeps identities, and changing a row's metadata makes it a new row. A row an
-//! earlier version journaled under the path as written is still found by that identity.
+//! earlier version journaled under the path as written is still found by that identity. An
+//! uploaded row also keeps its path, size and body, indexed by path and size, so that a
+//! re-export of the same recording with other metadata is found ([`Journal::uploaded_file`]).
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the

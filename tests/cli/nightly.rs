@@ -145,6 +145,22 @@ fn a_row_uploaded_from_one_manifest_is_already_uploaded_from_another_under_the_s
     assert_eq!(per.len(), 4);
     assert!(per.values().all(|&n| n == 1), "{per:?}");
 
+    // A dry run says so too, and writes nothing.
+    let out = night(&dir, &sandbox, "night-2.csv", "logs/dry.report.csv")
+        .args(["--state-dir", "state", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "night-2.csv:3: calls/0002.wav: already uploaded (metadata changed since conversation {earlier} was uploaded: agent"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dry run: 0 rows"), "{stdout}");
+    assert!(!dir.join("logs/dry.report.csv").exists());
+
     // --reupload-changed: the corrected row goes as a new conversation; the others stay.
     let out = night(&dir, &sandbox, "night-2.csv", "logs/2b.report.csv")
         .args(["--state-dir", "state", "--reupload-changed"])
