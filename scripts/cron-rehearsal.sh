@@ -1,5 +1,5 @@
 #!/bin/sh
-# Usage: scripts/cron-rehearsal.sh [VOYC_IMPORT_BINARY]   (default: target/debug/voyc-import; build it first)
+# Usage: scripts/cron-rehearsal.sh [VOYC_IMPORT_BINARY]   (default: $CARGO_TARGET_DIR or target, /debug/voyc-import; cargo build first)
 #
 # Rehearses the cron recipe of docs/operations.md as written: the script is taken from the page
 # (its first ```sh block after "## Running it nightly (cron)"), not copied, and run on two
@@ -11,7 +11,7 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$root/target/debug/voyc-import}
+bin=${1:-${CARGO_TARGET_DIR:-$root/target}/debug/voyc-import}
 case $bin in /*) ;; *) bin=$(pwd)/$bin ;; esac
 [ -x "$bin" ] || { echo "cron-rehearsal: no binary at $bin (cargo build first)" >&2; exit 2; }
 
