@@ -328,6 +328,15 @@ pub struct UploadArgs {
     #[arg(help_heading = "Destination", long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 
+    /// Take the bearer token from this shell command's stdout, run at start and once more after a 401.
+    #[arg(
+        help_heading = "Destination",
+        long,
+        value_name = "CMD",
+        conflicts_with = "token_file"
+    )]
+    pub token_command: Option<String>,
+
     /// Also trust the certificates in this PEM file (a corporate TLS-inspecting proxy).
     #[arg(help_heading = "Destination", long, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
@@ -361,6 +370,10 @@ pub struct UploadArgs {
     #[arg(help_heading = "Rows", long)]
     pub skip_invalid: bool,
 
+    /// Send a file uploaded before under other metadata as a new conversation [default: report it already_uploaded].
+    #[arg(help_heading = "Rows", long)]
+    pub reupload_changed: bool,
+
     /// The results report, .csv or .jsonl [default: <manifest stem>.report.csv here].
     #[arg(help_heading = "Output", long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -368,6 +381,15 @@ pub struct UploadArgs {
     /// The journal that makes reruns resume [default: the report path plus .journal].
     #[arg(help_heading = "Output", long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
+
+    /// Keep one journal per destination in this folder, so that no run uploads what an earlier one did.
+    #[arg(
+        help_heading = "Output",
+        long,
+        env = "VOYC_STATE_DIR",
+        value_name = "DIR"
+    )]
+    pub state_dir: Option<PathBuf>,
 
     /// Print nothing when every row succeeds; otherwise only failed rows and the summary.
     #[arg(help_heading = "Output", long, short)]

@@ -19,9 +19,9 @@ use tokio::sync::Semaphore;
 
 use crate::Status;
 use crate::human;
-use crate::journal::{Destination, Journal};
+use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::outcome::{End, Outcome};
-use crate::plan::{Planner, Step, ToSend};
+use crate::plan::{Lookup, Planner, Step, ToSend};
 use crate::progress::{Mode, Progress};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
@@ -81,6 +81,11 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
         sending.clone(),
     ));
 
+    // A journal of an earlier version gains what this one records before pass 1 reads it
+    // (a dry run writes nothing, and finds re-exports only in an up-to-date journal).
+    if !settings.dry_run {
+        Journal::bring_up_to_date(&settings.journal)?;
+    }
     // A journal left by an earlier run tells pass 1 what is already uploaded. A sandbox is a
     // new destination every run, so nothing is.
     let earlier = match &settings.endpoint {
@@ -100,12 +105,13 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
     let mut dry_run_out = settings
         .dry_run
         .then(|| std::io::BufWriter::new(std::io::stdout().lock()));
-    let lookup = |identity: &_| {
-        earlier
-            .as_ref()
-            .and_then(|journal| journal.lookup(identity).ok().flatten())
+    let lookup = FromJournal {
+        journal: earlier.as_ref(),
+        // Pass 1 plans; a journal that cannot be read stops pass 2, which sends.
+        on_error: |_| {},
     };
-    let mut planner = Planner::new(settings.limit, lookup, Default::default());
+    let mut planner = Planner::new(settings.limit, lookup, Default::default())
+        .reuploading_changed(settings.reupload_changed);
     // A manifest with no rows: with --allow-empty, a day without calls (said once at the end).
     let mut no_rows = None;
     let summary = check_manifest(&settings.manifest, today, |verdict| {
@@ -133,12 +139,16 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
                 found.valid += 1;
                 found.beyond_limit += 1;
             }
-            Step::AlreadyUploaded { row, .. } => {
+            Step::AlreadyUploaded { row, notes, .. } => {
                 found.valid += 1;
                 found.already_uploaded += 1;
                 if let Some(out) = &mut dry_run_out {
                     let file = human::one_line(&row.file);
-                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded", row.line);
+                    let notes = match notes.is_empty() {
+                        true => String::new(),
+                        false => format!(" ({})", human::one_line(&notes.join("; "))),
+                    };
+                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded{notes}", row.line);
                 }
             }
             Step::Send(ToSend { row, body, .. }) => {
@@ -317,17 +327,22 @@ fn run(
     let report = ReportWriter::create(&settings.report)?;
 
     let mut sandbox = None;
+    let mut token_command = None;
     let (base_url, organisation, token, destination) = match &settings.endpoint {
         Endpoint::Voyc {
             base_url,
             organisation,
             token,
-        } => (
-            base_url.clone(),
-            organisation.clone(),
-            token.clone().expect("a token unless --dry-run"),
-            Destination::voyc(base_url.as_str(), organisation),
-        ),
+            token_command: command,
+        } => {
+            token_command = command.clone();
+            (
+                base_url.clone(),
+                organisation.clone(),
+                token.clone().expect("a token unless --dry-run"),
+                Destination::voyc(base_url.as_str(), organisation),
+            )
+        }
         Endpoint::Sandbox { organisation } => {
             let started =
                 runtime.block_on(voyc_sandbox::start(voyc_sandbox::SandboxConfig::default()))?;
@@ -342,6 +357,9 @@ fn run(
             (base_url, organisation.clone(), token, destination)
         }
     };
+    if let Some(dir) = &settings.state_dir {
+        crate::state_dir::create(dir)?;
+    }
     let journal = Arc::new(Journal::open_for_run(
         &settings.journal,
         &destination,
@@ -351,7 +369,7 @@ fn run(
     let leftovers = journal
         .leftovers()
         .with_context(|| format!("cannot read the journal {}", settings.journal.display()))?;
-    let client = VoycClient::with_http(
+    let mut client = VoycClient::with_http(
         http.clone(),
         ClientConfig {
             base_url,
@@ -360,6 +378,9 @@ fn run(
             timeout: settings.timeout,
         },
     );
+    if let Some(command) = token_command {
+        client = client.with_token_command(command);
+    }
     let engine = Arc::new(Engine {
         client,
         uploader: Uploader::new(http, settings.timeout),
@@ -398,14 +419,14 @@ fn run(
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
     let mut seq = 0u64;
-    let lookup = |identity: &_| match journal.lookup(identity) {
-        Ok(stored) => stored,
-        Err(err) => {
+    let lookup = FromJournal {
+        journal: Some(&*journal),
+        on_error: |err: anyhow::Error| {
             control.stop(StopReason::Journal(format!("{err:#}")));
-            None
-        }
+        },
     };
-    let mut planner = Planner::new(settings.limit, lookup, leftovers);
+    let mut planner = Planner::new(settings.limit, lookup, leftovers)
+        .reuploading_changed(settings.reupload_changed);
     let feed = check_manifest(&settings.manifest, today, |verdict| {
         let step = planner.plan(verdict);
         if matches!(step, Step::Manifest(_)) {
@@ -497,10 +518,43 @@ fn report_not_written(
         &settings.report,
         Ending::NotWritten,
     ));
-    progress.failure(&format!(
-        "to write the report, run the same command with --journal {journal} (and a --report that can be written): rows already uploaded are not sent again"
-    ));
+    progress.failure(&match settings.state_dir {
+        // The journal does not follow the report: the same command finds it.
+        Some(_) => "to write the report, run the same command with a --report that can be written: rows already uploaded are not sent again".to_string(),
+        None => format!(
+            "to write the report, run the same command with --journal {journal} (and a --report that can be written): rows already uploaded are not sent again"
+        ),
+    });
     Status::Partial
+}
+
+/// The planner's questions, answered by a journal (`None`: there is none yet); a journal
+/// that cannot be read is handed to `on_error` and answers nothing.
+struct FromJournal<'a, E> {
+    journal: Option<&'a Journal>,
+    on_error: E,
+}
+
+impl<E: FnMut(anyhow::Error)> Lookup for FromJournal<'_, E> {
+    fn row(&mut self, identity: &RowIdentity) -> Option<Stored> {
+        match self.journal?.lookup(identity) {
+            Ok(stored) => stored,
+            Err(err) => {
+                (self.on_error)(err);
+                None
+            }
+        }
+    }
+
+    fn uploaded_file(&mut self, path: &str, size: u64) -> Option<EarlierUpload> {
+        match self.journal?.uploaded_file(path, size) {
+            Ok(earlier) => earlier,
+            Err(err) => {
+                (self.on_error)(err);
+                None
+            }
+        }
+    }
 }
 
 /// Prints the summary and decides the exit status.

@@ -303,6 +303,7 @@ impl Engine {
                     let change = Change::Uploaded {
                         bytes: uploaded.bytes,
                         sha256: uploaded.sha256.clone(),
+                        body: job.body.clone(),
                     };
                     let commit = match self
                         .journal
@@ -667,7 +668,10 @@ impl Engine {
         let endpoint = crate::target::without_query(self.client.endpoint());
         if !self.control.any_success() && matches!(status, 401 | 403 | 404) {
             let cause = if failure.about_credentials || status == 401 {
-                "the token was refused (wrong, expired or revoked): check VOYC_TOKEN or --token-file".to_string()
+                format!(
+                    "the token was refused (wrong, expired or revoked): check {}",
+                    self.client.token_source()
+                )
             } else if status == 403 {
                 format!(
                     "the token may not upload to organisation {}: check --org and the token's permissions",

@@ -7,6 +7,7 @@ mod generated;
 mod hostile;
 mod hostile_files;
 mod merge;
+mod nightly;
 mod real_s3;
 mod run_edges;
 mod sandbox;
