@@ -354,6 +354,18 @@ pub struct UploadArgs {
     #[arg(help_heading = "Pacing", long, value_name = "DURATION", default_value = "30s", value_parser = crate::human::parse_duration)]
     pub timeout: std::time::Duration,
 
+    /// At most N call-1 requests a second (e.g. 20 or 0.5); without it, 429s slow the run down.
+    #[arg(help_heading = "Pacing", long, value_name = "N", value_parser = crate::upload::rate::parse_rate)]
+    pub max_rps: Option<f64>,
+
+    /// At most RATE bytes a second for all uploads together (500K, 10M; K = 1024 bytes).
+    #[arg(help_heading = "Pacing", long, value_name = "RATE", value_parser = crate::upload::rate::parse_bandwidth)]
+    pub bwlimit: Option<u64>,
+
+    /// Wait out an outage of Voyc or S3 this long before stopping the run, resumable (e.g. 2h).
+    #[arg(help_heading = "Pacing", long, value_name = "DURATION", default_value = "30m", value_parser = crate::human::parse_duration)]
+    pub max_outage: std::time::Duration,
+
     /// Print what would be sent (rows, bodies, total bytes), send nothing.
     #[arg(help_heading = "Rows", long)]
     pub dry_run: bool,

@@ -158,6 +158,8 @@ pub struct Progress {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     ticker: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
     log_every: Duration,
+    /// The wait being shown, and when it was last printed.
+    waiting: Mutex<Option<(Waiting, Instant)>>,
 }
 
 impl std::fmt::Debug for Progress {
@@ -190,6 +192,7 @@ impl Progress {
             out: Arc::new(Mutex::new(out)),
             ticker: Mutex::new(None),
             log_every,
+            waiting: Mutex::new(None),
         }
     }
 
@@ -314,6 +317,63 @@ impl Progress {
         if let Some((stop, thread)) = self.ticker.lock().expect("progress ticker").take() {
             drop(stop);
             let _ = thread.join();
+        }
+    }
+}
+
+/// The run is held up: a service is unreachable and one probe at a time is being made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    /// "Voyc" or "S3".
+    pub service: String,
+    pub down_for: Duration,
+    /// "HTTP 503".
+    pub cause: String,
+    pub next_try_in: Duration,
+}
+
+impl Waiting {
+    fn line(&self) -> String {
+        format!(
+            "waiting: {} unavailable for {} ({}), next try in {}",
+            self.service,
+            human::elapsed(self.down_for),
+            self.cause,
+            human::elapsed(self.next_try_in)
+        )
+    }
+}
+
+impl Progress {
+    /// Called about once a second while a service is down, and with `None` once it is back:
+    /// a line when the wait starts and every [`LOG_EVERY`] while it lasts, and one when it ends.
+    pub fn waiting(&self, waiting: Option<&Waiting>) {
+        let mut shown = self.waiting.lock().expect("waiting");
+        match (waiting, shown.as_mut()) {
+            (Some(now), Some((latest, last))) => {
+                *latest = now.clone();
+                if last.elapsed() >= self.log_every {
+                    *last = Instant::now();
+                    drop(shown);
+                    self.say(&now.line());
+                }
+            }
+            (Some(now), None) => {
+                *shown = Some((now.clone(), Instant::now()));
+                drop(shown);
+                self.say(&now.line());
+            }
+            (None, Some((latest, _))) => {
+                let line = format!(
+                    "resumed: {} answered again after {}",
+                    latest.service,
+                    human::elapsed(latest.down_for)
+                );
+                *shown = None;
+                drop(shown);
+                self.say(&line);
+            }
+            (None, None) => {}
         }
     }
 }

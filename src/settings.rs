@@ -162,6 +162,12 @@ pub struct UploadSettings {
     pub concurrency: usize,
     /// Retries per call after a transient failure.
     pub retries: u32,
+    /// `--max-rps`: call-1 requests per second at most.
+    pub max_rps: Option<f64>,
+    /// `--bwlimit`: upload bytes per second, all rows together.
+    pub bwlimit: Option<u64>,
+    /// `--max-outage`: how long an outage is waited out.
+    pub max_outage: Duration,
     pub dry_run: bool,
     /// Only the first N valid rows are taken.
     pub limit: Option<u64>,
@@ -278,6 +284,9 @@ impl UploadSettings {
             ca_cert: args.ca_cert.clone(),
             concurrency: args.concurrency as usize,
             retries: args.retries,
+            max_rps: args.max_rps,
+            bwlimit: args.bwlimit,
+            max_outage: args.max_outage,
             dry_run: args.dry_run,
             limit: args.limit,
             skip_invalid: args.skip_invalid,

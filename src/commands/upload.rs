@@ -22,15 +22,18 @@ use crate::human;
 use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::outcome::{End, Outcome};
 use crate::plan::{Lookup, Planner, Step, ToSend};
-use crate::progress::{Mode, Progress};
+use crate::progress::{Mode, Progress, Waiting};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
 use crate::settings::{Endpoint, UploadSettings, check_base_url};
 use crate::upload::client::{ClientConfig, VoycClient, call1_endpoint};
+use crate::upload::clock::Clock;
 use crate::upload::http::http_client;
 use crate::upload::lock::RunLock;
+use crate::upload::outage::Outages;
 use crate::upload::pool::{Engine, Job, Pool, RunControl, StopReason, stopped_note};
-use crate::upload::retry::{Backoff, Sleeper};
+use crate::upload::rate::CallRate;
+use crate::upload::retry::Backoff;
 use crate::upload::transfer::Uploader;
 use crate::validate::{Verdict, check_manifest};
 
@@ -383,14 +386,16 @@ fn run(
     }
     let engine = Arc::new(Engine {
         client,
-        uploader: Uploader::new(http, settings.timeout),
+        uploader: Uploader::new(http, settings.timeout).with_bandwidth(settings.bwlimit),
         journal: journal.clone(),
         control: control.clone(),
         retries: settings.retries,
         backoff: Mutex::new(Backoff::default()),
-        sleeper: Sleeper::Real,
+        clock: Clock::Real,
         sent: progress.bytes_counter(),
         organisation,
+        outages: Outages::new(settings.max_outage),
+        call_rate: CallRate::new(settings.max_rps),
     });
 
     if found.already_uploaded > 0 {
@@ -401,6 +406,7 @@ fn run(
     }
     progress.start(found.to_send, found.bytes_to_send);
     let started = Instant::now();
+    let watcher = runtime.spawn(watch_outages(engine.clone(), progress.clone()));
 
     let (outcomes, settled) = mpsc::channel::<Outcome>();
     let window = Arc::new(Semaphore::new(WINDOW));
@@ -415,7 +421,7 @@ fn run(
             .context("cannot start the report writer")?
     };
 
-    let pool = Pool::new(engine, concurrency, outcomes.clone());
+    let pool = Pool::new(engine.clone(), concurrency, outcomes.clone());
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
     let mut seq = 0u64;
@@ -459,6 +465,9 @@ fn run(
     drop(planner);
     runtime.block_on(pool.wait());
     drop(pool);
+    watcher.abort();
+    progress.waiting(None);
+    say_pacing(&engine, &progress);
     drop(outcomes);
     let written = reporter
         .join()
@@ -557,6 +566,47 @@ impl<E: FnMut(anyhow::Error)> Lookup for FromJournal<'_, E> {
     }
 }
 
+/// Shows a service that is down, about once a second, until the run ends.
+async fn watch_outages(engine: Arc<Engine>, progress: Arc<Progress>) {
+    loop {
+        let down = engine.outages.down(Instant::now()).map(|down| Waiting {
+            service: down.service.to_string(),
+            down_for: down.down_for,
+            cause: down.cause,
+            next_try_in: down.next_try_in,
+        });
+        progress.waiting(down.as_ref());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What outages and throttling cost the run, if they did.
+fn say_pacing(engine: &Engine, progress: &Progress) {
+    let (outages, down_time) = engine.outages.waited();
+    if outages > 0 {
+        let probes = engine.outages.api.probes_failed() + engine.outages.s3.probes_failed();
+        progress.say(&format!(
+            "waited out {} of Voyc or S3 ({} in all; {} met it)",
+            human::count_of(u64::from(outages), "outage", "outages"),
+            human::elapsed(down_time),
+            human::count_of(probes, "probe", "probes"),
+        ));
+    }
+    let rate = engine.call_rate.stats();
+    if rate.throttled > 0 {
+        let share = 100.0 * rate.throttled as f64 / rate.requests.max(1) as f64;
+        let settled = rate
+            .rate
+            .map(|r| format!("; call 1 went at most {r:.1} a second at the end"))
+            .unwrap_or_default();
+        progress.say(&format!(
+            "throttled: {} of {} call-1 requests answered 429 ({share:.1}%){settled}",
+            human::count(rate.throttled),
+            human::count(rate.requests),
+        ));
+    }
+}
+
 /// Prints the summary and decides the exit status.
 fn finish(
     report: &Path,
@@ -573,7 +623,7 @@ fn finish(
             progress.failure(&format!("error: {message}"));
             (Ending::Stopped, Status::Usage)
         }
-        Some(StopReason::TokenRefused(message)) => {
+        Some(StopReason::TokenRefused(message) | StopReason::Outage(message)) => {
             progress.failure(&format!("error: {message}"));
             (Ending::Stopped, Status::Partial)
         }
