@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use voyc_sandbox::{S3Storage, SandboxConfig};
+use voyc_sandbox::{Outage, S3Storage, SandboxConfig};
 
 use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
 use crate::manifest::Format;
@@ -256,6 +256,15 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         fail_rate: args.fail_rate,
         ambiguous_rate: args.ambiguous_rate,
         throttle_rate: args.throttle_rate,
+        rate_limit: args.rate_limit,
+        outage: args
+            .outage_after
+            .zip(args.outage_secs)
+            .map(|(after_calls, secs)| Outage {
+                after_calls,
+                duration: Duration::from_secs(secs),
+                repeat: args.outage_repeat,
+            }),
         s3_fail_rate: args.s3_fail_rate,
         s3_drop_rate: args.s3_drop_rate,
         expired_rate: args.expired_rate,
