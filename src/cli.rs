@@ -369,6 +369,10 @@ pub struct UploadArgs {
     #[arg(help_heading = "Rows", long, value_name = "N")]
     pub limit: Option<u64>,
 
+    /// Take only shard K of N (1 to N) by a stable hash of each row's path; auto reads JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX, and VOYC_SHARDS.
+    #[arg(help_heading = "Rows", long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
+
     /// A manifest with no rows (a day without calls) is not an error: exit 0, nothing to send.
     #[arg(help_heading = "Rows", long)]
     pub allow_empty: bool,

@@ -14,6 +14,7 @@ use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs
 use crate::manifest::Format;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::Token;
+use crate::shard::Shard;
 use crate::upload::client::DEFAULT_BASE_URL;
 use crate::upload::http::is_loopback;
 use crate::validate::{ManifestSettings, TimeSettings};
@@ -215,8 +216,12 @@ impl UploadSettings {
         {
             bail!("--ca-cert {}: no such file", path.display());
         }
+        let shard = match &args.shard {
+            Some(text) => Some(Shard::resolve(text, |name| std::env::var(name).ok())?),
+            None => None,
+        };
         Ok(UploadSettings {
-            manifest: manifest(&args.manifest)?,
+            manifest: manifest(&args.manifest)?.with_shard(shard),
             endpoint,
             report,
             journal,
