@@ -271,3 +271,56 @@ fn limit_takes_the_first_rows_of_the_shard() {
         "{stderr}"
     );
 }
+
+/// The value after `key:` on the first line of `text` that has it (after its indentation).
+fn yaml_value<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .map(str::trim_start)
+        .find_map(|line| line.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key}: in the sample"))
+        .trim()
+}
+
+/// samples/kubernetes/job.yaml runs a command line this build takes, with one shard per pod:
+/// its `args` (a flow sequence, which is also JSON) are run as pod 0 would run them, with the
+/// archive and state volumes mapped to folders here.
+#[test]
+fn the_kubernetes_sample_runs_a_command_this_build_accepts() {
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/kubernetes");
+    let job = std::fs::read_to_string(sample.join("job.yaml")).unwrap();
+    let shards = yaml_value(&job, "completions");
+    assert_eq!(yaml_value(&job, "parallelism"), shards);
+    assert_eq!(yaml_value(&job, "completionMode"), "Indexed");
+    let after_shards = job.split("- name: VOYC_SHARDS").nth(1).unwrap();
+    assert_eq!(yaml_value(after_shards, "value"), format!("\"{shards}\""));
+    assert!(job.contains("- name: VOYC_TOKEN\n              valueFrom:\n                secretKeyRef:"));
+    let dockerfile = std::fs::read_to_string(sample.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("ENTRYPOINT [\"voyc-import\"]"));
+
+    let args: Vec<String> = serde_json::from_str(yaml_value(&job, "args")).unwrap();
+    assert_eq!(args[..4], ["upload", "/archive/manifest.csv", "--shard", "auto"]);
+    let corpus = Corpus::new(8, |_| 100);
+    let state = crate::util::Dir::new();
+    let local: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            arg.replace("$(JOB_COMPLETION_INDEX)", "0")
+                .replace("/archive/", &format!("{}/", corpus.path().display()))
+                .replace("/state/", &format!("{}/", state.path().display()))
+        })
+        .collect();
+    let out = voyc(corpus.path())
+        .args(&local)
+        .arg("--dry-run")
+        .env("JOB_COMPLETION_INDEX", "0")
+        .env("VOYC_SHARDS", shards)
+        .env("VOYC_ORG_ID", "118")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("manifest.csv: shard 1/{shards}: ")),
+        "{}",
+        show(&out)
+    );
+}
