@@ -293,12 +293,17 @@ fn the_kubernetes_sample_runs_a_command_this_build_accepts() {
     assert_eq!(yaml_value(&job, "completionMode"), "Indexed");
     let after_shards = job.split("- name: VOYC_SHARDS").nth(1).unwrap();
     assert_eq!(yaml_value(after_shards, "value"), format!("\"{shards}\""));
-    assert!(job.contains("- name: VOYC_TOKEN\n              valueFrom:\n                secretKeyRef:"));
+    assert!(
+        job.contains("- name: VOYC_TOKEN\n              valueFrom:\n                secretKeyRef:")
+    );
     let dockerfile = std::fs::read_to_string(sample.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("ENTRYPOINT [\"voyc-import\"]"));
 
     let args: Vec<String> = serde_json::from_str(yaml_value(&job, "args")).unwrap();
-    assert_eq!(args[..4], ["upload", "/archive/manifest.csv", "--shard", "auto"]);
+    assert_eq!(
+        args[..4],
+        ["upload", "/archive/manifest.csv", "--shard", "auto"]
+    );
     let corpus = Corpus::new(8, |_| 100);
     let state = crate::util::Dir::new();
     let local: Vec<String> = args
