@@ -372,4 +372,15 @@ pub struct UploadArgs {
     /// Print nothing when every row succeeds; otherwise only failed rows and the summary.
     #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
+
+    /// What stderr gets: lines for a person, or one JSON object per event for a log shipper.
+    #[arg(help_heading = "Output", long, value_enum, value_name = "FORMAT", default_value = "plain")]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`; settings turn it into the progress display's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
 }

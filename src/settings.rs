@@ -12,6 +12,7 @@ use voyc_sandbox::{S3Storage, SandboxConfig};
 
 use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
 use crate::manifest::Format;
+use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::Token;
 use crate::upload::client::DEFAULT_BASE_URL;
@@ -164,6 +165,8 @@ pub struct UploadSettings {
     /// A manifest with no rows is a day without calls, not an error.
     pub allow_empty: bool,
     pub quiet: bool,
+    /// `--log-format`: plain lines or JSON events on stderr.
+    pub log_format: LogFormat,
 }
 
 impl UploadSettings {
@@ -229,6 +232,10 @@ impl UploadSettings {
             skip_invalid: args.skip_invalid,
             allow_empty: args.allow_empty,
             quiet: args.quiet,
+            log_format: match args.log_format {
+                cli::LogFormat::Plain => LogFormat::Plain,
+                cli::LogFormat::Json => LogFormat::Json,
+            },
         })
     }
 }
