@@ -374,7 +374,13 @@ pub struct UploadArgs {
     pub quiet: bool,
 
     /// What stderr gets: lines for a person, or one JSON object per event for a log shipper.
-    #[arg(help_heading = "Output", long, value_enum, value_name = "FORMAT", default_value = "plain")]
+    #[arg(
+        help_heading = "Output",
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "plain"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -552,7 +552,9 @@ impl Progress {
 
     /// Starts the bar or the log ticker for what `start` says will be sent.
     pub fn start(&self, start: &Start<'_>) {
-        self.counters.rows_total.store(start.rows, Ordering::Relaxed);
+        self.counters
+            .rows_total
+            .store(start.rows, Ordering::Relaxed);
         self.counters
             .bytes_total
             .store(start.bytes, Ordering::Relaxed);
@@ -641,16 +643,17 @@ impl Progress {
         self.settled();
     }
 
-    /// A row failed: counted for the summary's causes, and shown in every mode unless
-    /// `announce` is false (a stop that one message at the end explains).
+    /// A row failed: shown in every mode and counted for the summary's causes, unless
+    /// `announce` is false (a stop that one message at the end explains: a wrong token, say,
+    /// for every row that was in flight).
     pub fn row_failed(&self, failure: &RowFailure<'_>, announce: bool) {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
         self.settled();
-        self.causes
-            .lock()
-            .expect("causes of failure")
-            .add(failure.error);
         if announce {
+            self.causes
+                .lock()
+                .expect("causes of failure")
+                .add(failure.error);
             let line = format!(
                 "{}:{}: {}: failed: {}",
                 failure.manifest,
@@ -702,8 +705,7 @@ impl Progress {
                 let logged_at = match held.as_ref() {
                     Some(before)
                         if before.last.service == waiting.service
-                            && now.saturating_duration_since(before.logged_at)
-                                < self.log_every =>
+                            && now.saturating_duration_since(before.logged_at) < self.log_every =>
                     {
                         Some(before.logged_at)
                     }
@@ -738,9 +740,11 @@ impl Progress {
                         human::one_line(&before.last.service),
                         human::elapsed(down_for)
                     );
-                    self.emit(&line, "resumed", || {
-                        json!({"service": before.last.service, "down_for_ms": millis(down_for)})
-                    });
+                    self.emit(
+                        &line,
+                        "resumed",
+                        || json!({"service": before.last.service, "down_for_ms": millis(down_for)}),
+                    );
                 }
             }
         }
@@ -1272,21 +1276,25 @@ mod tests {
             "call 1: HTTP 400: agent: not a member of this workspace",
             "call 1: HTTP 400: agent: not a member of this workspace",
         ] {
-            progress.row_failed(&failure(2, error), false);
+            progress.row_failed(&failure(2, error), true);
         }
-        assert_eq!(out.text(), "", "failures not announced are only counted");
+        // A stop that one message explains: neither a line nor a cause.
+        progress.row_failed(&failure(2, "call 1: HTTP 401: Invalid token."), false);
         let counts = Counts {
             failed: 4,
             ..Counts::default()
         };
         progress.summary(&summary(&counts, Status::Partial));
         let text = out.text();
-        let lines: Vec<&str> = text.lines().collect();
+        let lines: Vec<&str> = text.lines().skip(4).collect();
+        assert!(!text.contains("401"), "{text}");
         assert_eq!(
             lines[0],
             "2026-12-03T11:52:07Z 4 failed: 3 × call 1: HTTP 400: agent: not a member of this workspace; 1 × upload: timed out"
         );
-        assert!(lines[1].ends_with(" done: 2 uploaded, 2 failed in 4.0s (1.0 KiB/s); report r.csv"));
+        assert!(
+            lines[1].ends_with(" done: 2 uploaded, 2 failed in 4.0s (1.0 KiB/s); report r.csv")
+        );
     }
 
     #[test]
@@ -1384,15 +1392,18 @@ mod tests {
         let (progress, out, clock) = progress(Mode::Log, JSON, LOG_EVERY);
         an_outage_of(&progress, &clock, 25);
         let events = out.events();
-        let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["waiting", "waiting", "waiting", "resumed"]);
         assert_eq!(
             events[0],
             json!({"ts": "2026-12-03T11:52:07.250Z", "event": "waiting", "service": "Voyc",
                 "down_for_ms": 130_000, "cause": "HTTP 503", "next_try_in_ms": 20_000})
-                .as_object()
-                .unwrap()
-                .clone()
+            .as_object()
+            .unwrap()
+            .clone()
         );
         assert_eq!(events[3]["down_for_ms"], 155_000);
     }
