@@ -23,6 +23,11 @@ impl Cli {
     pub fn from_env() -> Cli {
         Cli::parse()
     }
+
+    /// `upload --log-format json`: an error in the settings is written as JSON events too.
+    pub fn wants_json_log(&self) -> bool {
+        matches!(&self.command, Command::Upload(args) if args.log_format == LogFormat::Json)
+    }
 }
 
 /// The completion script for `shell`, generated from these definitions.

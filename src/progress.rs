@@ -863,6 +863,13 @@ impl Drop for Progress {
     }
 }
 
+/// An error found before the run starts (in the settings), with `--log-format json`: on stderr
+/// as the run's own errors are, an error `message` and a `summary` that ends in `error`.
+pub fn json_error(line: &str) {
+    let progress = Progress::new(Mode::Log, Style::detect(LogFormat::Json));
+    progress.stopped_by_error(line);
+}
+
 /// A duration as the JSON events give it: whole milliseconds.
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

@@ -214,3 +214,28 @@ fn an_error_that_ends_a_json_run_is_an_error_message_and_a_summary_with_exit_2()
         "{message}"
     );
 }
+
+#[test]
+fn a_settings_error_with_json_logs_is_json_too() {
+    let corpus = Corpus::new(1, |_| 4_000);
+    let out = crate::util::voyc(corpus.path())
+        .args([
+            "upload",
+            "manifest.csv",
+            "--sandbox",
+            "--log-format",
+            "json",
+        ])
+        .args(["--report", "manifest.report.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let events = events(&out);
+    assert_eq!(names(&events), ["message", "summary"]);
+    assert_eq!(
+        events[0]["message"],
+        "error: --report manifest.report.txt: the report must end in .csv or .jsonl (it decides the format)"
+    );
+    assert_eq!(events[1]["ending"], "error");
+    assert_eq!(events[1]["exit_code"], 2);
+}
