@@ -60,7 +60,7 @@ pub enum Command {
     /// Check every row of a manifest and print every problem, without sending anything.
     Validate(ValidateArgs),
     /// Upload every row of a manifest to Voyc: call 1 with its metadata, then the audio to S3.
-    Upload(UploadArgs),
+    Upload(Box<UploadArgs>),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
     /// Join the reports of runs over parts of one manifest into one report, in manifest order,
@@ -333,6 +333,15 @@ pub struct UploadArgs {
     #[arg(help_heading = "Destination", long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
 
+    /// Take the bearer token from this shell command's stdout, run at start and once more after a 401.
+    #[arg(
+        help_heading = "Destination",
+        long,
+        value_name = "CMD",
+        conflicts_with = "token_file"
+    )]
+    pub token_command: Option<String>,
+
     /// Also trust the certificates in this PEM file (a corporate TLS-inspecting proxy).
     #[arg(help_heading = "Destination", long, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
@@ -350,6 +359,18 @@ pub struct UploadArgs {
     #[arg(help_heading = "Pacing", long, value_name = "DURATION", default_value = "30s", value_parser = crate::human::parse_duration)]
     pub timeout: std::time::Duration,
 
+    /// At most N call-1 requests a second (e.g. 20 or 0.5); without it, 429s slow the run down.
+    #[arg(help_heading = "Pacing", long, value_name = "N", value_parser = crate::upload::rate::parse_rate)]
+    pub max_rps: Option<f64>,
+
+    /// At most RATE bytes a second for all uploads together (500K, 10M; K = 1024 bytes).
+    #[arg(help_heading = "Pacing", long, value_name = "RATE", value_parser = crate::upload::rate::parse_bandwidth)]
+    pub bwlimit: Option<u64>,
+
+    /// Wait out an outage of Voyc or S3 this long before stopping the run, resumable (e.g. 2h).
+    #[arg(help_heading = "Pacing", long, value_name = "DURATION", default_value = "30m", value_parser = crate::human::parse_duration)]
+    pub max_outage: std::time::Duration,
+
     /// Print what would be sent (rows, bodies, total bytes), send nothing.
     #[arg(help_heading = "Rows", long)]
     pub dry_run: bool,
@@ -366,6 +387,10 @@ pub struct UploadArgs {
     #[arg(help_heading = "Rows", long)]
     pub skip_invalid: bool,
 
+    /// Send a file uploaded before under other metadata as a new conversation [default: report it already_uploaded].
+    #[arg(help_heading = "Rows", long)]
+    pub reupload_changed: bool,
+
     /// The results report, .csv or .jsonl [default: <manifest stem>.report.csv here].
     #[arg(help_heading = "Output", long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -373,6 +398,15 @@ pub struct UploadArgs {
     /// The journal that makes reruns resume [default: the report path plus .journal].
     #[arg(help_heading = "Output", long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
+
+    /// Keep one journal per destination in this folder, so that no run uploads what an earlier one did.
+    #[arg(
+        help_heading = "Output",
+        long,
+        env = "VOYC_STATE_DIR",
+        value_name = "DIR"
+    )]
+    pub state_dir: Option<PathBuf>,
 
     /// Print nothing when every row succeeds; otherwise only failed rows and the summary.
     #[arg(help_heading = "Output", long, short)]

@@ -90,6 +90,8 @@ pub fn duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
     } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
     } else if ms.is_multiple_of(1000) {
@@ -99,7 +101,7 @@ pub fn duration(duration: Duration) -> String {
     }
 }
 
-/// Reads a duration flag: `30`, `30s`, `500ms`, `2m` (a bare number is seconds); more than 0
+/// Reads a duration flag: `30`, `30s`, `500ms`, `2m`, `4h` (a bare number is seconds); more than 0
 /// and at most a day.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -114,9 +116,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
+        "h" => value * 3600.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s or m)"
+                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
             ));
         }
     };
@@ -169,7 +172,10 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration("3h").unwrap(), Duration::from_secs(3 * 3600));
+        assert!(parse_duration("25h").is_err(), "at most a day");
+        assert!(parse_duration("3d").is_err());
+        assert_eq!(duration(Duration::from_secs(7200)), "2h");
         assert_eq!(duration(Duration::from_secs(30)), "30s");
         assert_eq!(duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(duration(Duration::from_secs(120)), "2m");

@@ -5,7 +5,9 @@
 //! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path
 //! (normalised: `./a.wav` is `a.wav`), the file's size and the exact call-1 body — so moving the
 //! whole archive keeps identities, and changing a row's metadata makes it a new row. A row an
-//! earlier version journaled under the path as written is still found by that identity.
+//! earlier version journaled under the path as written is still found by that identity. An
+//! uploaded row also keeps its path, size and body, indexed by path and size, so that a
+//! re-export of the same recording with other metadata is found ([`Journal::uploaded_file`]).
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
@@ -47,7 +49,11 @@ use crate::target::{ConversationId, UploadTarget};
 /// 2: `runs`, and the claim columns of `rows` (`claimed_by`, `run`). A journal of schema 1 is
 /// brought to 2 when first opened; voyc-import 0.1 then refuses it, which is what keeps a run
 /// that knows nothing of claims from sharing a journal with one that does.
-const SCHEMA_VERSION: &str = "2";
+/// 3: what an uploaded row was uploaded as (`rows.path`, `size`, `body`), indexed by path and
+/// size, so that a re-export of the same file with other metadata is found (see
+/// [`Journal::uploaded_file`]). A journal of schema 1 or 2 is brought to 3 when first opened
+/// for a run: its uploaded rows get their path and size (not their body, which it never kept).
+const SCHEMA_VERSION: &str = "3";
 
 /// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
 /// version), it tells our journals from any other SQLite database, so that a mistyped
@@ -93,6 +99,9 @@ CREATE TABLE IF NOT EXISTS rows (
     updated_at        TEXT NOT NULL,
     claimed_by        INTEGER,
     run               INTEGER,
+    path              TEXT,
+    size              INTEGER,
+    body              TEXT,
     PRIMARY KEY (destination, identity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversations (
@@ -117,9 +126,9 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
-/// After the columns exist (a journal of schema 1 gains them first).
-const CLAIM_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;";
+/// After the columns exist (a journal of schema 1 or 2 gains them first).
+const CLAIM_INDEX: &str = "CREATE INDEX IF NOT EXISTS rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;
+     CREATE INDEX IF NOT EXISTS rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded';";
 
 /// The most operations one transaction commits.
 const MAX_BATCH: usize = 4096;
@@ -264,19 +273,18 @@ pub enum Change {
         conversation_id: ConversationId,
         target: UploadTarget,
     },
+    /// `body`: the exact call-1 body, kept so that a re-export of the file with other metadata
+    /// can say which fields differ.
     Uploaded {
         bytes: u64,
         sha256: String,
+        body: bytes::Bytes,
     },
     /// Keeps the conversation and target, so a rerun can still use a valid target.
-    Failed {
-        error: String,
-    },
+    Failed { error: String },
     /// Call 1 may have created a conversation whose id we never learned; `reason` says how.
     /// Leaves the row's state as it is.
-    MaybeConversation {
-        reason: String,
-    },
+    MaybeConversation { reason: String },
     /// Takes back a claim that created the row (see [`Change::Claim`]) when its call 1 was
     /// then never sent (the run stopped first): the row is as if never seen.
     NotStarted,
@@ -349,6 +357,20 @@ pub struct Journal {
     run_id: i64,
     /// Rows in flight (see [`Journal::row_in_flight`]): how many changes may be a moment away.
     in_flight: Arc<AtomicUsize>,
+    /// When it was opened: [`Journal::uploaded_file`] sees only rows uploaded before, so that
+    /// both passes over a manifest plan the same.
+    opened_at: String,
+}
+
+/// A row an earlier run uploaded, found by its file: see [`Journal::uploaded_file`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarlierUpload {
+    pub stored: Stored,
+    /// The path as that row's manifest wrote it.
+    pub file: String,
+    /// The call-1 body it was uploaded with; `None` for a row journaled by a voyc-import that
+    /// did not keep it.
+    pub body: Option<String>,
 }
 
 /// This run's row of `runs` and the lock that says it is alive.
@@ -422,6 +444,7 @@ impl Journal {
         destination: &Destination,
         report: &Path,
     ) -> anyhow::Result<Journal> {
+        let opened_at = now();
         refuse_foreign(path)?;
         create_private(path)
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
@@ -464,6 +487,7 @@ impl Journal {
             })),
             run_id,
             in_flight,
+            opened_at,
         })
     }
 
@@ -504,7 +528,75 @@ impl Journal {
             run: Mutex::new(None),
             run_id: 0,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            opened_at: now(),
         }))
+    }
+
+    /// Brings a journal of an earlier schema up to this one (one transaction), so that the
+    /// first pass over a manifest can already use what it adds; a missing journal is left
+    /// missing. Called before a run's first pass, never for `--dry-run` (which writes nothing).
+    pub fn bring_up_to_date(path: &Path) -> anyhow::Result<()> {
+        if !path.is_file() {
+            return Ok(());
+        }
+        refuse_foreign(path)?;
+        let mut connection = connect(path)?;
+        upgrade(&mut connection, path)
+            .with_context(|| format!("cannot bring the journal {} up to date", path.display()))
+    }
+
+    /// The latest row uploaded to this destination, before this journal was opened, whose file
+    /// has this path ([`identity_path`]) and this size: the same recording, which a re-export
+    /// may list again with other metadata. `None` also for a journal of an earlier schema not
+    /// yet brought up to date (a `--dry-run`).
+    pub fn uploaded_file(&self, path: &str, size: u64) -> anyhow::Result<Option<EarlierUpload>> {
+        let reader = self.reader.lock().expect("journal reader");
+        let statement = reader.prepare_cached(
+            "SELECT conversation_id, bytes, sha256, file, body FROM rows
+             WHERE destination = ?1 AND path = ?2 AND size = ?3 AND state = 'uploaded'
+               AND updated_at <= ?4
+             ORDER BY updated_at DESC LIMIT 1",
+        );
+        let mut statement = match statement {
+            Ok(statement) => statement,
+            // A journal of schema 1 or 2 (opened for a dry run's lookups): nothing is known.
+            Err(err) if err.to_string().starts_with("no such column") => return Ok(None),
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot read the journal {}", self.path.display()));
+            }
+        };
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let row = statement
+            .query_row(
+                params![self.destination_id, path, size, self.opened_at],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        Ok(row.map(
+            |(conversation_id, bytes, sha256, file, body)| EarlierUpload {
+                stored: Stored {
+                    state: State::Uploaded,
+                    conversation_id: conversation_id.map(ConversationId),
+                    target: None,
+                    expires_at: None,
+                    bytes: bytes.and_then(|b| u64::try_from(b).ok()),
+                    sha256,
+                    error: None,
+                },
+                file,
+                body,
+            },
+        ))
     }
 
     /// The row as the journal holds it now and who holds its claim: read after a
@@ -840,22 +932,7 @@ fn set_up(
             )?;
         }
         Some(SCHEMA_VERSION) => {}
-        // voyc-import 0.1: the claim columns are added; rows keep their states.
-        Some("1") => {
-            writer.execute_batch(
-                "ALTER TABLE rows ADD COLUMN claimed_by INTEGER;
-                 ALTER TABLE rows ADD COLUMN run INTEGER;",
-            )?;
-            writer.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                [SCHEMA_VERSION],
-            )?;
-        }
-        Some(other) => bail!(
-            "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
-            path.display(),
-            env!("CARGO_PKG_VERSION")
-        ),
+        Some(old) => migrate(&writer, path, Some(old))?,
     }
     // Marks a new journal, and adopts one of an earlier version (which had none).
     writer.execute_batch(&format!(
@@ -905,6 +982,78 @@ fn set_up(
     )?;
     writer.commit()?;
     Ok((id, run))
+}
+
+/// [`Journal::bring_up_to_date`]: a journal with no tables yet is left to the run that creates them.
+fn upgrade(connection: &mut Connection, path: &Path) -> anyhow::Result<()> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let has_meta: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(());
+    }
+    let version: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if matches!(version.as_deref(), Some("1" | "2")) {
+        tx.execute_batch(SCHEMA)?;
+        migrate(&tx, path, version.as_deref())?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; {CLAIM_INDEX}"
+        ))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Brings the tables of a journal of schema `version` (1 or 2) to this one, within the caller's
+/// transaction; refuses a version this voyc-import does not know. Rows keep their states; the
+/// uploaded ones get the path and size they were uploaded with (their body was never kept).
+fn migrate(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    version: Option<&str>,
+) -> anyhow::Result<()> {
+    match version {
+        // voyc-import 0.1: the claim columns are added.
+        Some("1") => tx.execute_batch(
+            "ALTER TABLE rows ADD COLUMN claimed_by INTEGER;
+             ALTER TABLE rows ADD COLUMN run INTEGER;",
+        )?,
+        Some("2") => {}
+        Some(SCHEMA_VERSION) | None => return Ok(()),
+        Some(other) => bail!(
+            "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+    tx.execute_batch(
+        "ALTER TABLE rows ADD COLUMN path TEXT;
+         ALTER TABLE rows ADD COLUMN size INTEGER;
+         ALTER TABLE rows ADD COLUMN body TEXT;",
+    )?;
+    let uploaded: Vec<(i64, String, String, Option<i64>)> = tx
+        .prepare("SELECT destination, identity, file, bytes FROM rows WHERE state = 'uploaded'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = tx
+        .prepare("UPDATE rows SET path = ?3, size = ?4 WHERE destination = ?1 AND identity = ?2")?;
+    for (destination, identity, file, bytes) in uploaded {
+        update.execute(params![destination, identity, identity_path(&file), bytes])?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION],
+    )?;
+    Ok(())
 }
 
 /// This run's lock: a new file beside the journal, `JOURNAL-run-XXXXXXXXXXXXXXXX.lock`, locked
@@ -1196,15 +1345,21 @@ fn apply(
             )?
             .execute(params![destination, conversation_id.0, identity, at])?;
         }
-        Change::Uploaded { bytes, sha256 } => {
+        Change::Uploaded {
+            bytes,
+            sha256,
+            body,
+        } => {
             tx.prepare_cached(
-                "INSERT INTO rows (destination, identity, file, line, state, bytes, sha256, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'uploaded', ?5, ?6, ?7)
+                "INSERT INTO rows (destination, identity, file, line, state, bytes, sha256, updated_at,
+                                   path, size, body)
+                 VALUES (?1, ?2, ?3, ?4, 'uploaded', ?5, ?6, ?7, ?8, ?5, ?9)
                  ON CONFLICT (destination, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'uploaded',
                    target = NULL, target_expires_at = NULL,
                    bytes = excluded.bytes, sha256 = excluded.sha256, error = NULL,
-                   updated_at = excluded.updated_at, claimed_by = NULL",
+                   updated_at = excluded.updated_at, claimed_by = NULL,
+                   path = excluded.path, size = excluded.size, body = excluded.body",
             )?
             .execute(params![
                 destination,
@@ -1213,7 +1368,9 @@ fn apply(
                 line,
                 i64::try_from(*bytes).unwrap_or(i64::MAX),
                 sha256,
-                at
+                at,
+                identity_path(&op.file),
+                String::from_utf8_lossy(body),
             ])?;
         }
         Change::Failed { error } => {
@@ -1299,6 +1456,7 @@ mod tests {
         let uploaded = Change::Uploaded {
             bytes: 1,
             sha256: "x".into(),
+            body: bytes::Bytes::new(),
         };
         journal.record(id(1), "f", 2, uploaded).await.unwrap();
         for _ in 0..2 {
@@ -1422,6 +1580,7 @@ mod tests {
                     Change::Uploaded {
                         bytes: 3,
                         sha256: "ab".into(),
+                        body: bytes::Bytes::new(),
                     },
                 )
                 .await
@@ -1484,6 +1643,7 @@ mod tests {
                     Change::Uploaded {
                         bytes: 1,
                         sha256: "a".into(),
+                        body: bytes::Bytes::new(),
                     },
                 )
                 .await
@@ -1760,6 +1920,7 @@ mod tests {
                                 Change::Uploaded {
                                     bytes: row,
                                     sha256: "x".into(),
+                                    body: bytes::Bytes::new(),
                                 },
                             )
                             .await
@@ -1850,7 +2011,7 @@ mod tests {
              INSERT INTO destinations (label, base_url, organisation, created_at)
                VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
              INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes, sha256, updated_at)
-               VALUES (1, '{}', 'calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a', 'x');",
+               VALUES (1, '{}', './calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a', '2024-05-01T12:00:00.000Z');",
             id(1).hex()
         ))
         .unwrap();
@@ -1915,6 +2076,7 @@ mod tests {
             Change::Uploaded {
                 bytes: 1,
                 sha256: "x".into(),
+                body: bytes::Bytes::new(),
             },
         )
         .await
@@ -1981,7 +2143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         drop(Journal::open(&path, &destination()).unwrap());
-        assert_eq!(marks(&path), (APPLICATION_ID, 2));
+        assert_eq!(marks(&path), (APPLICATION_ID, 3));
     }
 
     #[test]
@@ -2001,7 +2163,99 @@ mod tests {
             State::Uploaded
         );
         drop(journal);
-        assert_eq!(marks(&path), (APPLICATION_ID, 2));
+        assert_eq!(marks(&path), (APPLICATION_ID, 3));
+    }
+
+    #[test]
+    fn a_journal_of_version_1_brought_up_to_date_finds_its_uploaded_rows_by_file_without_a_body() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Journal::bring_up_to_date(&dir.path().join("none")).is_ok());
+        assert!(!dir.path().join("none").exists(), "nothing created");
+        let path = dir.path().join("j");
+        journal_of_version_1(&path);
+        Journal::bring_up_to_date(&path).unwrap();
+        assert_eq!(marks(&path), (APPLICATION_ID, 3));
+        let lookups = Journal::open_for_lookups(&path, &destination())
+            .unwrap()
+            .unwrap();
+        let earlier = lookups.uploaded_file("calls/1.wav", 1).unwrap().unwrap();
+        assert_eq!(earlier.file, "./calls/1.wav");
+        assert_eq!(earlier.body, None, "schema 1 kept no body");
+        assert_eq!(
+            earlier.stored.conversation_id,
+            Some(ConversationId("c-1".into()))
+        );
+        assert_eq!(lookups.uploaded_file("calls/1.wav", 2).unwrap(), None);
+        // Once up to date, it stays so.
+        drop(lookups);
+        Journal::bring_up_to_date(&path).unwrap();
+        drop(Journal::open(&path, &destination()).unwrap());
+    }
+
+    #[test]
+    fn a_journal_of_version_1_not_yet_up_to_date_finds_nothing_by_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        journal_of_version_1(&path);
+        let lookups = Journal::open_for_lookups(&path, &destination())
+            .unwrap()
+            .unwrap();
+        assert_eq!(lookups.uploaded_file("calls/1.wav", 1).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_uploaded_row_is_found_by_its_path_and_size_with_its_body_by_later_runs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let journal = Journal::open(&path, &destination()).unwrap();
+        journal
+            .record(id(1), "./calls//1.wav", 2, done("c-1"))
+            .await
+            .unwrap();
+        let uploaded = Change::Uploaded {
+            bytes: 10,
+            sha256: "ab".into(),
+            body: bytes::Bytes::from_static(br#"{"agent":"a"}"#),
+        };
+        journal
+            .record(id(1), "./calls//1.wav", 2, uploaded)
+            .await
+            .unwrap();
+        // Not before it was opened: this run's own uploads are not earlier ones.
+        journal
+            .reader
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE rows SET updated_at = '9999-01-01T00:00:00.000Z'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(journal.uploaded_file("calls/1.wav", 10).unwrap(), None);
+        journal
+            .reader
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE rows SET updated_at = '2024-01-01T00:00:00.000Z'",
+                [],
+            )
+            .unwrap();
+        drop(journal);
+        let later = Journal::open(&path, &destination()).unwrap();
+        let earlier = later.uploaded_file("calls/1.wav", 10).unwrap().unwrap();
+        assert_eq!(earlier.body.as_deref(), Some(r#"{"agent":"a"}"#));
+        assert_eq!(earlier.file, "./calls//1.wav");
+        assert_eq!(
+            earlier.stored.conversation_id,
+            Some(ConversationId("c-1".into()))
+        );
+        assert_eq!(earlier.stored.sha256.as_deref(), Some("ab"));
+        assert_eq!(later.uploaded_file("calls/1.wav", 11).unwrap(), None);
+        assert_eq!(later.uploaded_file("calls/2.wav", 10).unwrap(), None);
+        let other =
+            Journal::open(&path, &Destination::voyc("https://api.app.voyc.ai", "7")).unwrap();
+        assert_eq!(other.uploaded_file("calls/1.wav", 10).unwrap(), None);
     }
 
     #[test]
@@ -2098,6 +2352,7 @@ mod tests {
                                 Change::Uploaded {
                                     bytes: 1000,
                                     sha256: "a".repeat(64),
+                                    body: bytes::Bytes::new(),
                                 },
                             )
                             .await

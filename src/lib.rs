@@ -18,6 +18,7 @@ mod progress;
 mod report;
 mod secret;
 mod settings;
+mod state_dir;
 mod target;
 mod upload;
 mod validate;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::journal::{Leftovers, RowIdentity, State, Stored};
+use crate::journal::{EarlierUpload, Leftovers, RowIdentity, State, Stored, identity_path};
 use crate::outcome::{End, Outcome};
 use crate::validate::{CheckedRow, Problem, Verdict};
 
@@ -90,8 +90,27 @@ impl Step {
     }
 }
 
-/// Plans each verdict in manifest order. `lookup` reads the journal for a row (`None` when it
-/// holds nothing, or when there is no journal yet).
+/// What the planner asks the journal. A closure over row identities is one that knows no
+/// earlier uploads by file.
+pub trait Lookup {
+    /// What the journal holds for a row (`None` when it holds nothing, or there is no journal
+    /// yet).
+    fn row(&mut self, identity: &RowIdentity) -> Option<Stored>;
+
+    /// The latest row an earlier run uploaded to this destination whose file has this path
+    /// ([`identity_path`]) and size (see [`crate::journal::Journal::uploaded_file`]).
+    fn uploaded_file(&mut self, _path: &str, _size: u64) -> Option<EarlierUpload> {
+        None
+    }
+}
+
+impl<F: FnMut(&RowIdentity) -> Option<Stored>> Lookup for F {
+    fn row(&mut self, identity: &RowIdentity) -> Option<Stored> {
+        self(identity)
+    }
+}
+
+/// Plans each verdict in manifest order, asking `lookup` what the journal holds.
 pub struct Planner<L> {
     limit: Option<u64>,
     /// Valid rows seen so far.
@@ -99,16 +118,26 @@ pub struct Planner<L> {
     lookup: L,
     /// What earlier runs left without audio, by row identity (hex), for the rows' notes.
     leftovers: HashMap<String, Leftovers>,
+    /// `--reupload-changed`: a re-export of an uploaded file with other metadata is sent as a
+    /// new conversation instead of being reported already uploaded.
+    reupload_changed: bool,
 }
 
-impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
+impl<L: Lookup> Planner<L> {
     pub fn new(limit: Option<u64>, lookup: L, leftovers: HashMap<String, Leftovers>) -> Self {
         Planner {
             limit,
             valid: 0,
             lookup,
             leftovers,
+            reupload_changed: false,
         }
+    }
+
+    /// `--reupload-changed`.
+    pub fn reuploading_changed(mut self, reupload_changed: bool) -> Self {
+        self.reupload_changed = reupload_changed;
+        self
     }
 
     pub fn plan(&mut self, verdict: Verdict) -> Step {
@@ -147,6 +176,40 @@ impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
             Some(stored) if stored.state == State::Uploaded => {
                 Step::AlreadyUploaded { row, stored, notes }
             }
+            // Nothing known of this row: the same recording may have been uploaded under other
+            // metadata (a re-export with a corrected field), which is not sent again by default.
+            None if let Some(earlier) = self
+                .lookup
+                .uploaded_file(&identity_path(&row.file), row.size) =>
+            {
+                let changed = changed_note(&earlier, &body);
+                let conversation = earlier
+                    .stored
+                    .conversation_id
+                    .as_ref()
+                    .map_or_else(|| "the earlier one".to_string(), |id| id.0.clone());
+                if self.reupload_changed {
+                    notes.push(format!(
+                        "{changed}; sent as a new conversation (--reupload-changed); conversation {conversation} stays as it was: Voyc has no call to update or replace one"
+                    ));
+                    Step::Send(ToSend {
+                        row,
+                        body,
+                        identity,
+                        stored: None,
+                        notes,
+                    })
+                } else {
+                    notes.push(format!(
+                        "{changed}; not sent again (--reupload-changed sends it as a new conversation)"
+                    ));
+                    Step::AlreadyUploaded {
+                        row,
+                        stored: earlier.stored,
+                        notes,
+                    }
+                }
+            }
             stored => Step::Send(ToSend {
                 row,
                 body,
@@ -158,7 +221,7 @@ impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
     }
 }
 
-impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
+impl<L: Lookup> Planner<L> {
     /// The row's identity and what the journal holds for it. A journal of voyc-import 0.1 keyed
     /// rows by the path as written: a row this version does not know under its normalised path
     /// (`./a.wav` is `a.wav`) is looked up under that one, and keeps it if found, so that a
@@ -166,16 +229,55 @@ impl<L: FnMut(&RowIdentity) -> Option<Stored>> Planner<L> {
     /// leftovers stay the row's). Paths that need no folding have one identity in both.
     fn find(&mut self, row: &CheckedRow, body: &[u8]) -> (RowIdentity, Option<Stored>) {
         let identity = RowIdentity::of_row(&row.file, row.size, body);
-        if let Some(stored) = (self.lookup)(&identity) {
+        if let Some(stored) = self.lookup.row(&identity) {
             return (identity, Some(stored));
         }
         let as_written = RowIdentity::new(&row.file, row.size, body);
         if as_written != identity
-            && let Some(stored) = (self.lookup)(&as_written)
+            && let Some(stored) = self.lookup.row(&as_written)
         {
             return (as_written, Some(stored));
         }
         (identity, None)
+    }
+}
+
+/// What changed since `earlier` was uploaded, for the row's notes: `metadata changed since
+/// conversation c-7 was uploaded: agent "Ann" → "Anne"; team (none) → "north"`.
+fn changed_note(earlier: &EarlierUpload, body: &[u8]) -> String {
+    let conversation = match &earlier.stored.conversation_id {
+        Some(id) => format!("conversation {id}"),
+        None => "a conversation".to_string(),
+    };
+    let Some(before) = earlier.body.as_deref() else {
+        return format!(
+            "this file (same path and size) was uploaded before as {conversation}, by a voyc-import that kept no metadata to compare, so which fields differ is not known"
+        );
+    };
+    let parse = |text: &[u8]| {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text)
+            .unwrap_or_default()
+    };
+    let (before, now) = (parse(before.as_bytes()), parse(body));
+    let shown = |value: Option<&serde_json::Value>| match value {
+        Some(value) => crate::human::one_line(&value.to_string()).into_owned(),
+        None => "(none)".to_string(),
+    };
+    let differences: Vec<String> = now
+        .keys()
+        .chain(before.keys().filter(|key| !now.contains_key(*key)))
+        .filter(|key| before.get(*key) != now.get(*key))
+        .map(|key| format!("{key} {} → {}", shown(before.get(key)), shown(now.get(key))))
+        .collect();
+    match differences.is_empty() {
+        true => format!(
+            "this file (same path and size) was uploaded before as {conversation}, with the same metadata, from the path {}",
+            crate::human::one_line(&earlier.file)
+        ),
+        false => format!(
+            "metadata changed since {conversation} was uploaded: {}",
+            differences.join("; ")
+        ),
     }
 }
 
@@ -236,6 +338,117 @@ mod tests {
             sha256: None,
             error: None,
         }
+    }
+
+    /// A journal that holds one row uploaded earlier, found by its file only.
+    struct Earlier(Option<EarlierUpload>);
+
+    impl Lookup for Earlier {
+        fn row(&mut self, _: &RowIdentity) -> Option<Stored> {
+            None
+        }
+
+        fn uploaded_file(&mut self, path: &str, size: u64) -> Option<EarlierUpload> {
+            self.0
+                .clone()
+                .filter(|_| path == "calls/1.wav" && size == 10)
+        }
+    }
+
+    fn earlier(body: Option<&str>) -> Earlier {
+        Earlier(Some(EarlierUpload {
+            stored: Stored {
+                conversation_id: Some(crate::target::ConversationId("c-7".into())),
+                sha256: Some("ab".into()),
+                ..uploaded()
+            },
+            file: "./calls/1.wav".into(),
+            body: body.map(str::to_string),
+        }))
+    }
+
+    /// `verdict(file)` with these fields in its body.
+    fn verdict_with(file: &str, fields: &[(&str, serde_json::Value)]) -> Verdict {
+        let Verdict::Valid { mut row, warnings } = verdict(file) else {
+            unreachable!()
+        };
+        row.body = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        Verdict::Valid { row, warnings }
+    }
+
+    #[test]
+    fn a_re_export_with_other_metadata_is_already_uploaded_naming_the_conversation_and_the_fields()
+    {
+        let before = r#"{"agent":"a","call_time":"09:00:00","team":"north","speakers":2}"#;
+        let mut planner = Planner::new(None, earlier(Some(before)), HashMap::new());
+        let now = verdict_with(
+            "calls/1.wav",
+            &[
+                ("agent", "b".into()),
+                ("call_time", "10:00:00".into()),
+                ("speakers", 2.into()),
+                ("language", "en".into()),
+            ],
+        );
+        let Step::AlreadyUploaded { stored, notes, .. } = planner.plan(now) else {
+            panic!("a re-export is not sent again");
+        };
+        assert_eq!(stored.conversation_id.unwrap().0, "c-7");
+        assert_eq!(stored.sha256.as_deref(), Some("ab"));
+        assert_eq!(
+            notes,
+            [
+                r#"metadata changed since conversation c-7 was uploaded: agent "a" → "b"; call_time "09:00:00" → "10:00:00"; language (none) → "en"; team "north" → (none); not sent again (--reupload-changed sends it as a new conversation)"#
+            ]
+        );
+        // Another file, or the same path at another size, is another recording.
+        assert!(matches!(
+            planner.plan(verdict_with("calls/2.wav", &[("agent", "b".into())])),
+            Step::Send(_)
+        ));
+        let Verdict::Valid { mut row, warnings } = verdict("calls/1.wav") else {
+            unreachable!()
+        };
+        row.size = 11;
+        assert!(matches!(
+            planner.plan(Verdict::Valid { row, warnings }),
+            Step::Send(_)
+        ));
+    }
+
+    #[test]
+    fn reupload_changed_sends_a_re_export_as_a_new_conversation_and_says_so() {
+        let mut planner = Planner::new(None, earlier(Some(r#"{"agent":"a"}"#)), HashMap::new())
+            .reuploading_changed(true);
+        let Step::Send(send) =
+            planner.plan(verdict_with("./calls/1.wav", &[("agent", "b".into())]))
+        else {
+            panic!("--reupload-changed sends it");
+        };
+        assert_eq!(send.stored, None);
+        assert_eq!(
+            send.notes,
+            [
+                r#"metadata changed since conversation c-7 was uploaded: agent "a" → "b"; sent as a new conversation (--reupload-changed); conversation c-7 stays as it was: Voyc has no call to update or replace one"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_re_export_of_a_row_journaled_without_its_body_says_the_fields_are_not_known() {
+        let mut planner = Planner::new(None, earlier(None), HashMap::new());
+        let Step::AlreadyUploaded { notes, .. } = planner.plan(verdict("calls/1.wav")) else {
+            panic!("not sent again");
+        };
+        assert_eq!(
+            notes,
+            [
+                "this file (same path and size) was uploaded before as conversation c-7, by a voyc-import that kept no metadata to compare, so which fields differ is not known; not sent again (--reupload-changed sends it as a new conversation)"
+            ]
+        );
     }
 
     #[test]

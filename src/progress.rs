@@ -695,8 +695,6 @@ impl Progress {
     /// On a terminal the bar says so while it lasts; in a log, a line when it starts, one every
     /// [`LOG_EVERY`] while it lasts, and one when the service answers again; with `--quiet`,
     /// nothing (the summary tells).
-    // Called by the outage waiting of commands/upload.rs, which lands on another branch.
-    #[allow(dead_code)]
     pub fn waiting(&self, waiting: Option<&Waiting>) {
         let now = self.sink.clock.instant();
         let mut held = self.held.lock().expect("waiting state");

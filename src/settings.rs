@@ -11,10 +11,11 @@ use reqwest::Url;
 use voyc_sandbox::{S3Storage, SandboxConfig};
 
 use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
+use crate::journal::Destination;
 use crate::manifest::Format;
 use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
-use crate::secret::Token;
+use crate::secret::{TOKEN_ENV, Token, TokenCommand};
 use crate::upload::client::DEFAULT_BASE_URL;
 use crate::upload::http::is_loopback;
 use crate::validate::{ManifestSettings, TimeSettings};
@@ -119,6 +120,8 @@ pub enum Endpoint {
         organisation: String,
         /// `None` only for `--dry-run`, which needs no token.
         token: Option<Token>,
+        /// `--token-command`, run again once for a fresh token when call 1 refuses this one.
+        token_command: Option<TokenCommand>,
     },
     /// `--sandbox`: an in-process sandbox, started by the run.
     Sandbox { organisation: String },
@@ -150,6 +153,8 @@ pub struct UploadSettings {
     pub endpoint: Endpoint,
     pub report: PathBuf,
     pub journal: PathBuf,
+    /// `--state-dir`: the folder `journal` is in, created (private) when the run starts.
+    pub state_dir: Option<PathBuf>,
     /// Bounds connecting, any idle gap, and the whole of call 1.
     pub timeout: Duration,
     /// Extra trusted roots (PEM), for corporate TLS-inspecting proxies.
@@ -158,12 +163,20 @@ pub struct UploadSettings {
     pub concurrency: usize,
     /// Retries per call after a transient failure.
     pub retries: u32,
+    /// `--max-rps`: call-1 requests per second at most.
+    pub max_rps: Option<f64>,
+    /// `--bwlimit`: upload bytes per second, all rows together.
+    pub bwlimit: Option<u64>,
+    /// `--max-outage`: how long an outage is waited out.
+    pub max_outage: Duration,
     pub dry_run: bool,
     /// Only the first N valid rows are taken.
     pub limit: Option<u64>,
     pub skip_invalid: bool,
     /// A manifest with no rows is a day without calls, not an error.
     pub allow_empty: bool,
+    /// A file uploaded before under other metadata is sent again, as a new conversation.
+    pub reupload_changed: bool,
     pub quiet: bool,
     /// `--log-format`: plain lines or JSON events on stderr.
     pub log_format: LogFormat,
@@ -186,15 +199,27 @@ impl UploadSettings {
             };
             let organisation = check_organisation(org)?;
             let base_url = check_base_url(&args.base_url)?;
-            let token = if args.dry_run {
-                None
-            } else {
-                Some(Token::load(args.token_file.as_deref())?)
+            let token_command = match &args.token_command {
+                Some(command) => {
+                    if std::env::var_os(TOKEN_ENV).is_some() {
+                        bail!(
+                            "--token-command and {TOKEN_ENV} both give the token: use one (unset {TOKEN_ENV}, or drop --token-command)"
+                        );
+                    }
+                    Some(TokenCommand::new(command)?)
+                }
+                None => None,
+            };
+            // The command is run last, once every other setting is known to be usable.
+            let token = match args.dry_run || token_command.is_some() {
+                true => None,
+                false => Some(Token::load(args.token_file.as_deref())?),
             };
             Endpoint::Voyc {
                 base_url,
                 organisation,
                 token,
+                token_command,
             }
         };
         check_manifest_is_a_file(&args.manifest.manifest)?;
@@ -203,10 +228,33 @@ impl UploadSettings {
             .clone()
             .unwrap_or_else(|| default_report_path(&args.manifest.manifest));
         ReportFormat::from_path(&report)?;
-        let journal = args
-            .journal
+        let state_dir = args
+            .state_dir
             .clone()
-            .unwrap_or_else(|| default_journal_path(&report));
+            .filter(|dir| !dir.as_os_str().is_empty());
+        let journal = match (&state_dir, &args.journal, &endpoint) {
+            (Some(_), Some(_), _) => bail!(
+                "--journal and --state-dir (or VOYC_STATE_DIR) both say where the journal is: give one (--state-dir DIR keeps one journal for each destination in DIR)"
+            ),
+            (Some(_), None, Endpoint::Sandbox { .. }) => bail!(
+                "--state-dir (or VOYC_STATE_DIR) cannot be used with --sandbox: the in-process sandbox is a new destination every run, so there is nothing to keep between runs; to rehearse nights, start `voyc-import sandbox` and point --base-url at it"
+            ),
+            (
+                Some(dir),
+                None,
+                Endpoint::Voyc {
+                    base_url,
+                    organisation,
+                    ..
+                },
+            ) => crate::state_dir::journal_in(
+                dir,
+                &Destination::voyc(base_url.as_str(), organisation),
+            ),
+            (None, journal, _) => journal
+                .clone()
+                .unwrap_or_else(|| default_journal_path(&report)),
+        };
         if journal == report {
             bail!(
                 "--journal and --report name the same file {}",
@@ -218,19 +266,35 @@ impl UploadSettings {
         {
             bail!("--ca-cert {}: no such file", path.display());
         }
+        let manifest = manifest(&args.manifest)?;
+        let mut endpoint = endpoint;
+        if let Endpoint::Voyc {
+            token: token @ None,
+            token_command: Some(command),
+            ..
+        } = &mut endpoint
+            && !args.dry_run
+        {
+            *token = Some(command.run()?);
+        }
         Ok(UploadSettings {
-            manifest: manifest(&args.manifest)?,
+            manifest,
             endpoint,
             report,
             journal,
+            state_dir,
             timeout: args.timeout,
             ca_cert: args.ca_cert.clone(),
             concurrency: args.concurrency as usize,
             retries: args.retries,
+            max_rps: args.max_rps,
+            bwlimit: args.bwlimit,
+            max_outage: args.max_outage,
             dry_run: args.dry_run,
             limit: args.limit,
             skip_invalid: args.skip_invalid,
             allow_empty: args.allow_empty,
+            reupload_changed: args.reupload_changed,
             quiet: args.quiet,
             log_format: match args.log_format {
                 cli::LogFormat::Plain => LogFormat::Plain,

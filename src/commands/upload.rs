@@ -19,18 +19,21 @@ use tokio::sync::Semaphore;
 
 use crate::Status;
 use crate::human;
-use crate::journal::{Destination, Journal};
+use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::outcome::{End, Outcome};
-use crate::plan::{Planner, Step, ToSend};
-use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary};
+use crate::plan::{Lookup, Planner, Step, ToSend};
+use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary, Waiting};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
 use crate::settings::{Endpoint, UploadSettings, check_base_url};
 use crate::upload::client::{ClientConfig, VoycClient, call1_endpoint};
+use crate::upload::clock::Clock;
 use crate::upload::http::http_client;
 use crate::upload::lock::RunLock;
+use crate::upload::outage::Outages;
 use crate::upload::pool::{Engine, Job, Pool, RunControl, StopReason, stopped_note};
-use crate::upload::retry::{Backoff, Sleeper};
+use crate::upload::rate::CallRate;
+use crate::upload::retry::Backoff;
 use crate::upload::transfer::Uploader;
 use crate::validate::{Verdict, check_manifest};
 
@@ -101,6 +104,11 @@ fn upload(
         sending.clone(),
     ));
 
+    // A journal of an earlier version gains what this one records before pass 1 reads it
+    // (a dry run writes nothing, and finds re-exports only in an up-to-date journal).
+    if !settings.dry_run {
+        Journal::bring_up_to_date(&settings.journal)?;
+    }
     // A journal left by an earlier run tells pass 1 what is already uploaded. A sandbox is a
     // new destination every run, so nothing is.
     let earlier = match &settings.endpoint {
@@ -120,12 +128,13 @@ fn upload(
     let mut dry_run_out = settings
         .dry_run
         .then(|| std::io::BufWriter::new(std::io::stdout().lock()));
-    let lookup = |identity: &_| {
-        earlier
-            .as_ref()
-            .and_then(|journal| journal.lookup(identity).ok().flatten())
+    let lookup = FromJournal {
+        journal: earlier.as_ref(),
+        // Pass 1 plans; a journal that cannot be read stops pass 2, which sends.
+        on_error: |_| {},
     };
-    let mut planner = Planner::new(settings.limit, lookup, Default::default());
+    let mut planner = Planner::new(settings.limit, lookup, Default::default())
+        .reuploading_changed(settings.reupload_changed);
     // A manifest with no rows: with --allow-empty, a day without calls (said once at the end).
     let mut no_rows = None;
     let summary = check_manifest(&settings.manifest, today, |verdict| {
@@ -153,12 +162,16 @@ fn upload(
                 found.valid += 1;
                 found.beyond_limit += 1;
             }
-            Step::AlreadyUploaded { row, .. } => {
+            Step::AlreadyUploaded { row, notes, .. } => {
                 found.valid += 1;
                 found.already_uploaded += 1;
                 if let Some(out) = &mut dry_run_out {
                     let file = human::one_line(&row.file);
-                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded", row.line);
+                    let notes = match notes.is_empty() {
+                        true => String::new(),
+                        false => format!(" ({})", human::one_line(&notes.join("; "))),
+                    };
+                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded{notes}", row.line);
                 }
             }
             Step::Send(ToSend { row, body, .. }) => {
@@ -356,17 +369,22 @@ fn run(
     let report = ReportWriter::create(&settings.report)?;
 
     let mut sandbox = None;
+    let mut token_command = None;
     let (base_url, organisation, token, destination) = match &settings.endpoint {
         Endpoint::Voyc {
             base_url,
             organisation,
             token,
-        } => (
-            base_url.clone(),
-            organisation.clone(),
-            token.clone().expect("a token unless --dry-run"),
-            Destination::voyc(base_url.as_str(), organisation),
-        ),
+            token_command: command,
+        } => {
+            token_command = command.clone();
+            (
+                base_url.clone(),
+                organisation.clone(),
+                token.clone().expect("a token unless --dry-run"),
+                Destination::voyc(base_url.as_str(), organisation),
+            )
+        }
         Endpoint::Sandbox { organisation } => {
             let started =
                 runtime.block_on(voyc_sandbox::start(voyc_sandbox::SandboxConfig::default()))?;
@@ -382,6 +400,9 @@ fn run(
         }
     };
     let destination_shown = call1_endpoint(&base_url, &organisation).to_string();
+    if let Some(dir) = &settings.state_dir {
+        crate::state_dir::create(dir)?;
+    }
     let journal = Arc::new(Journal::open_for_run(
         &settings.journal,
         &destination,
@@ -391,7 +412,7 @@ fn run(
     let leftovers = journal
         .leftovers()
         .with_context(|| format!("cannot read the journal {}", settings.journal.display()))?;
-    let client = VoycClient::with_http(
+    let mut client = VoycClient::with_http(
         http.clone(),
         ClientConfig {
             base_url,
@@ -400,16 +421,21 @@ fn run(
             timeout: settings.timeout,
         },
     );
+    if let Some(command) = token_command {
+        client = client.with_token_command(command);
+    }
     let engine = Arc::new(Engine {
         client,
-        uploader: Uploader::new(http, settings.timeout),
+        uploader: Uploader::new(http, settings.timeout).with_bandwidth(settings.bwlimit),
         journal: journal.clone(),
         control: control.clone(),
         retries: settings.retries,
         backoff: Mutex::new(Backoff::default()),
-        sleeper: Sleeper::Real,
+        clock: Clock::Real,
         sent: progress.bytes_counter(),
         organisation,
+        outages: Outages::new(settings.max_outage),
+        call_rate: CallRate::new(settings.max_rps),
     });
 
     if found.already_uploaded > 0 {
@@ -427,6 +453,7 @@ fn run(
         destination: &destination_shown,
     });
     let started = Instant::now();
+    let watcher = runtime.spawn(watch_outages(engine.clone(), progress.clone()));
 
     let (outcomes, settled) = mpsc::channel::<Outcome>();
     let window = Arc::new(Semaphore::new(WINDOW));
@@ -441,18 +468,18 @@ fn run(
             .context("cannot start the report writer")?
     };
 
-    let pool = Pool::new(engine, concurrency, outcomes.clone());
+    let pool = Pool::new(engine.clone(), concurrency, outcomes.clone());
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
     let mut seq = 0u64;
-    let lookup = |identity: &_| match journal.lookup(identity) {
-        Ok(stored) => stored,
-        Err(err) => {
+    let lookup = FromJournal {
+        journal: Some(&*journal),
+        on_error: |err: anyhow::Error| {
             control.stop(StopReason::Journal(format!("{err:#}")));
-            None
-        }
+        },
     };
-    let mut planner = Planner::new(settings.limit, lookup, leftovers);
+    let mut planner = Planner::new(settings.limit, lookup, leftovers)
+        .reuploading_changed(settings.reupload_changed);
     let feed = check_manifest(&settings.manifest, today, |verdict| {
         let step = planner.plan(verdict);
         if matches!(step, Step::Manifest(_)) {
@@ -485,6 +512,9 @@ fn run(
     drop(planner);
     runtime.block_on(pool.wait());
     drop(pool);
+    watcher.abort();
+    progress.waiting(None);
+    say_pacing(&engine, &progress);
     drop(outcomes);
     let written = reporter
         .join()
@@ -551,10 +581,84 @@ fn report_not_written(
         report: None,
         status: Status::Partial,
     });
-    progress.failure(&format!(
-        "to write the report, run the same command with --journal {journal} (and a --report that can be written): rows already uploaded are not sent again"
-    ));
+    progress.failure(&match settings.state_dir {
+        // The journal does not follow the report: the same command finds it.
+        Some(_) => "to write the report, run the same command with a --report that can be written: rows already uploaded are not sent again".to_string(),
+        None => format!(
+            "to write the report, run the same command with --journal {journal} (and a --report that can be written): rows already uploaded are not sent again"
+        ),
+    });
     Status::Partial
+}
+
+/// The planner's questions, answered by a journal (`None`: there is none yet); a journal
+/// that cannot be read is handed to `on_error` and answers nothing.
+struct FromJournal<'a, E> {
+    journal: Option<&'a Journal>,
+    on_error: E,
+}
+
+impl<E: FnMut(anyhow::Error)> Lookup for FromJournal<'_, E> {
+    fn row(&mut self, identity: &RowIdentity) -> Option<Stored> {
+        match self.journal?.lookup(identity) {
+            Ok(stored) => stored,
+            Err(err) => {
+                (self.on_error)(err);
+                None
+            }
+        }
+    }
+
+    fn uploaded_file(&mut self, path: &str, size: u64) -> Option<EarlierUpload> {
+        match self.journal?.uploaded_file(path, size) {
+            Ok(earlier) => earlier,
+            Err(err) => {
+                (self.on_error)(err);
+                None
+            }
+        }
+    }
+}
+
+/// Shows a service that is down, about once a second, until the run ends.
+async fn watch_outages(engine: Arc<Engine>, progress: Arc<Progress>) {
+    loop {
+        let down = engine.outages.down(Instant::now()).map(|down| Waiting {
+            service: down.service.to_string(),
+            down_for: down.down_for,
+            cause: down.cause,
+            next_try_in: down.next_try_in,
+        });
+        progress.waiting(down.as_ref());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What outages and throttling cost the run, if they did.
+fn say_pacing(engine: &Engine, progress: &Progress) {
+    let (outages, down_time) = engine.outages.waited();
+    if outages > 0 {
+        let probes = engine.outages.api.probes_failed() + engine.outages.s3.probes_failed();
+        progress.say(&format!(
+            "waited out {} of Voyc or S3 ({} in all; {} met it)",
+            human::count_of(u64::from(outages), "outage", "outages"),
+            human::elapsed(down_time),
+            human::count_of(probes, "probe", "probes"),
+        ));
+    }
+    let rate = engine.call_rate.stats();
+    if rate.throttled > 0 {
+        let share = 100.0 * rate.throttled as f64 / rate.requests.max(1) as f64;
+        let settled = rate
+            .rate
+            .map(|r| format!("; call 1 went at most {r:.1} a second at the end"))
+            .unwrap_or_default();
+        progress.say(&format!(
+            "throttled: {} of {} call-1 requests answered 429 ({share:.1}%){settled}",
+            human::count(rate.throttled),
+            human::count(rate.requests),
+        ));
+    }
 }
 
 /// Prints the summary and decides the exit status.
@@ -573,7 +677,7 @@ fn finish(
             progress.failure(&format!("error: {message}"));
             (Ending::Stopped, Status::Usage)
         }
-        Some(StopReason::TokenRefused(message)) => {
+        Some(StopReason::TokenRefused(message) | StopReason::Outage(message)) => {
             progress.failure(&format!("error: {message}"));
             (Ending::Stopped, Status::Partial)
         }

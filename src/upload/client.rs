@@ -13,7 +13,7 @@ use super::failure::{Call, Failure, api_failure, transport_failure};
 use super::http::read_limited;
 use super::response::{self, Call1Response};
 use crate::human;
-use crate::secret::Token;
+use crate::secret::{Credentials, Token, TokenCommand};
 
 /// Voyc's API when `--base-url` is not given.
 pub const DEFAULT_BASE_URL: &str = "https://api.app.voyc.ai";
@@ -37,7 +37,7 @@ pub struct VoycClient {
     http: reqwest::Client,
     base_url: Url,
     endpoint: Url,
-    token: Token,
+    credentials: std::sync::Arc<Credentials>,
     timeout: Duration,
 }
 
@@ -60,9 +60,23 @@ impl VoycClient {
             endpoint: call1_endpoint(&config.base_url, &config.organisation),
             http,
             base_url: config.base_url,
-            token: config.token,
+            credentials: std::sync::Arc::new(Credentials::fixed(config.token)),
             timeout: config.timeout,
         }
+    }
+
+    /// With `--token-command`: the configured token is the one it printed at start, and once a
+    /// call 1 refuses it (401, or 403 about credentials) the command is run once more for a
+    /// fresh one (see [`Credentials::after_refusal`]).
+    pub fn with_token_command(mut self, command: TokenCommand) -> VoycClient {
+        let (_, token) = self.credentials.current();
+        self.credentials = std::sync::Arc::new(Credentials::from_command(token, command));
+        self
+    }
+
+    /// Where the token comes from, for messages: `VOYC_TOKEN or --token-file`, `--token-command`.
+    pub fn token_source(&self) -> &'static str {
+        self.credentials.source()
     }
 
     /// Where call 1 goes.
@@ -70,12 +84,37 @@ impl VoycClient {
         &self.endpoint
     }
 
-    /// Call 1: the row's JSON body; the conversation id and upload target back.
+    /// Call 1: the row's JSON body; the conversation id and upload target back. A refused
+    /// token is tried again once with a fresh one when there is one (`--token-command`): a
+    /// refusal means call 1 was not processed, so sending it again is safe.
     pub async fn call1(&self, body: Bytes) -> Result<Call1Response, Failure> {
+        let (generation, token) = self.credentials.current();
+        let failure = match self.call1_with(&token, body.clone()).await {
+            Err(failure) if failure.about_credentials => failure,
+            answer => return answer,
+        };
+        match self.credentials.after_refusal(generation).await {
+            Ok(None) => Err(failure),
+            Ok(Some((_, fresh))) => self.call1_with(&fresh, body).await.map_err(|mut again| {
+                if again.about_credentials {
+                    again
+                        .message
+                        .push_str(" (also with a fresh token from --token-command)");
+                }
+                again
+            }),
+            Err(why) => Err(Failure {
+                message: format!("{} (and no fresh token: {why})", failure.message),
+                ..failure
+            }),
+        }
+    }
+
+    async fn call1_with(&self, token: &Token, body: Bytes) -> Result<Call1Response, Failure> {
         let request = self
             .http
             .post(self.endpoint.clone())
-            .header(AUTHORIZATION, self.token.authorization())
+            .header(AUTHORIZATION, token.authorization())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
             .body(body);
@@ -187,6 +226,74 @@ mod tests {
             Some("application/json")
         );
         assert_eq!(request.body, br#"{"channel_id":"42"}"#);
+    }
+
+    /// A server that takes only `Bearer new`, and a client whose token (from the start) is
+    /// another, with a `--token-command` that prints `fresh` and counts its runs in `runs`.
+    #[cfg(unix)]
+    async fn refusing_all_but_new(
+        fresh: &str,
+        runs: &std::path::Path,
+    ) -> (voyc_testkit::scripted::Server, VoycClient) {
+        let server = serve(|head| {
+            let base = format!("http://{}/", head.header("host").unwrap());
+            match head.header("authorization") {
+                Some("Bearer new") => Reply::json(201, &post_answer(&Url::parse(&base).unwrap())),
+                _ => Reply::json(401, r#"{"detail": "Invalid token."}"#),
+            }
+        })
+        .await;
+        let command = format!("echo run >> '{}'; echo {fresh}", runs.display());
+        let client = client(&server.url, Duration::from_secs(5))
+            .with_token_command(TokenCommand::new(&command).unwrap());
+        (server, client)
+    }
+
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_refused_token_is_fetched_again_once_for_every_call_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let (server, client) = refusing_all_but_new("new", &runs).await;
+        assert_eq!(client.token_source(), "--token-command");
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move { client.call1(Bytes::from_static(b"{}")).await })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().conversation_id.0, "c-9");
+        }
+        let ran = std::fs::read_to_string(&runs).unwrap();
+        assert_eq!(
+            ran.lines().count(),
+            1,
+            "one fresh token for all eight calls"
+        );
+        // Later calls send the fresh token at once.
+        let before = server.requests().len();
+        client.call1(Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(server.requests().len(), before + 1);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_fresh_token_refused_too_is_a_refusal_that_says_so_and_no_third_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let (_server, client) = refusing_all_but_new("still-wrong", &runs).await;
+        let failure = client.call1(Bytes::from_static(b"{}")).await.unwrap_err();
+        assert!(failure.about_credentials);
+        assert_eq!(failure.status, Some(401));
+        assert_eq!(
+            failure.message,
+            "HTTP 401: Invalid token. (also with a fresh token from --token-command)"
+        );
+        // The fresh token is the one sent now; refused, it is refused for good.
+        let failure = client.call1(Bytes::from_static(b"{}")).await.unwrap_err();
+        assert_eq!(failure.message, "HTTP 401: Invalid token.");
+        assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
     }
 
     #[tokio::test]

@@ -4,10 +4,13 @@
 //! through both calls with the journal (`pool`).
 
 pub mod client;
+pub mod clock;
 pub mod failure;
 pub mod http;
 pub mod lock;
+pub mod outage;
 pub mod pool;
+pub mod rate;
 pub mod response;
 pub mod retry;
 pub mod server_error;

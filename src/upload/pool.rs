@@ -24,9 +24,12 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
 use super::client::VoycClient;
+use super::clock::Clock;
 use super::failure::{Call, Failure};
+use super::outage::{Outages, Verdict};
+use super::rate::CallRate;
 use super::response::Call1Response;
-use super::retry::{Backoff, Sleeper};
+use super::retry::Backoff;
 use super::transfer::{Gate, Opened, Source, Uploaded, Uploader, open_for_upload};
 use crate::journal::{
     Change, ClaimState, Holder, Journal, OtherRun, Pending, RowIdentity, State, Stored,
@@ -103,6 +106,8 @@ pub enum StopReason {
     TokenRefused(String),
     /// The journal could not be written: going on could upload rows twice later.
     Journal(String),
+    /// Voyc or S3 was unavailable for longer than `--max-outage`. Exit 1, resumable.
+    Outage(String),
 }
 
 /// Stop and abort signals shared by the feeder, the workers and the signal handler.
@@ -141,6 +146,11 @@ impl RunControl {
         self.stop.is_cancelled()
     }
 
+    /// Resolves once the run is stopping.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await;
+    }
+
     pub fn reason(&self) -> Option<StopReason> {
         self.reason.lock().expect("stop reason").clone()
     }
@@ -162,11 +172,15 @@ pub struct Engine {
     /// Retries per call (`--retries`).
     pub retries: u32,
     pub backoff: Mutex<Backoff>,
-    pub sleeper: Sleeper,
+    pub clock: Clock,
     /// Bytes sent so far, for progress.
     pub sent: Arc<AtomicU64>,
     /// For messages: `--org`.
     pub organisation: String,
+    /// Whether Voyc and S3 are up, and the waiting while one is not.
+    pub outages: Outages,
+    /// Call 1's pace (`--max-rps`, and what 429s taught).
+    pub call_rate: CallRate,
 }
 
 /// How a row's attempt ended.
@@ -303,6 +317,7 @@ impl Engine {
                     let change = Change::Uploaded {
                         bytes: uploaded.bytes,
                         sha256: uploaded.sha256.clone(),
+                        body: job.body.clone(),
                     };
                     let commit = match self
                         .journal
@@ -409,15 +424,58 @@ impl Engine {
             return Err(self.journal_broke(err, None));
         }
         let mut retries = Retries::default();
+        let max_outage = self.outages.max_outage;
         let response = loop {
+            // No row starts while S3 is down: it could not finish.
+            let admitted = match self
+                .outages
+                .s3
+                .until_up(&self.clock, &self.control, max_outage)
+                .await
+            {
+                true => {
+                    self.outages
+                        .api
+                        .admit(&self.clock, &self.control, max_outage)
+                        .await
+                }
+                false => None,
+            };
+            let Some(ticket) = admitted else {
+                return Err(self.stopped_waiting(job, None, "call 1").await);
+            };
+            let slot = self.call_rate.reserve(self.clock.now());
+            if slot > self.clock.now() {
+                tokio::select! {
+                    biased;
+                    () = self.control.stopped() => {
+                        drop(ticket);
+                        return Err(self.stopped_waiting(job, None, "call 1").await);
+                    }
+                    () = self.clock.sleep_until(slot) => {}
+                }
+            }
             tally.requests += 1;
+            let sent = self.clock.now();
             let failure = match self.client.call1(job.body.clone()).await {
-                Ok(response) => break response,
+                Ok(response) => {
+                    let now = self.clock.now();
+                    ticket.answered(now);
+                    self.call_rate.succeeded(now);
+                    break response;
+                }
                 Err(failure) => failure,
             };
-            let retrying = self.will_retry(&retries, &failure);
+            let now = self.clock.now();
+            if failure.status == Some(429) {
+                self.call_rate.throttled(sent, now);
+            }
+            // Before any success, nothing listening is a wrong --base-url, not an outage.
+            let trip = self.control.any_success() || !failure.unreachable;
+            let verdict = ticket.failed(&failure, now, trip);
+            let retrying = verdict == Verdict::Outage || self.will_retry(&retries, &failure);
             self.note_call1_failure(job, tally, &failure, retrying);
-            match self.next_try(&mut retries, tally, &failure).await {
+            match self.next_try(&mut retries, tally, &failure, verdict).await {
                 Next::Again => {}
                 Next::GiveUp => {
                     self.check_for_stop(&failure);
@@ -509,7 +567,19 @@ impl Engine {
         let source = job.source();
         // A fresh target is never judged by our clock (it may be skewed against Voyc's):
         // S3 says when it has expired.
+        let max_outage = self.outages.max_outage;
         loop {
+            let Some(ticket) = self
+                .outages
+                .s3
+                .admit(&self.clock, &self.control, max_outage)
+                .await
+            else {
+                return Err(UploadEnd::End(
+                    self.stopped_waiting(job, Some(conversation), "the upload")
+                        .await,
+                ));
+            };
             tally.requests += 1;
             let gate = commit.map(|commit| Box::pin(commit.clone()) as Gate);
             let result = self
@@ -525,13 +595,17 @@ impl Engine {
                 ));
             }
             let failure = match result {
-                Ok(uploaded) => return Ok(uploaded),
+                Ok(uploaded) => {
+                    ticket.answered(self.clock.now());
+                    return Ok(uploaded);
+                }
                 Err(failure) => failure,
             };
+            let verdict = ticket.failed(&failure, self.clock.now(), true);
             if failure.expired_target {
                 return Err(UploadEnd::Expired(failure.message));
             }
-            match self.next_try(&mut retries, tally, &failure).await {
+            match self.next_try(&mut retries, tally, &failure, verdict).await {
                 Next::Again => {}
                 Next::GiveUp => {
                     let error = failure.describe();
@@ -609,7 +683,23 @@ impl Engine {
 
     /// The one decision both calls' loops make after a failed attempt: give up, or wait
     /// (backoff, `Retry-After`) and try again, unless the run stops meanwhile.
-    async fn next_try(&self, retries: &mut Retries, tally: &mut Tally, failure: &Failure) -> Next {
+    ///
+    /// While the service is down ([`Verdict::Outage`]) the attempt spends no retry and there
+    /// is no backoff here: the outage gate holds the row until it may probe or go.
+    async fn next_try(
+        &self,
+        retries: &mut Retries,
+        tally: &mut Tally,
+        failure: &Failure,
+        verdict: Verdict,
+    ) -> Next {
+        if verdict == Verdict::Outage {
+            tally.retries += 1;
+            return match self.control.is_stopping() {
+                true => Next::Interrupted,
+                false => Next::Again,
+            };
+        }
         if !self.will_retry(retries, failure) {
             return Next::GiveUp;
         }
@@ -636,7 +726,7 @@ impl Engine {
             .expect("backoff")
             .delay(retry, retry_after);
         tokio::select! {
-            () = self.sleeper.sleep(delay) => !self.control.is_stopping(),
+            () = self.clock.sleep(delay) => !self.control.is_stopping(),
             () = self.control.stop.cancelled() => false,
         }
     }
@@ -667,7 +757,10 @@ impl Engine {
         let endpoint = crate::target::without_query(self.client.endpoint());
         if !self.control.any_success() && matches!(status, 401 | 403 | 404) {
             let cause = if failure.about_credentials || status == 401 {
-                "the token was refused (wrong, expired or revoked): check VOYC_TOKEN or --token-file".to_string()
+                format!(
+                    "the token was refused (wrong, expired or revoked): check {}",
+                    self.client.token_source()
+                )
             } else if status == 403 {
                 format!(
                     "the token may not upload to organisation {}: check --org and the token's permissions",
@@ -716,6 +809,29 @@ impl Engine {
         };
         if let Err(err) = self.record(job, change).await {
             self.control.stop(StopReason::Journal(format!("{err:#}")));
+        }
+    }
+
+    /// The run stopped while the row waited for a service to come back (or for its call-1
+    /// slot): the row is left where the journal has it, for the same command to finish.
+    async fn stopped_waiting(
+        &self,
+        job: &Job,
+        conversation: Option<&ConversationId>,
+        call: &str,
+    ) -> RowEnd {
+        let error = match self.control.reason() {
+            Some(StopReason::Outage(_)) => format!(
+                "the run stopped while {call} waited for Voyc or S3 to come back (unavailable for longer than --max-outage)"
+            ),
+            _ => format!("the run stopped while {call} waited for its turn"),
+        };
+        if conversation.is_none() {
+            self.record_failure(job, &error).await;
+        }
+        RowEnd::Abandoned {
+            conversation: conversation.cloned(),
+            note: format!("{error}; run the same command to finish it"),
         }
     }
 
@@ -1084,6 +1200,9 @@ pub fn stopped_note(reason: Option<StopReason>) -> String {
         }
         Some(StopReason::TokenRefused(_)) => "the run stopped: the token was refused".into(),
         Some(StopReason::Journal(_)) => "the run stopped: the journal could not be written".into(),
+        Some(StopReason::Outage(_)) => {
+            "the run stopped: Voyc or S3 was unavailable for longer than --max-outage; run the same command to resume".into()
+        }
     }
 }
 
@@ -1116,6 +1235,59 @@ mod tests {
         call1: Mutex<VecDeque<Reply>>,
         s3: Mutex<VecDeque<Reply>>,
         conversations: AtomicUsize,
+        /// The test's clock, once `setup` has made it.
+        clock: std::sync::OnceLock<Arc<super::super::clock::Manual>>,
+        outage: Mutex<Option<Outage>>,
+        /// Requests answered 503 by the outage.
+        refused: AtomicUsize,
+        call1_requests: AtomicUsize,
+    }
+
+    /// Every request (API and S3) answered 503 for `length` of the test's clock, from the
+    /// moment call 1 number `after + 1` arrives.
+    struct Outage {
+        after: usize,
+        length: Duration,
+        started: Option<Duration>,
+    }
+
+    impl Fake {
+        fn with_outage(after: usize, length: Duration) -> Fake {
+            let fake = Fake::default();
+            *fake.outage.lock().unwrap() = Some(Outage {
+                after,
+                length,
+                started: None,
+            });
+            fake
+        }
+
+        /// Whether this request meets the outage.
+        fn down(&self, call1: bool) -> bool {
+            let calls = if call1 {
+                self.call1_requests.fetch_add(1, Ordering::SeqCst) + 1
+            } else {
+                self.call1_requests.load(Ordering::SeqCst)
+            };
+            let mut outage = self.outage.lock().unwrap();
+            let Some(outage) = outage.as_mut() else {
+                return false;
+            };
+            let now = self
+                .clock
+                .get()
+                .map_or(Duration::ZERO, |clock| clock.elapsed());
+            if outage.started.is_none() && calls > outage.after {
+                outage.started = Some(now);
+            }
+            let down = outage
+                .started
+                .is_some_and(|start| now < start + outage.length);
+            if down {
+                self.refused.fetch_add(1, Ordering::SeqCst);
+            }
+            down
+        }
     }
 
     impl Fake {
@@ -1137,6 +1309,9 @@ mod tests {
     async fn fake_voyc(fake: Arc<Fake>) -> Server {
         serve(move |head| {
             let host = head.header("host").unwrap().to_string();
+            if fake.down(head.target.starts_with("/api/")) {
+                return Reply::json(503, r#"{"detail": "down for maintenance"}"#);
+            }
             if head.target.starts_with("/api/") {
                 if let Some(reply) = fake.call1.lock().unwrap().pop_front() {
                     return reply;
@@ -1164,10 +1339,16 @@ mod tests {
         engine: Arc<Engine>,
         server: Server,
         dir: tempfile::TempDir,
-        waits: Arc<Mutex<Vec<Duration>>>,
+        waits: Arc<super::super::clock::Manual>,
     }
 
     async fn setup(fake: Arc<Fake>) -> Setup {
+        setup_with(fake, Duration::from_secs(1800)).await
+    }
+
+    async fn setup_with(fake: Arc<Fake>, max_outage: Duration) -> Setup {
+        let (clock, waits) = Clock::manual();
+        let _ = fake.clock.set(waits.clone());
         let server = fake_voyc(fake).await;
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(
@@ -1175,7 +1356,6 @@ mod tests {
             &Destination::voyc(server.url.as_str(), "118"),
         )
         .unwrap();
-        let (sleeper, waits) = Sleeper::recorded();
         let http = http_client(Duration::from_secs(5), None, true).unwrap();
         let client = VoycClient::with_http(
             http.clone(),
@@ -1193,9 +1373,11 @@ mod tests {
             control: Arc::new(RunControl::new()),
             retries: 5,
             backoff: Mutex::new(Backoff::new(fastrand::Rng::with_seed(1))),
-            sleeper,
+            clock,
             sent: Arc::new(AtomicU64::new(0)),
             organisation: "118".into(),
+            outages: Outages::new(max_outage),
+            call_rate: CallRate::new(None),
         });
         Setup {
             engine,
@@ -1316,7 +1498,7 @@ mod tests {
             row.notes.is_empty(),
             "503 and 429 are not ambiguous: {row:?}"
         );
-        let waits = setup.waits.lock().unwrap().clone();
+        let waits = setup.waits.sleeps();
         assert_eq!(waits.len(), 3);
         assert!(
             waits[1] >= Duration::from_secs(2),
@@ -1405,7 +1587,7 @@ mod tests {
             row.error.as_deref(),
             Some("call 1: HTTP 400: call_date: Date has wrong format.")
         );
-        assert!(setup.waits.lock().unwrap().is_empty());
+        assert!(setup.waits.sleeps().is_empty());
         assert_eq!(
             setup.engine.control.reason(),
             None,
@@ -1596,15 +1778,17 @@ mod tests {
     #[tokio::test]
     async fn retries_run_out_and_the_row_fails_with_the_last_error() {
         let fake = Arc::new(Fake::default());
+        // 429s: a throttled service is up, so they spend retries (a 503 from every attempt
+        // would be an outage, waited out).
         for _ in 0..6 {
-            fake.queue_call1(Reply::json(503, r#"{"detail": "down"}"#));
+            fake.queue_call1(Reply::json(429, r#"{"detail": "slow down"}"#));
         }
         let setup = setup(fake).await;
         let row = settle(&setup.engine, &job(&setup, 0)).await;
         assert_eq!(row.status, RowStatus::Failed);
         assert_eq!(row.attempts, 6);
-        assert_eq!(row.error.as_deref(), Some("call 1: HTTP 503: down"));
-        assert_eq!(setup.waits.lock().unwrap().len(), 5);
+        assert_eq!(row.error.as_deref(), Some("call 1: HTTP 429: slow down"));
+        assert!(setup.waits.sleeps().len() >= 5);
     }
 
     #[tokio::test]
@@ -1671,6 +1855,179 @@ mod tests {
                 .unwrap();
             assert_eq!(stored, None, "'call 1 started' is taken back: {stored:?}");
         }
+    }
+
+    /// Hands `rows` rows to a pool of `concurrency` and returns their outcomes in order.
+    async fn run_pool(setup: &Setup, rows: u64, concurrency: usize) -> Vec<Reported> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pool = Pool::new(setup.engine.clone(), concurrency, tx);
+        for n in 0..rows {
+            pool.submit(job(setup, n)).await;
+        }
+        pool.wait().await;
+        drop(pool);
+        let mut outcomes: Vec<Reported> = rx.iter().map(Reported::from).collect();
+        outcomes.sort_by_key(|o| o.seq);
+        outcomes
+    }
+
+    #[tokio::test]
+    async fn a_ten_minute_outage_mid_run_fails_no_row_and_is_probed_one_request_at_a_time() {
+        let fake = Arc::new(Fake::with_outage(5, Duration::from_secs(600)));
+        let setup = setup(fake.clone()).await;
+        let outcomes = run_pool(&setup, 30, 4).await;
+        assert_eq!(outcomes.len(), 30);
+        for outcome in &outcomes {
+            assert_eq!(outcome.row.status, RowStatus::Uploaded, "{outcome:?}");
+        }
+        assert!(setup.waits.elapsed() >= Duration::from_secs(600));
+        // The rows in flight when it began, then one probe at a time: 1, 2, 4, 8, 16 s, then
+        // every 30 s.
+        let refused = fake.refused.load(Ordering::SeqCst);
+        assert!(
+            (20..=45).contains(&refused),
+            "{refused} requests met the outage"
+        );
+        assert!(
+            setup
+                .waits
+                .sleeps()
+                .iter()
+                .all(|&s| s <= Duration::from_secs(30))
+        );
+        let (outages, down) = setup.engine.outages.waited();
+        assert!(outages >= 1, "{outages}");
+        assert!(down >= Duration::from_secs(590), "{down:?}");
+        assert_eq!(
+            setup.engine.control.reason().map(|r| format!("{r:?}")),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outage_longer_than_max_outage_stops_the_run_leaving_every_row_resumable() {
+        let fake = Arc::new(Fake::with_outage(3, Duration::from_secs(7200)));
+        let setup = setup_with(fake, Duration::from_secs(1800)).await;
+        let outcomes = run_pool(&setup, 12, 2).await;
+        let Some(StopReason::Outage(message)) = setup.engine.control.reason() else {
+            panic!("{:?}", setup.engine.control.reason());
+        };
+        assert!(
+            message.contains("longer than --max-outage 30m"),
+            "{message}"
+        );
+        // The manual clock adds up the sleeps of rows that wait side by side (two services
+        // are down here, each with a row timing its next probe), so only a bound holds: not
+        // before --max-outage, and not at the outage's end.
+        let elapsed = setup.waits.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(1800) && elapsed < Duration::from_secs(2 * 1800 + 60),
+            "stopped at --max-outage: {elapsed:?}"
+        );
+        let uploaded = outcomes
+            .iter()
+            .filter(|o| o.row.status == RowStatus::Uploaded)
+            .count();
+        assert!((1..=3).contains(&uploaded), "{outcomes:?}");
+        for outcome in &outcomes {
+            assert!(
+                matches!(
+                    outcome.row.status,
+                    RowStatus::Uploaded | RowStatus::NotAttempted
+                ),
+                "nothing fails for an outage: {outcome:?}"
+            );
+        }
+        // The same command resumes: what is not uploaded is not recorded as uploaded.
+        for outcome in outcomes
+            .iter()
+            .filter(|o| o.row.status == RowStatus::NotAttempted)
+        {
+            let stored = setup
+                .engine
+                .journal
+                .lookup(&job(&setup, outcome.seq).identity)
+                .unwrap();
+            assert!(
+                stored.as_ref().is_none_or(|s| s.state != State::Uploaded),
+                "{stored:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn before_any_success_a_server_that_is_not_there_stops_the_run_instead_of_waiting() {
+        let setup = setup(Arc::new(Fake::default())).await;
+        // Nothing listens where call 1 goes.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
+        drop(closed);
+        let engine = Engine {
+            client: VoycClient::with_http(
+                http_client(Duration::from_secs(5), None, true).unwrap(),
+                ClientConfig {
+                    base_url: url,
+                    organisation: "118".into(),
+                    token: Token::parse("t0ken").unwrap(),
+                    timeout: Duration::from_secs(5),
+                },
+            ),
+            ..clone_engine(&setup.engine)
+        };
+        let row = settle(&engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Failed, "{row:?}");
+        assert!(matches!(
+            engine.control.reason(),
+            Some(StopReason::Misconfigured(_))
+        ));
+        assert!(engine.outages.down(engine.clock.now()).is_none());
+    }
+
+    /// A second engine on `engine`'s journal and clock, with a fresh run's state.
+    fn clone_engine(engine: &Engine) -> Engine {
+        Engine {
+            client: engine.client.clone(),
+            uploader: Uploader::new(
+                http_client(Duration::from_secs(5), None, true).unwrap(),
+                Duration::from_secs(5),
+            ),
+            journal: engine.journal.clone(),
+            control: Arc::new(RunControl::new()),
+            retries: engine.retries,
+            backoff: Mutex::new(Backoff::new(fastrand::Rng::with_seed(2))),
+            clock: engine.clock.clone(),
+            sent: Arc::new(AtomicU64::new(0)),
+            organisation: engine.organisation.clone(),
+            outages: Outages::new(engine.outages.max_outage),
+            call_rate: CallRate::new(None),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_is_counted_by_the_call_rate_and_cuts_it() {
+        let fake = Arc::new(Fake::default());
+        for _ in 0..2 {
+            fake.queue_call1(
+                Reply::json(429, r#"{"detail": "slow"}"#).with_header("Retry-After", "1"),
+            );
+        }
+        let setup = setup(fake).await;
+        let outcomes = run_pool(&setup, 6, 2).await;
+        assert!(
+            outcomes.iter().all(|o| o.row.status == RowStatus::Uploaded),
+            "{outcomes:?}"
+        );
+        let stats = setup.engine.call_rate.stats();
+        assert_eq!((stats.requests, stats.throttled), (8, 2));
+        assert!(stats.rate.is_some(), "the first 429 set a rate");
+        assert!(
+            setup
+                .engine
+                .outages
+                .down(setup.engine.clock.now())
+                .is_none(),
+            "a 429 is no outage"
+        );
     }
 
     #[tokio::test]

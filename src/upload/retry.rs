@@ -2,8 +2,6 @@
 //! jitter, never sooner than the server's `Retry-After` (honoured up to 5 minutes). Which
 //! failures are worth another try is `failure`'s business; the loop is the pool's.
 
-#[cfg(test)]
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Capped exponential backoff with full jitter (AWS's "Exponential Backoff And Jitter").
@@ -54,31 +52,6 @@ impl Backoff {
     }
 }
 
-/// Sleeps between attempts; tests swap in one that records the waits and returns at once.
-#[derive(Clone, Debug, Default)]
-pub enum Sleeper {
-    #[default]
-    Real,
-    #[cfg(test)]
-    Recorded(Arc<Mutex<Vec<Duration>>>),
-}
-
-impl Sleeper {
-    #[cfg(test)]
-    pub fn recorded() -> (Sleeper, Arc<Mutex<Vec<Duration>>>) {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        (Sleeper::Recorded(log.clone()), log)
-    }
-
-    pub async fn sleep(&self, duration: Duration) {
-        match self {
-            Sleeper::Real => tokio::time::sleep(duration).await,
-            #[cfg(test)]
-            Sleeper::Recorded(log) => log.lock().expect("sleep log").push(duration),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,16 +88,5 @@ mod tests {
     fn huge_retry_numbers_do_not_overflow() {
         let mut backoff = Backoff::new(fastrand::Rng::with_seed(3));
         assert!(backoff.delay(u32::MAX, None) <= Backoff::CAP);
-    }
-
-    #[tokio::test]
-    async fn the_recording_sleeper_returns_at_once_and_keeps_the_waits() {
-        let (sleeper, log) = Sleeper::recorded();
-        sleeper.sleep(Duration::from_secs(3600)).await;
-        sleeper.sleep(Duration::from_millis(5)).await;
-        assert_eq!(
-            *log.lock().unwrap(),
-            [Duration::from_secs(3600), Duration::from_millis(5)]
-        );
     }
 }

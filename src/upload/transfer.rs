@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::failure::{Call, Failure, s3_failure, s3_stored, transport_failure};
 use super::http::read_limited;
+use super::rate::Bandwidth;
 use crate::descriptors::out_of_descriptors;
 use crate::human;
 use crate::target::UploadTarget;
@@ -84,11 +85,25 @@ pub struct Uploader {
     http: reqwest::Client,
     /// Idle time after which an upload fails (`--timeout`).
     timeout: Duration,
+    /// `--bwlimit`, shared by every upload.
+    bandwidth: Option<Arc<Bandwidth>>,
 }
 
 impl Uploader {
     pub fn new(http: reqwest::Client, timeout: Duration) -> Uploader {
-        Uploader { http, timeout }
+        Uploader {
+            http,
+            timeout,
+            bandwidth: None,
+        }
+    }
+
+    /// Every upload together sends at most `bytes_per_second`.
+    pub fn with_bandwidth(self, bytes_per_second: Option<u64>) -> Uploader {
+        Uploader {
+            bandwidth: bytes_per_second.map(|rate| Arc::new(Bandwidth::new(rate))),
+            ..self
+        }
     }
 
     /// Call 2: streams the file (`source`, as checked) to the target. `sent` counts the
@@ -134,6 +149,8 @@ impl Uploader {
             watch: watch.clone(),
             gate,
             held: None,
+            bandwidth: self.bandwidth.clone(),
+            paced: None,
         });
         let request = match target {
             UploadTarget::Post { url, fields } => {
@@ -404,9 +421,51 @@ struct FileStream {
     gate: Option<Gate>,
     /// The last byte, while it waits for the gate.
     held: Option<Bytes>,
+    /// `--bwlimit`.
+    bandwidth: Option<Arc<Bandwidth>>,
+    /// A chunk waiting for its turn under `--bwlimit`, and the wait.
+    paced: Option<(Bytes, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl FileStream {
+    /// Sends a chunk on when `--bwlimit` gives it its turn (at once without one); a chunk
+    /// larger than the limit's share is split, the rest read ahead for the next turn.
+    fn pace(
+        &mut self,
+        mut chunk: Bytes,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<std::io::Result<Bytes>>> {
+        let Some(bandwidth) = &self.bandwidth else {
+            return self.emit(chunk, cx);
+        };
+        if chunk.len() > bandwidth.chunk() {
+            let rest = chunk.split_off(bandwidth.chunk());
+            debug_assert!(self.next.is_none());
+            self.next = Some(rest);
+        }
+        let now = Instant::now();
+        let at = bandwidth.reserve(now, chunk.len());
+        if at <= now {
+            return self.emit(chunk, cx);
+        }
+        let wait = Box::pin(tokio::time::sleep_until(at.into()));
+        self.paced = Some((chunk, wait));
+        self.poll_paced(cx)
+    }
+
+    fn poll_paced(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        let Some((_, wait)) = self.paced.as_mut() else {
+            return Poll::Pending;
+        };
+        match wait.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                let (chunk, _) = self.paced.take().expect("a paced chunk");
+                self.emit(chunk, cx)
+            }
+        }
+    }
+
     /// Sends a chunk on, holding back the file's last byte if there is a gate. The last
     /// chunk (or byte) goes only if the file is still as it was checked.
     fn emit(
@@ -479,8 +538,11 @@ impl Stream for FileStream {
         if this.held.is_some() {
             return this.poll_held(cx);
         }
+        if this.paced.is_some() {
+            return this.poll_paced(cx);
+        }
         if let Some(chunk) = this.next.take() {
-            return this.emit(chunk, cx);
+            return this.pace(chunk, cx);
         }
         if this.remaining == 0 {
             return Poll::Ready(None);
@@ -490,7 +552,8 @@ impl Stream for FileStream {
         }
         let want = usize::try_from(this.remaining)
             .unwrap_or(usize::MAX)
-            .min(this.buffer.len());
+            .min(this.buffer.len())
+            .min(this.bandwidth.as_ref().map_or(usize::MAX, |b| b.chunk()));
         let mut buf = ReadBuf::new(&mut this.buffer[..want]);
         match Pin::new(&mut this.file).poll_read(cx, &mut buf) {
             Poll::Pending => Poll::Pending,
@@ -511,7 +574,7 @@ impl Stream for FileStream {
             Poll::Ready(Ok(())) => {
                 let chunk = Bytes::copy_from_slice(buf.filled());
                 this.remaining -= chunk.len() as u64;
-                this.emit(chunk, cx)
+                this.pace(chunk, cx)
             }
         }
     }

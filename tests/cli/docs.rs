@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 use crate::util::{Dir, samples};
 
 /// What a user may have set for real runs: the examples run as a newcomer's would, without them.
-const USER_SETTINGS: [&str; 3] = ["VOYC_TOKEN", "VOYC_ORG_ID", "VOYC_BASE_URL"];
+const USER_SETTINGS: [&str; 4] = [
+    "VOYC_TOKEN",
+    "VOYC_ORG_ID",
+    "VOYC_BASE_URL",
+    "VOYC_STATE_DIR",
+];
 
 #[test]
 fn every_console_example_gives_the_output_it_shows() {

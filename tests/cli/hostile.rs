@@ -486,19 +486,77 @@ fn call_1_answering_ten_mebibytes_of_json_or_a_body_that_never_ends_fails_each_r
         &endless_fast,
         "call 1: HTTP 200, but the answer is over 1 MiB",
     );
+}
+
+#[test]
+fn call_1_answers_that_never_end_are_an_outage_waited_out_up_to_max_outage() {
+    // Every call 1 times out, whichever row sends it: Voyc is as good as down. The run waits
+    // (one probe at a time), then stops at --max-outage, resumable, instead of failing rows.
     let endless_slow = Hostile::start(|_, _, _| Raw::Endless {
         chunk: b" ".to_vec(),
         every: Duration::from_millis(100),
     });
-    let report = each_row_fails(
-        &endless_slow,
-        "call 1: no complete answer within 2s (--timeout)",
+    let dir = folder();
+    dir.write(
+        "m.csv",
+        format!(
+            "{HEADER}\na.wav,1,2024-01-01,10:00:00,Ann\nb.wav,1,2024-01-01,10:00:00,Bo\nc.wav,1,2024-01-01,10:00:00,Cy\n"
+        ),
     );
-    assert_eq!(report[0]["attempts"], "2", "one retry, as asked");
+    let started = Instant::now();
+    let out = upload(
+        &dir,
+        "m.csv",
+        &endless_slow.url,
+        &[
+            "--timeout",
+            "2s",
+            "--retries",
+            "1",
+            "--concurrency",
+            "3",
+            "--max-outage",
+            "5s",
+        ],
+    );
     assert!(
-        report[0]["notes"].contains("may hold a conversation without audio"),
-        "{:?}",
-        report[0]
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("Voyc has been unavailable for ")
+            && stderr.contains("(no complete answer within 2s (--timeout)), longer than --max-outage 5s; the report and journal are written, and the same command resumes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("waiting: Voyc unavailable for "),
+        "{stderr}"
+    );
+    let report = read_report(&dir.join("m.report.csv"));
+    assert_eq!(report.len(), 3);
+    for row in &report {
+        assert!(
+            matches!(row["status"].as_str(), "not_attempted" | "failed"),
+            "{row:?}"
+        );
+    }
+    // Rows are left for the same command to finish, each saying that Voyc may hold a
+    // conversation its timed-out call 1 created.
+    for row in report.iter().filter(|r| r["status"] == "not_attempted") {
+        assert!(
+            row["notes"].contains("without audio for this row")
+                && row["notes"].contains(
+                    "(unavailable for longer than --max-outage); run the same command to finish it"
+                ),
+            "{row:?}"
+        );
+    }
+    assert!(
+        report.iter().any(|r| r["status"] == "not_attempted"),
+        "{report:?}"
     );
 }
 

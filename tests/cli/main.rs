@@ -8,6 +8,7 @@ mod hostile;
 mod hostile_files;
 mod logs;
 mod merge;
+mod nightly;
 mod real_s3;
 mod run_edges;
 mod sandbox;

@@ -1304,12 +1304,26 @@ fn a_rerun_of_a_finished_import_uploads_nothing_and_exits_0() {
         "{stdout}"
     );
     assert_eq!(sandbox.conversations().len(), 4);
-    // Changing a row's metadata makes it a new row.
+    // Changing a row's metadata makes it a new row, but its file (same path and size) was
+    // uploaded: it is not sent again unless --reupload-changed says so.
     let manifest = std::fs::read_to_string(corpus.manifest())
         .unwrap()
         .replace("T-1", "T-1b");
     corpus.dir.write("manifest.csv", manifest);
     let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let row = &corpus.report()[1];
+    assert_eq!(row["status"], "already_uploaded");
+    assert!(
+        row["notes"].contains(r#"crm_ticket "T-1" → "T-1b""#),
+        "{row:?}"
+    );
+    assert_eq!(sandbox.conversations().len(), 4);
+    let out = corpus
+        .upload(&sandbox)
+        .arg("--reupload-changed")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(corpus.report()[1]["status"], "uploaded");
     assert_eq!(sandbox.conversations().len(), 5);

@@ -14,7 +14,8 @@ pub fn voyc(cwd: &Path) -> Command {
     cmd.current_dir(cwd);
     cmd.env_remove("VOYC_TOKEN")
         .env_remove("VOYC_ORG_ID")
-        .env_remove("VOYC_BASE_URL");
+        .env_remove("VOYC_BASE_URL")
+        .env_remove("VOYC_STATE_DIR");
     cmd
 }
 
