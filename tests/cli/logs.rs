@@ -239,3 +239,56 @@ fn a_settings_error_with_json_logs_is_json_too() {
     assert_eq!(events[1]["ending"], "error");
     assert_eq!(events[1]["exit_code"], 2);
 }
+
+#[test]
+fn an_outage_is_waiting_events_then_one_resumed_and_fails_no_row() {
+    // Call 1 answers 503 four times, then works: three in a row make Voyc down, the first probe
+    // meets the fourth, and a later one finds it back, seconds later.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let server = voyc_testkit::threaded::Scripted::start(move |line, _| {
+        if line.starts_with("PUT ") {
+            return (200, "text/plain", String::new());
+        }
+        match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            n if n < 4 => (503, "text/html", "<h1>503 Service Unavailable</h1>".into()),
+            n => crate::upload::created(n),
+        }
+    });
+    let corpus = Corpus::new(3, |_| 4_000);
+    let out = corpus
+        .upload_to(&server.url)
+        .args(["--log-format", "json", "--concurrency", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let events = events(&out);
+    let names = names(&events);
+    let first_wait = names
+        .iter()
+        .position(|n| *n == "waiting")
+        .expect("a waiting event");
+    let resumed = names
+        .iter()
+        .position(|n| *n == "resumed")
+        .expect("a resumed event");
+    assert!(first_wait < resumed, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "resumed").count(),
+        1,
+        "{names:?}"
+    );
+    let waiting = &events[first_wait];
+    assert_eq!(waiting["service"], "Voyc");
+    assert!(
+        waiting["cause"].as_str().unwrap().contains("503"),
+        "{waiting:?}"
+    );
+    assert_eq!(events[resumed]["service"], "Voyc");
+    assert!(events[resumed]["down_for_ms"].as_u64().unwrap() >= 1_000);
+    let summary = events.last().unwrap();
+    assert_eq!(
+        (&summary["uploaded"], &summary["failed"]),
+        (&json!(3), &json!(0))
+    );
+    assert_eq!(summary["failures"], json!([]));
+}

@@ -592,7 +592,7 @@ fn an_oversized_file_fails_only_its_row_with_s3s_message_and_one_attempt() {
 }
 
 /// Call 1's answer for conversation `c-N`, with a presigned PUT on the same server.
-fn created(n: usize) -> (u16, &'static str, String) {
+pub(crate) fn created(n: usize) -> (u16, &'static str, String) {
     (
         201,
         "application/json",
