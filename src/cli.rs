@@ -210,6 +210,22 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub throttle_rate: f64,
 
+    /// Answer 429 (Retry-After, DRF's body) to call-1 requests beyond N in any one second.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+
+    /// Start an outage once N call-1 requests have been answered (0: at start); see --outage-secs.
+    #[arg(long, value_name = "N", requires = "outage_secs")]
+    pub outage_after: Option<u64>,
+
+    /// How long the outage answers every API and S3 request 503, in seconds.
+    #[arg(long, value_name = "SECS", requires = "outage_after", value_parser = clap::value_parser!(u64).range(1..=3_153_600_000))]
+    pub outage_secs: Option<u64>,
+
+    /// After each outage, count --outage-after call-1 requests again and go down again.
+    #[arg(long, requires = "outage_after")]
+    pub outage_repeat: bool,
+
     /// Probability that an upload is answered 503 SlowDown.
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub s3_fail_rate: f64,
@@ -378,6 +394,10 @@ pub struct UploadArgs {
     /// Take only the first N valid rows (a pilot); the rest are reported not_attempted.
     #[arg(help_heading = "Rows", long, value_name = "N")]
     pub limit: Option<u64>,
+
+    /// Take only shard K of N (1 to N) by a stable hash of each row's path; auto reads JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX, and VOYC_SHARDS.
+    #[arg(help_heading = "Rows", long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
 
     /// A manifest with no rows (a day without calls) is not an error: exit 0, nothing to send.
     #[arg(help_heading = "Rows", long)]

@@ -18,6 +18,7 @@ mod progress;
 mod report;
 mod secret;
 mod settings;
+mod shard;
 mod state_dir;
 mod target;
 mod upload;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use voyc_sandbox::{S3Storage, SandboxConfig};
+use voyc_sandbox::{Outage, S3Storage, SandboxConfig};
 
 use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
 use crate::journal::Destination;
@@ -16,6 +16,7 @@ use crate::manifest::Format;
 use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::{TOKEN_ENV, Token, TokenCommand};
+use crate::shard::Shard;
 use crate::upload::client::DEFAULT_BASE_URL;
 use crate::upload::http::is_loopback;
 use crate::validate::{ManifestSettings, TimeSettings};
@@ -266,7 +267,11 @@ impl UploadSettings {
         {
             bail!("--ca-cert {}: no such file", path.display());
         }
-        let manifest = manifest(&args.manifest)?;
+        let shard = match &args.shard {
+            Some(text) => Some(Shard::resolve(text, |name| std::env::var(name).ok())?),
+            None => None,
+        };
+        let manifest = manifest(&args.manifest)?.with_shard(shard);
         let mut endpoint = endpoint;
         if let Endpoint::Voyc {
             token: token @ None,
@@ -327,6 +332,15 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         fail_rate: args.fail_rate,
         ambiguous_rate: args.ambiguous_rate,
         throttle_rate: args.throttle_rate,
+        rate_limit: args.rate_limit,
+        outage: args
+            .outage_after
+            .zip(args.outage_secs)
+            .map(|(after_calls, secs)| Outage {
+                after_calls,
+                duration: Duration::from_secs(secs),
+                repeat: args.outage_repeat,
+            }),
         s3_fail_rate: args.s3_fail_rate,
         s3_drop_rate: args.s3_drop_rate,
         expired_rate: args.expired_rate,

@@ -51,6 +51,9 @@ struct Found {
     already_uploaded: u64,
     to_send: u64,
     bytes_to_send: u64,
+    /// `--shard`: rows of other shards, and how many of them have errors.
+    other_shards: u64,
+    other_shards_invalid: u64,
 }
 
 /// `voyc-import upload`; `open_files` is the limit on open files in force (`None`: none).
@@ -147,7 +150,9 @@ fn upload(
             no_rows = Some(problem.clone());
             return ControlFlow::Continue(());
         }
-        for problem in verdict.problems() {
+        // Another shard's row: its errors (below), never its warnings.
+        let own = !matches!(verdict, Verdict::OtherShard { .. });
+        for problem in verdict.problems().iter().filter(|_| own) {
             let line = format!("{shown}:{}: {problem}", problem.line);
             if problem.is_error() {
                 progress.failure(&line);
@@ -157,6 +162,16 @@ fn upload(
         }
         match planner.plan(verdict) {
             Step::Manifest(problem) => found.manifest_errors += u64::from(problem.is_error()),
+            Step::OtherShard { problems } => {
+                found.other_shards += 1;
+                // With --skip-invalid another shard's row is that shard's business alone.
+                if !problems.is_empty() && !settings.skip_invalid {
+                    found.other_shards_invalid += 1;
+                    for problem in problems {
+                        progress.failure(&format!("{shown}:{}: {problem}", problem.line));
+                    }
+                }
+            }
             Step::Invalid { .. } => found.invalid += 1,
             Step::BeyondLimit { .. } => {
                 found.valid += 1;
@@ -214,7 +229,8 @@ fn upload(
             return nothing_to_send(settings, &shown, progress);
         }
     }
-    if found.manifest_errors > 0 || (found.invalid > 0 && !settings.skip_invalid) {
+    let invalid = found.invalid + found.other_shards_invalid;
+    if found.manifest_errors > 0 || (invalid > 0 && !settings.skip_invalid) {
         progress.failure(&summary.to_string());
         let advice = if found.manifest_errors > 0 {
             "nothing was sent: fix the manifest"
@@ -234,8 +250,20 @@ fn upload(
         });
         return Ok(Status::Usage);
     }
+    // `manifest.csv: shard 2/4: 26 of 100 rows; 26 valid rows`.
+    let shard = match settings.manifest.shard {
+        Some(shard) => {
+            let own = found.valid + found.invalid;
+            format!(
+                " shard {shard}: {} of {};",
+                human::count(own),
+                human::count_of(own + found.other_shards, "row", "rows")
+            )
+        }
+        None => String::new(),
+    };
     let mut valid_line = format!(
-        "{shown}: {} valid",
+        "{shown}:{shard} {} valid",
         human::count_of(found.valid, "row", "rows")
     );
     if found.invalid > 0 {
@@ -482,7 +510,7 @@ fn run(
         .reuploading_changed(settings.reupload_changed);
     let feed = check_manifest(&settings.manifest, today, |verdict| {
         let step = planner.plan(verdict);
-        if matches!(step, Step::Manifest(_)) {
+        if matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
             return ControlFlow::Continue(());
         }
         if runtime

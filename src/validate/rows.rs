@@ -47,6 +47,8 @@ pub(crate) struct Examined {
     pub id: Option<FileId>,
     accepted: Option<(std::path::PathBuf, u64, super::AudioFormat)>,
     modified: Option<std::time::SystemTime>,
+    /// A row of another shard (`upload --shard`): its file is not looked at.
+    elsewhere: bool,
 }
 
 impl<'a> Context<'a> {
@@ -89,6 +91,7 @@ impl<'a> Context<'a> {
             id: None,
             accepted: None,
             modified: None,
+            elsewhere: false,
         };
         let cells = match raw.cells(self.header.as_ref()) {
             Ok(cells) => cells,
@@ -110,6 +113,9 @@ impl<'a> Context<'a> {
                 if let (Some(index), Some(header)) = (file_column, &self.header) {
                     row.file = raw.field_text(index, header).map(str::to_string);
                 }
+                row.elsewhere = self
+                    .settings
+                    .elsewhere(row.file.as_deref().unwrap_or_default().trim());
                 return row;
             }
         };
@@ -160,7 +166,12 @@ impl<'a> Context<'a> {
         let reported = self.read_times(&mut row);
         self.check_fields(&mut row, &reported);
         let target = self.check_file_value(&mut row, file);
-        if let Some(path) = target {
+        // Every shard checks every row's fields, so that all refuse a bad manifest alike; only
+        // the shard a row belongs to opens its file.
+        row.elsewhere = self
+            .settings
+            .elsewhere(row.file.as_deref().unwrap_or_default());
+        if let Some(path) = target.filter(|_| !row.elsewhere) {
             let inspection = files::inspect(&path);
             row.id = inspection.id;
             row.modified = inspection.modified;
@@ -380,6 +391,12 @@ impl Examined {
         ranked.sort_by_key(|(rank, _)| *rank);
         let problems: Vec<Problem> = ranked.into_iter().map(|(_, p)| p).collect();
         let has_error = problems.iter().any(Problem::is_error);
+        if self.elsewhere {
+            return Verdict::OtherShard {
+                line: self.line,
+                problems,
+            };
+        }
         match (
             self.accepted,
             has_error || context.manifest_invalid,

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::fields;
 use super::times::TimeSettings;
 use crate::manifest::{self, Format};
+use crate::shard::Shard;
 
 #[derive(Clone, Debug)]
 pub struct ManifestSettings {
@@ -23,6 +24,8 @@ pub struct ManifestSettings {
     pub fills: Vec<(String, String)>,
     /// `--timestamp-column` and the date and time formats, and `--timezone`.
     pub times: TimeSettings,
+    /// `upload --shard`: the rows of other shards have their fields checked, not their files.
+    pub shard: Option<Shard>,
 }
 
 impl ManifestSettings {
@@ -55,6 +58,7 @@ impl ManifestSettings {
             renames: parse_renames(map)?,
             fills: parse_fills(set)?,
             times: TimeSettings::default(),
+            shard: None,
         })
     }
 
@@ -62,6 +66,18 @@ impl ManifestSettings {
     pub fn with_times(mut self, times: TimeSettings) -> ManifestSettings {
         self.times = times;
         self
+    }
+
+    /// Taking only the rows of `shard` (`upload --shard`).
+    pub fn with_shard(mut self, shard: Option<Shard>) -> ManifestSettings {
+        self.shard = shard;
+        self
+    }
+
+    /// True for a row of another shard (never without `--shard`); `file` is its path as the
+    /// manifest writes it, empty for a row that has none.
+    pub fn elsewhere(&self, file: &str) -> bool {
+        self.shard.is_some_and(|shard| !shard.takes(file))
     }
 
     /// The manifest as the user wrote it, for messages (`manifest.csv:17: ...`).

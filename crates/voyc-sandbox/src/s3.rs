@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::faults::Fault;
+use crate::gate::Passage;
 use crate::s3_error::{S3Error, xml_text};
 use crate::shared::{ConnectionHandle, Shared};
 use crate::sigv4::{PostGrant, uri_encode};
@@ -274,8 +275,11 @@ pub(crate) async fn post_object(
 ) -> Response {
     shared.delay().await;
     shared.s3_requests.fetch_add(1, Ordering::Relaxed);
-    let draw = shared.faults.draw_s3();
     let mut body = Metered::new(body, shared.clone(), connection);
+    if shared.gate.s3() == Passage::Down {
+        return finish(&mut body, &headers, Err(S3Error::service_unavailable())).await;
+    }
+    let draw = shared.faults.draw_s3();
     let result = if draw.fail {
         shared.faults.count(Fault::S3Fail);
         Err(S3Error::slow_down())
@@ -436,8 +440,11 @@ pub(crate) async fn put_object(
 ) -> Response {
     shared.delay().await;
     shared.s3_requests.fetch_add(1, Ordering::Relaxed);
-    let draw = shared.faults.draw_s3();
     let mut body = Metered::new(body, shared.clone(), connection);
+    if shared.gate.s3() == Passage::Down {
+        return finish(&mut body, &headers, Err(S3Error::service_unavailable())).await;
+    }
+    let draw = shared.faults.draw_s3();
     let result = if draw.fail {
         shared.faults.count(Fault::S3Fail);
         Err(S3Error::slow_down())

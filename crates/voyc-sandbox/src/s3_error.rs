@@ -54,6 +54,15 @@ impl S3Error {
         )
     }
 
+    /// What S3 answers while it is down (the sandbox's outage switches).
+    pub(crate) fn service_unavailable() -> S3Error {
+        S3Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Service is unable to handle request.",
+        )
+    }
+
     pub(crate) fn internal() -> S3Error {
         S3Error::new(
             StatusCode::INTERNAL_SERVER_ERROR,
