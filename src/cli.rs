@@ -23,6 +23,11 @@ impl Cli {
     pub fn from_env() -> Cli {
         Cli::parse()
     }
+
+    /// `upload --log-format json`: an error in the settings is written as JSON events too.
+    pub fn wants_json_log(&self) -> bool {
+        matches!(&self.command, Command::Upload(args) if args.log_format == LogFormat::Json)
+    }
 }
 
 /// The completion script for `shell`, generated from these definitions.
@@ -55,7 +60,7 @@ pub enum Command {
     /// Check every row of a manifest and print every problem, without sending anything.
     Validate(ValidateArgs),
     /// Upload every row of a manifest to Voyc: call 1 with its metadata, then the audio to S3.
-    Upload(UploadArgs),
+    Upload(Box<UploadArgs>),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
     /// Join the reports of runs over parts of one manifest into one report, in manifest order,
@@ -426,4 +431,21 @@ pub struct UploadArgs {
     /// Print nothing when every row succeeds; otherwise only failed rows and the summary.
     #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
+
+    /// What stderr gets: lines for a person, or one JSON object per event for a log shipper.
+    #[arg(
+        help_heading = "Output",
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`; settings turn it into the progress display's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
 }

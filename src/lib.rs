@@ -28,6 +28,7 @@ use std::process::ExitCode;
 
 pub use cli::Cli;
 pub use commands::run;
+pub use progress::json_error;
 pub use settings::Settings;
 
 /// What the fuzz targets (`fuzz/`) check, and `tests/cli/fuzz_regressions.rs` replays.

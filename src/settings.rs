@@ -13,6 +13,7 @@ use voyc_sandbox::{Outage, S3Storage, SandboxConfig};
 use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
 use crate::journal::Destination;
 use crate::manifest::Format;
+use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::secret::{TOKEN_ENV, Token, TokenCommand};
 use crate::shard::Shard;
@@ -178,6 +179,8 @@ pub struct UploadSettings {
     /// A file uploaded before under other metadata is sent again, as a new conversation.
     pub reupload_changed: bool,
     pub quiet: bool,
+    /// `--log-format`: plain lines or JSON events on stderr.
+    pub log_format: LogFormat,
 }
 
 impl UploadSettings {
@@ -298,6 +301,10 @@ impl UploadSettings {
             allow_empty: args.allow_empty,
             reupload_changed: args.reupload_changed,
             quiet: args.quiet,
+            log_format: match args.log_format {
+                cli::LogFormat::Plain => LogFormat::Plain,
+                cli::LogFormat::Json => LogFormat::Json,
+            },
         })
     }
 }

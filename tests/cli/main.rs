@@ -6,6 +6,7 @@ mod fuzz_regressions;
 mod generated;
 mod hostile;
 mod hostile_files;
+mod logs;
 mod merge;
 mod nightly;
 mod real_s3;
