@@ -10,6 +10,7 @@ mod merge;
 mod real_s3;
 mod run_edges;
 mod sandbox;
+mod scan;
 mod upload;
 mod util;
 mod validate;
