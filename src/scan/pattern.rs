@@ -273,10 +273,14 @@ impl Field {
         let problem = |p: fields::FieldProblem| p.to_string();
         match &self.reading {
             Reading::Text => {
-                let value = Value::String(raw.to_string());
+                let value = || Value::String(raw.to_string());
                 match self.name.as_str() {
-                    "direction" => fields::parse_direction(&value).map(drop).map_err(problem)?,
-                    "speakers" => fields::parse_speakers(&value).map(drop).map_err(problem)?,
+                    "direction" => fields::parse_direction(&value())
+                        .map(drop)
+                        .map_err(problem)?,
+                    "speakers" => fields::parse_speakers(&value())
+                        .map(drop)
+                        .map_err(problem)?,
                     _ => {}
                 };
                 Ok(raw.to_string())
@@ -388,9 +392,9 @@ impl<'a> Matcher<'a> {
             },
             Element::Star => {
                 let end = self.name_end(at);
-                ends(path, at, end, 0).any(|e| self.go(element + 1, e))
+                ends(path, at, end, true).any(|e| self.go(element + 1, e))
             }
-            Element::Anything => ends(path, at, path.len(), 0).any(|e| self.go(element + 1, e)),
+            Element::Anything => ends(path, at, path.len(), true).any(|e| self.go(element + 1, e)),
             Element::Folders => {
                 let mut candidates: Vec<usize> = path[at..]
                     .match_indices('/')
@@ -402,13 +406,21 @@ impl<'a> Matcher<'a> {
             }
             Element::Field(field) => {
                 let candidates: Vec<usize> = match &field.reading {
-                    Reading::Text => ends(path, at, self.name_end(at), 1).collect(),
+                    Reading::Text => ends(path, at, self.name_end(at), false).collect(),
                     Reading::Date(format) | Reading::Time(format) => format.ends(path, at),
                 };
                 if candidates.is_empty() {
                     return self.missed(element, at);
                 }
+                // Strict, a value is read only where the text after it can follow.
+                let next = match self.pattern.elements.get(element + 1) {
+                    Some(Element::Literal(next)) if self.strict => Some(next.as_str()),
+                    _ => None,
+                };
                 for end in candidates {
+                    if next.is_some_and(|next| !path[end..].starts_with(next)) {
+                        continue;
+                    }
                     let raw = &path[at..end];
                     // Loose, the text is kept as written, to be read again for the reason.
                     let value = match self.strict {
@@ -429,16 +441,13 @@ impl<'a> Matcher<'a> {
     }
 }
 
-/// The char boundaries from `end` down to `at + least` (greedy first).
-fn ends(path: &str, at: usize, end: usize, least: usize) -> impl Iterator<Item = usize> + '_ {
-    let mut bounds: Vec<usize> = path[at..end]
-        .char_indices()
-        .map(|(i, _)| at + i)
-        .chain(std::iter::once(end))
-        .skip(least)
-        .collect();
-    bounds.reverse();
-    bounds.into_iter()
+/// The char boundaries from `end` down to `at` (greedy first), `at` itself only when the
+/// text may be empty.
+fn ends(path: &str, at: usize, end: usize, empty: bool) -> impl Iterator<Item = usize> + '_ {
+    let first = if empty { at } else { at + 1 };
+    (first..=end)
+        .rev()
+        .filter(move |&i| path.is_char_boundary(i))
 }
 
 impl Format {

@@ -83,7 +83,13 @@ fn the_manifest_scan_writes_uploads_every_matching_file_as_it_is() {
     export(&dir);
     let scanned = voyc(dir.path())
         .args(["scan", "tree", "--pattern", PATTERN])
-        .args(["--set", "channel_id=support", "--out", "manifest.csv", "--quiet"])
+        .args([
+            "--set",
+            "channel_id=support",
+            "--out",
+            "manifest.csv",
+            "--quiet",
+        ])
         .output()
         .unwrap();
     assert_eq!(scanned.status.code(), Some(1), "{}", show(&scanned));
@@ -101,14 +107,25 @@ fn the_manifest_scan_writes_uploads_every_matching_file_as_it_is() {
             (row["file"].as_str(), row["status"].as_str(), size)
         })
         .collect();
-    let expected: Vec<&str> = MATCHED.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let expected: Vec<&str> = MATCHED
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
     assert_eq!(
-        uploaded.iter().map(|(file, _, _)| *file).collect::<Vec<_>>(),
+        uploaded
+            .iter()
+            .map(|(file, _, _)| *file)
+            .collect::<Vec<_>>(),
         expected
     );
     for (row, (file, status, size)) in report.iter().zip(&uploaded) {
         assert_eq!(*status, "uploaded", "{file}: {row:?}");
-        assert_eq!(row["bytes"], size.to_string(), "{file}: every byte was sent");
+        assert_eq!(
+            row["bytes"],
+            size.to_string(),
+            "{file}: every byte was sent"
+        );
     }
 }
 
@@ -117,7 +134,14 @@ fn written_to_stdout_the_paths_are_absolute_so_the_manifest_validates_wherever_i
     let dir = Dir::new();
     export(&dir);
     let out = voyc(dir.path())
-        .args(["scan", "tree", "--pattern", PATTERN, "--set", "channel_id=7"])
+        .args([
+            "scan",
+            "tree",
+            "--pattern",
+            PATTERN,
+            "--set",
+            "channel_id=7",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -157,7 +181,14 @@ fn a_manifest_written_into_the_folder_scanned_has_paths_relative_to_it_and_is_no
     export(&dir);
     for _ in 0..2 {
         let out = voyc(dir.path())
-            .args(["scan", "tree", "--pattern", PATTERN, "--set", "channel_id=support"])
+            .args([
+                "scan",
+                "tree",
+                "--pattern",
+                PATTERN,
+                "--set",
+                "channel_id=support",
+            ])
             .args(["--out", "tree/manifest.csv"])
             .output()
             .unwrap();
@@ -187,8 +218,12 @@ fn when_every_file_matches_it_exits_0_and_quiet_prints_nothing() {
     let pattern = "{call_date:%Y%m%d}_{call_time:%H%M%S}_{agent}_{direction}.wav";
     let scan = |quiet: bool| {
         let mut cmd = voyc(dir.path());
-        cmd.args(["scan", "calls", "--pattern", pattern])
-            .args(["--set", "channel_id=9", "--out", "calls.csv"]);
+        cmd.args(["scan", "calls", "--pattern", pattern]).args([
+            "--set",
+            "channel_id=9",
+            "--out",
+            "calls.csv",
+        ]);
         if quiet {
             cmd.arg("--quiet");
         }
@@ -216,7 +251,14 @@ fn a_missing_required_column_is_warned_about_before_the_scan() {
     let dir = Dir::new();
     dir.write("calls/ann.wav", wav(1, 100));
     let out = voyc(dir.path())
-        .args(["scan", "calls", "--pattern", "{agent}.wav", "--out", "m.csv"])
+        .args([
+            "scan",
+            "calls",
+            "--pattern",
+            "{agent}.wav",
+            "--out",
+            "m.csv",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -264,7 +306,13 @@ fn usage_errors_name_the_flag_at_fault() {
         "error: --set agent=…: the pattern already reads agent from every path; keep one of the two\n"
     );
     assert_eq!(
-        error(&["calls", "--pattern", "{agent}.wav", "--set", "call_date=2024-13-01"]),
+        error(&[
+            "calls",
+            "--pattern",
+            "{agent}.wav",
+            "--set",
+            "call_date=2024-13-01"
+        ]),
         "error: --set \"call_date=2024-13-01\": call_date \"2024-13-01\": not a valid date, expected YYYY-MM-DD\n"
     );
     assert_eq!(
@@ -281,6 +329,9 @@ fn scan_has_a_man_page_and_completions() {
     let page = text(&out.stdout);
     assert!(page.contains(".TH voyc-import-scan 1"), "{page}");
     assert!(page.contains("\\-\\-pattern"), "{page}");
-    let out = voyc(dir.path()).args(["completions", "bash"]).output().unwrap();
+    let out = voyc(dir.path())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert!(text(&out.stdout).contains("--pattern"));
 }
