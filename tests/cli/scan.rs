@@ -335,3 +335,68 @@ fn scan_has_a_man_page_and_completions() {
         .unwrap();
     assert!(text(&out.stdout).contains("--pattern"));
 }
+
+#[cfg(unix)]
+#[test]
+fn names_with_commas_quotes_and_line_breaks_are_quoted_so_the_manifest_still_validates() {
+    let dir = Dir::new();
+    for (i, agent) in ["ann, the boss", "ben \"b\" okafor", "cara\nline two"]
+        .into_iter()
+        .enumerate()
+    {
+        dir.write(format!("calls/20240305_{agent}.wav"), wav(i, 100));
+    }
+    let out = voyc(dir.path())
+        .args([
+            "scan",
+            "calls",
+            "--pattern",
+            "{call_date:%Y%m%d}_{agent}.wav",
+        ])
+        .args(["--set", "channel_id=1", "--set", "call_time=09:00:00"])
+        .args(["--out", "m.csv", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let validated = voyc(dir.path())
+        .args(["validate", "m.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&validated.stdout),
+        "3 rows checked: all valid, 0 warnings\n",
+        "{}",
+        show(&validated)
+    );
+    let mut agents: Vec<String> = csv::Reader::from_path(dir.join("m.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[2].to_string())
+        .collect();
+    agents.sort();
+    assert_eq!(
+        agents,
+        ["ann, the boss", "ben \"b\" okafor", "cara\nline two"]
+    );
+
+    // A file that does not match is named on one line, its line break escaped.
+    dir.write("calls/cara\nthree.wav", wav(9, 100));
+    let out = voyc(dir.path())
+        .args([
+            "scan",
+            "calls",
+            "--pattern",
+            "{call_date:%Y%m%d}_{agent}.wav",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stderr).starts_with(
+            "calls/cara\\nthree.wav: call_date: expected a date as %Y%m%d (like \"20261128\"), found \"cara\\nthree.wav\"\n"
+        ),
+        "{}",
+        show(&out)
+    );
+}
