@@ -469,10 +469,16 @@ impl Format {
                 Item::Literal(s) | Item::Space(s) => Atom::Literal(s.to_string()),
                 Item::OwnedLiteral(s) | Item::OwnedSpace(s) => Atom::Literal(s.to_string()),
                 Item::Numeric(numeric, pad) => numeric_atom(&numeric, pad),
-                Item::Fixed(fixed) => fixed_atom(&fixed).ok_or((
-                    0,
-                    "a zone or an offset cannot be read from a file name".to_string(),
-                ))?,
+                Item::Fixed(fixed) => fixed_atom(&fixed).ok_or_else(|| {
+                    let offset = first_item(
+                        text,
+                        |item| matches!(item, Item::Fixed(fixed) if fixed_atom(fixed).is_none()),
+                    );
+                    (
+                        offset.unwrap_or(0),
+                        "a zone or an offset cannot be read from a file name".to_string(),
+                    )
+                })?,
                 _ => Atom::Run {
                     class: Class::Other,
                     min: 1,
@@ -576,26 +582,40 @@ fn fixed_atom(fixed: &Fixed) -> Option<Atom> {
     }
 }
 
+/// Each `%` specifier of a format with its byte offset: the shortest text from there that
+/// chrono reads (`%Y`, `%-d`, `%.3f`, `%%`), or `None` where it reads none.
+fn specifiers(format: &str) -> Vec<(usize, Option<&str>)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(i) = format[at..].find('%') {
+        let start = at + i;
+        let read = (2..=5).find_map(|n| {
+            let spec = format.get(start..start + n)?;
+            (!StrftimeItems::new(spec).any(|item| matches!(item, Item::Error))).then_some(spec)
+        });
+        found.push((start, read));
+        at = start + read.map_or(1, str::len);
+    }
+    found
+}
+
 /// The byte offset of the first specifier chrono cannot read, if any.
 fn bad_specifier(format: &str) -> Option<usize> {
     if !StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
         return None;
     }
-    let mut at = 0;
-    while let Some(i) = format[at..].find('%') {
-        let start = at + i;
-        // The shortest specifier starting here that chrono reads (`%Y`, `%-d`, `%.3f`, `%%`).
-        let read = (2..=5).find(|&n| {
-            format
-                .get(start..start + n)
-                .is_some_and(|s| !StrftimeItems::new(s).any(|item| matches!(item, Item::Error)))
-        });
-        match read {
-            Some(n) => at = start + n,
-            None => return Some(start),
-        }
-    }
-    Some(0)
+    let bad = specifiers(format)
+        .into_iter()
+        .find(|(_, read)| read.is_none());
+    Some(bad.map_or(0, |(offset, _)| offset))
+}
+
+/// The byte offset in `format` of the first specifier `what` picks.
+fn first_item(format: &str, what: fn(&Item<'_>) -> bool) -> Option<usize> {
+    specifiers(format).into_iter().find_map(|(offset, read)| {
+        read.filter(|spec| StrftimeItems::new(spec).any(|item| what(&item)))
+            .map(|_| offset)
+    })
 }
 
 /// `%Q`: the specifier at `offset`, for a message.
@@ -893,27 +913,6 @@ impl Parser<'_> {
         }
         Ok(format)
     }
-}
-
-/// The byte offset in `format` of the first specifier `what` picks.
-fn first_item(format: &str, what: fn(&Item<'_>) -> bool) -> Option<usize> {
-    let mut at = 0;
-    while let Some(i) = format[at..].find('%') {
-        let start = at + i;
-        let n = (2..=5)
-            .find(|&n| {
-                format
-                    .get(start..start + n)
-                    .is_some_and(|s| !StrftimeItems::new(s).any(|item| matches!(item, Item::Error)))
-            })
-            .unwrap_or(2);
-        let spec = format.get(start..start + n).unwrap_or_default();
-        if StrftimeItems::new(spec).any(|item| what(&item)) {
-            return Some(start);
-        }
-        at = start + n.min(format.len() - start);
-    }
-    None
 }
 
 #[cfg(test)]

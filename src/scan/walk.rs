@@ -239,4 +239,40 @@ mod tests {
             }]
         );
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_name_that_is_not_utf8_and_a_named_pipe_are_reported_not_listed() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("ok.wav"), b"x").unwrap();
+        fs::write(
+            dir.path().join(std::ffi::OsStr::from_bytes(b"Jos\xe9.wav")),
+            b"x",
+        )
+        .unwrap();
+        let fifo =
+            std::ffi::CString::new(dir.path().join("pipe.wav").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let (entries, unlisted) = sorted(list_folder(dir.path()));
+        assert_eq!(entries, [("ok.wav".to_string(), 1)]);
+        let reasons: Vec<(&str, &str)> = unlisted
+            .iter()
+            .map(|u| (u.path.as_str(), u.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "Jos\u{fffd}.wav",
+                    "the name is not valid UTF-8, so a manifest cannot hold it; rename it"
+                ),
+                (
+                    "pipe.wav",
+                    "is not a regular file (a named pipe, a socket or a device)"
+                )
+            ]
+        );
+    }
 }
