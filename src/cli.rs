@@ -63,6 +63,9 @@ pub enum Command {
     Upload(Box<UploadArgs>),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
+    /// Write a manifest (CSV) for a folder of recordings, reading each call's metadata from its
+    /// file and folder names.
+    Scan(ScanArgs),
     /// Join the reports of runs over parts of one manifest into one report, in manifest order,
     /// naming every row that is missing or repeated.
     MergeReports(MergeReportsArgs),
@@ -75,8 +78,31 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// The command whose page to print [default: voyc-import's own, which lists the commands].
-    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "sandbox", "merge-reports", "completions", "man"])]
+    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "scan", "sandbox", "merge-reports", "completions", "man"])]
     pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The folder that holds the recordings: every file under it, however deep, is matched.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// What each file's path below DIR looks like, e.g. "{call_date:%Y%m%d}_{agent}.wav".
+    #[arg(help_heading = "Manifest", long, value_name = "PATTERN")]
+    pub pattern: String,
+
+    /// Add a column with this value on every row (repeatable), e.g. --set channel_id=42.
+    #[arg(help_heading = "Manifest", long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Write the manifest to this .csv file [default: standard output].
+    #[arg(help_heading = "Output", long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Print nothing when every file matches; otherwise only the files that did not, and the summary.
+    #[arg(help_heading = "Output", long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

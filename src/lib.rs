@@ -16,6 +16,7 @@ mod outcome;
 mod plan;
 mod progress;
 mod report;
+mod scan;
 mod secret;
 mod settings;
 mod shard;

@@ -28,8 +28,10 @@ use crate::manifest::{Manifest, Unreadable};
 pub use fields::Severity;
 use files::FileId;
 pub(crate) use files::{describe_start, io_text, open_regular, shown};
+pub(crate) use rows::is_near;
 use rows::{Context, Examined};
 pub use settings::ManifestSettings;
+pub(crate) use settings::parse_fills;
 pub use sniff::AudioFormat;
 pub use times::TimeSettings;
 

@@ -717,7 +717,7 @@ fn extension_warning(file: Option<&str>, format: super::AudioFormat) -> Option<S
 }
 
 /// Whether a name is within two edits of a reserved key, ignoring case (but not equal).
-fn is_near(name: &str, key: &str) -> bool {
+pub(crate) fn is_near(name: &str, key: &str) -> bool {
     if name == key || name.len().abs_diff(key.len()) > 2 {
         return false;
     }

@@ -141,7 +141,7 @@ fn parse_renames(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(renames)
 }
 
-fn parse_fills(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn parse_fills(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut fills: Vec<(String, String)> = Vec::new();
     for set in given {
         let (key, value) = split_pair("--set", set, "KEY=VALUE, e.g. --set channel_id=42")?;

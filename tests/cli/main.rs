@@ -12,6 +12,7 @@ mod nightly;
 mod real_s3;
 mod run_edges;
 mod sandbox;
+mod scan;
 mod shard;
 mod upload;
 mod util;
