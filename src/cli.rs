@@ -392,7 +392,7 @@ pub struct UploadArgs {
     #[arg(help_heading = "Pacing", long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 
-    /// Retries per call after a transient failure (connection errors, timeouts, 408, 425, 429, 5xx).
+    /// Retries per call after a transient failure (connection errors, timeouts, 5xx); 429s and outages spend none.
     #[arg(help_heading = "Pacing", long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
 

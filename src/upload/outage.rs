@@ -23,11 +23,12 @@ use crate::human;
 pub const TRIP_AFTER: u32 = 3;
 /// The first probe's wait; each further one doubles it, up to [`PROBE_CAP`].
 pub const PROBE_FIRST: Duration = Duration::from_secs(1);
-pub const PROBE_CAP: Duration = Duration::from_secs(30);
+pub const PROBE_CAP: Duration = Duration::from_secs(15);
 /// A `Retry-After` on an unavailable answer spaces the probes up to this.
 pub const PROBE_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// The wait before probe number `probes + 1`: 1 s, 2 s, 4 s ... up to 30 s.
+/// The wait before probe number `probes + 1`: 1 s, 2 s, 4 s, 8 s, then 15 s (a service back
+/// after 40 s is found within 15 s of it, for four requests a minute while it is down).
 pub fn probe_delay(probes: u32) -> Duration {
     PROBE_FIRST
         .saturating_mul(1 << probes.min(10))
@@ -442,9 +443,9 @@ mod tests {
     }
 
     #[test]
-    fn probes_back_off_to_thirty_seconds() {
+    fn probes_back_off_to_fifteen_seconds() {
         let delays: Vec<u64> = (0..8).map(|n| probe_delay(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(delays, [1, 2, 4, 8, 15, 15, 15, 15]);
         assert_eq!(probe_delay(u32::MAX), PROBE_CAP);
     }
 
@@ -589,8 +590,8 @@ mod tests {
             TRIP_AFTER - 1,
             "only the failures before the outage was seen"
         );
-        // 1+2+4+8+16 s, then every 30 s up to 10 minutes.
-        assert!((20..=25).contains(&probes), "{probes} probes");
+        // 1+2+4+8 s, then every 15 s up to 10 minutes.
+        assert!((40..=45).contains(&probes), "{probes} probes");
         assert!(manual.sleeps().iter().all(|&s| s <= PROBE_CAP));
         let (outages, _) = gate.waited();
         assert_eq!(outages, 1);
