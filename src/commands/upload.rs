@@ -664,13 +664,26 @@ async fn watch_outages(engine: Arc<Engine>, progress: Arc<Progress>) {
 
 /// What outages and throttling cost the run, if they did.
 fn say_pacing(engine: &Engine, progress: &Progress) {
-    let (outages, down_time) = engine.outages.waited();
-    if outages > 0 {
-        let probes = engine.outages.api.probes_failed() + engine.outages.s3.probes_failed();
+    let gates = [&engine.outages.api, &engine.outages.s3];
+    let waited: Vec<String> = gates
+        .iter()
+        .filter_map(|gate| {
+            let (outages, down_time) = gate.waited();
+            (outages > 0).then(|| {
+                format!(
+                    "{} of {} ({})",
+                    human::count_of(u64::from(outages), "outage", "outages"),
+                    gate.service(),
+                    human::elapsed(down_time)
+                )
+            })
+        })
+        .collect();
+    if !waited.is_empty() {
+        let probes: u64 = gates.iter().map(|gate| gate.probes_failed()).sum();
         progress.say(&format!(
-            "waited out {} of Voyc or S3 ({} in all; {} met it)",
-            human::count_of(u64::from(outages), "outage", "outages"),
-            human::elapsed(down_time),
+            "waited out {}; {} met the outage",
+            waited.join(" and "),
             human::count_of(probes, "probe", "probes"),
         ));
     }

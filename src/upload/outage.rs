@@ -89,12 +89,6 @@ impl Outages {
     pub fn down(&self, now: Instant) -> Option<Down> {
         self.api.down(now).or_else(|| self.s3.down(now))
     }
-
-    /// Outages waited out so far, and the time spent in them.
-    pub fn waited(&self) -> (u32, Duration) {
-        let (a, b) = (self.api.waited(), self.s3.waited());
-        (a.0 + b.0, a.1 + b.1)
-    }
 }
 
 /// One service's state, shared by every worker.
@@ -411,6 +405,11 @@ impl Gate {
     pub fn waited(&self) -> (u32, Duration) {
         let state = self.state.lock().expect("outage gate");
         (state.outages, state.down_time)
+    }
+
+    /// "Voyc" or "S3".
+    pub fn service(&self) -> &'static str {
+        self.service
     }
 
     /// Probes that met the outage.

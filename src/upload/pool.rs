@@ -1927,7 +1927,11 @@ mod tests {
                 .iter()
                 .all(|&s| s <= Duration::from_secs(15))
         );
-        let (outages, down) = setup.engine.outages.waited();
+        let (api, s3) = (
+            setup.engine.outages.api.waited(),
+            setup.engine.outages.s3.waited(),
+        );
+        let (outages, down) = (api.0 + s3.0, api.1.max(s3.1));
         assert!(outages >= 1, "{outages}");
         assert!(down >= Duration::from_secs(590), "{down:?}");
         assert_eq!(
