@@ -415,6 +415,7 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         seed: args.seed,
         data_dir: args.data_dir.clone(),
         s3,
+        log_errors: true,
     })
 }
 

@@ -1065,3 +1065,29 @@ fn the_sandbox_shows_its_default_token_but_never_one_given_with_token() {
         "{stderr}"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_upload_the_sandbox_cannot_store_is_a_500_whose_cause_it_logs() {
+    let data = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(&["--data-dir", data.path().to_str().unwrap()]);
+    // The bucket's folder turns into a file: no upload can be stored under it.
+    let bucket = data.path().join("voyc-sandbox");
+    std::fs::remove_dir_all(&bucket).unwrap();
+    std::fs::write(&bucket, "").unwrap();
+    let answer = sandbox.create().await;
+    let (status, body) = sandbox.upload_post(&answer, b"RIFF\0\0\0\0WAVE").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(xml_code(&body), "InternalError", "{body}");
+    assert!(
+        body.contains("the sandbox could not store the upload: "),
+        "{body}"
+    );
+    let (_, stderr) = sandbox.interrupt();
+    assert!(
+        stderr.contains(
+            "sandbox: answered 500 InternalError: the sandbox could not store the upload: "
+        ),
+        "{stderr}"
+    );
+}

@@ -95,6 +95,10 @@ pub struct SandboxConfig {
     /// When set, call 1 presigns uploads for this S3 server instead of the sandbox's own
     /// stand-in, and the inspection endpoint reports what that server holds.
     pub s3: Option<S3Storage>,
+    /// Print on stderr why an upload could not be stored (its 500 `InternalError` says it to
+    /// the client too): `voyc-import sandbox` does; the in-process sandbox of `upload
+    /// --sandbox` does not, as its stderr is the run's log.
+    pub log_errors: bool,
 }
 
 impl Default for SandboxConfig {
@@ -122,6 +126,7 @@ impl Default for SandboxConfig {
             seed: None,
             data_dir: None,
             s3: None,
+            log_errors: false,
         }
     }
 }

@@ -205,6 +205,22 @@ impl Sink {
     }
 }
 
+/// An upload the sandbox itself could not store (a full disk, no file descriptor left) is
+/// its own failure, not the client's: say why on stderr, where its operator looks.
+fn log_failure<T>(shared: &Shared, result: &Result<T, S3Error>) {
+    if let Err(err) = result
+        && err.status.is_server_error()
+        && shared.config.log_errors
+        && let Some(detail) = err.detail()
+    {
+        eprintln!(
+            "sandbox: answered {} {}: {detail}",
+            err.status.as_u16(),
+            err.code
+        );
+    }
+}
+
 fn storage_error(err: &io::Error) -> S3Error {
     S3Error::internal().with(
         "Detail",
@@ -289,6 +305,7 @@ pub(crate) async fn post_object(
         }
         receive_post(&shared, &bucket, &headers, &mut body).await
     };
+    log_failure(&shared, &result);
     finish(&mut body, &headers, result).await
 }
 
@@ -454,6 +471,7 @@ pub(crate) async fn put_object(
         }
         receive_put(&shared, &bucket, &key, &query, &headers, &mut body).await
     };
+    log_failure(&shared, &result);
     finish(&mut body, &headers, result).await
 }
 

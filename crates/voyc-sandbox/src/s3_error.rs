@@ -24,6 +24,14 @@ impl S3Error {
         }
     }
 
+    /// The `<Detail>` element, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(name, _)| *name == "Detail")
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Adds an element after `<Message>`, e.g. `<MaxSizeAllowed>`.
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
         self.details.push((name, value.into()));
