@@ -436,7 +436,7 @@ impl Engine {
                 true => {
                     self.outages
                         .api
-                        .admit(&self.clock, &self.control, max_outage)
+                        .admit(&self.clock, &self.control, max_outage, job.seq)
                         .await
                 }
                 false => None,
@@ -572,7 +572,7 @@ impl Engine {
             let Some(ticket) = self
                 .outages
                 .s3
-                .admit(&self.clock, &self.control, max_outage)
+                .admit(&self.clock, &self.control, max_outage, job.seq)
                 .await
             else {
                 return Err(UploadEnd::End(
