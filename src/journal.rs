@@ -127,6 +127,16 @@ CREATE TABLE IF NOT EXISTS runs (
 ";
 
 /// After the columns exist (a journal of schema 1 or 2 gains them first).
+/// An uploaded row of this destination with this path and size, the latest first.
+// INDEXED BY: without statistics SQLite prefers the primary key's prefix (`destination`), a
+// scan of every row of the destination for each lookup, which made a run slower with every row
+// its journal held (100,000 rows: from 760 to 70 files a second).
+const UPLOADED_FILE: &str =
+    "SELECT conversation_id, bytes, sha256, file, body FROM rows INDEXED BY rows_uploaded_file
+     WHERE destination = ?1 AND path = ?2 AND size = ?3 AND state = 'uploaded'
+       AND updated_at <= ?4
+     ORDER BY updated_at DESC LIMIT 1";
+
 const CLAIM_INDEX: &str = "CREATE INDEX IF NOT EXISTS rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;
      CREATE INDEX IF NOT EXISTS rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded';";
 
@@ -551,16 +561,16 @@ impl Journal {
     /// yet brought up to date (a `--dry-run`).
     pub fn uploaded_file(&self, path: &str, size: u64) -> anyhow::Result<Option<EarlierUpload>> {
         let reader = self.reader.lock().expect("journal reader");
-        let statement = reader.prepare_cached(
-            "SELECT conversation_id, bytes, sha256, file, body FROM rows
-             WHERE destination = ?1 AND path = ?2 AND size = ?3 AND state = 'uploaded'
-               AND updated_at <= ?4
-             ORDER BY updated_at DESC LIMIT 1",
-        );
+        let statement = reader.prepare_cached(UPLOADED_FILE);
         let mut statement = match statement {
             Ok(statement) => statement,
             // A journal of schema 1 or 2 (opened for a dry run's lookups): nothing is known.
-            Err(err) if err.to_string().starts_with("no such column") => return Ok(None),
+            Err(err)
+                if err.to_string().starts_with("no such column")
+                    || err.to_string().starts_with("no such index") =>
+            {
+                return Ok(None);
+            }
             Err(err) => {
                 return Err(err)
                     .with_context(|| format!("cannot read the journal {}", self.path.display()));
@@ -2256,6 +2266,27 @@ mod tests {
         let other =
             Journal::open(&path, &Destination::voyc("https://api.app.voyc.ai", "7")).unwrap();
         assert_eq!(other.uploaded_file("calls/1.wav", 10).unwrap(), None);
+    }
+
+    #[test]
+    fn finding_an_earlier_upload_of_a_file_is_an_index_search_not_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
+        let reader = journal.reader.lock().unwrap();
+        let plan: Vec<String> = reader
+            .prepare(&format!("EXPLAIN QUERY PLAN {UPLOADED_FILE}"))
+            .unwrap()
+            .query_map(params![1, "calls/1.wav", 10, "9999"], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step
+                .contains("USING INDEX rows_uploaded_file (destination=? AND path=? AND size=?)")),
+            "{plan:?}"
+        );
     }
 
     #[test]
