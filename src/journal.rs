@@ -180,6 +180,10 @@ pub struct RowIdentity([u8; 32]);
 /// by name, as a user reads the path (a symlinked folder is not followed).
 pub fn identity_path(file: &str) -> String {
     use std::path::Component;
+    // An object's URL is already one spelling of it (its key is taken literally).
+    if crate::objects::is_object_url(file) {
+        return file.to_string();
+    }
     let mut root = String::new();
     let mut parts: Vec<&str> = Vec::new();
     for component in Path::new(file).components() {
@@ -205,6 +209,13 @@ impl RowIdentity {
     /// The identity of a row whose path is `file` as the manifest writes it.
     pub fn of_row(file: &str, size: u64, body: &[u8]) -> RowIdentity {
         RowIdentity::new(&identity_path(file), size, body)
+    }
+
+    /// The identity of a row whose audio is an object in a store: its URL, its ETag (a
+    /// replaced object is another recording) and its size. No local path's identity can be
+    /// the same: a local path never starts `s3://` once folded ([`identity_path`]).
+    pub fn of_object(url: &str, etag: Option<&str>, size: u64, body: &[u8]) -> RowIdentity {
+        RowIdentity::new(&format!("{url}\0etag {}", etag.unwrap_or("")), size, body)
     }
 
     /// Over `file` exactly as given: what voyc-import 0.1 keyed every row by, and still the
@@ -1521,6 +1532,25 @@ mod tests {
             RowIdentity::new("a", 1, b"bc")
         );
         assert_eq!(a.hex().len(), 64);
+    }
+
+    #[test]
+    fn an_objects_identity_is_its_url_etag_and_size_and_no_local_paths() {
+        let a = RowIdentity::of_object("s3://b/calls/1.wav", Some("\"e1\""), 10, b"{}");
+        assert_ne!(
+            a,
+            RowIdentity::of_object("s3://b/calls/1.wav", Some("\"e2\""), 10, b"{}")
+        );
+        assert_ne!(
+            a,
+            RowIdentity::of_object("s3://b/calls/1.wav", Some("\"e1\""), 11, b"{}")
+        );
+        assert_ne!(
+            a,
+            RowIdentity::of_object("s3://c/calls/1.wav", Some("\"e1\""), 10, b"{}")
+        );
+        assert_ne!(a, RowIdentity::of_row("s3://b/calls/1.wav", 10, b"{}"));
+        assert_eq!(identity_path("s3://b/calls//1.wav"), "s3://b/calls//1.wav");
     }
 
     #[test]
