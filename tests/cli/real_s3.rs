@@ -982,3 +982,59 @@ async fn objects_upload_byte_exact_from_one_bucket_to_another_and_a_rerun_finds_
         );
     }
 }
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn objects_resume_after_kill_9_without_a_second_upload_of_any() {
+    let s3 = seaweed();
+    let dest = "voyc-objects-dest-kill";
+    let sandbox = s3.sandbox(dest, &["--latency-ms", "300"]);
+    let bucket = "voyc-objects-src-kill";
+    let corpus = corpus_in_bucket(&s3, &sandbox, bucket, 12).await;
+    let base = format!("s3://{bucket}/");
+    let args = [
+        "--base-dir",
+        &base,
+        "--source-endpoint",
+        &s3.endpoint,
+        "--concurrency",
+        "3",
+    ];
+    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conversations_created(&sandbox).await < 4 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "no rows started: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no report, the journal as it was
+    child.wait().unwrap();
+
+    let out = upload(&corpus, &sandbox, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert!(
+        report
+            .iter()
+            .all(|r| r["status"] == "uploaded" || r["status"] == "already_uploaded"),
+        "{report:?}"
+    );
+    // Killed with rows left: the rerun sent those.
+    assert!(report.iter().any(|r| r["status"] == "uploaded"), "{report:?}");
+    let on_server = s3
+        .assert_uploaded_rows_are_on_the_server(&sandbox, dest, &corpus)
+        .await;
+    assert_eq!(on_server, 12);
+    let with_audio = sandbox
+        .conversations()
+        .await
+        .iter()
+        .filter(|c| c["uploaded"] == json!(true))
+        .count();
+    assert_eq!(with_audio, 12, "each recording in one conversation only");
+}
