@@ -5,7 +5,8 @@
 # presigned uploads go to SeaweedFS too: files/s, MB/s and peak RSS (GNU time's "Maximum
 # resident set size") of each run, one table. Uses the SeaweedFS that SEAWEED_DIR names
 # (a folder of scripts/seaweedfs.sh start), else starts one of its own on free ports and stops
-# it at the end. Builds the release binary (CARGO_TARGET_DIR is honoured).
+# it at the end. Builds the release binary (CARGO_TARGET_DIR is honoured). Also times
+# `validate` of each manifest (the s3:// one asks every object's HEAD and first bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1000}
@@ -36,30 +37,25 @@ tag=$(date +%s)
 src=voyc-bench-src-$tag
 # The recordings, on disk and (through the filer: no code of ours) in the source bucket.
 python3 - "$work" "$count" "$size_kib" "$VOYC_TEST_S3_FILER" "$src" <<'EOF'
-import concurrent.futures, http.client, os, random, struct, sys, urllib.parse
+import concurrent.futures, os, struct, subprocess, sys
 work, count, size_kib, filer, bucket = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 os.makedirs(f"{work}/calls", exist_ok=True)
 size = size_kib * 1024
 names = []
 for i in range(count):
     name = f"calls/{i:06}.wav"
-    body = b"RIFF" + struct.pack("<I", size - 8) + b"WAVEfmt " + random.Random(i).randbytes(size - 16)
     with open(f"{work}/{name}", "wb") as f:
-        f.write(body)
+        f.write(b"RIFF" + struct.pack("<I", min(size - 8, 2**32 - 1)) + b"WAVEfmt ")
+        left = size - 16
+        while left:
+            piece = min(left, 16 << 20)
+            f.write(os.urandom(piece))
+            left -= piece
     names.append(name)
-host = urllib.parse.urlsplit(filer).netloc
 def put(name):
-    with open(f"{work}/{name}", "rb") as f:
-        body = f.read()
-    boundary = "voycbench"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name.split('/')[-1]}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
-    conn = http.client.HTTPConnection(host)
-    conn.request("POST", f"/buckets/{bucket}/{name}", form, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    answer = conn.getresponse()
-    answer.read()
-    assert answer.status < 300, answer.status
-with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    subprocess.run(["curl", "-sSf", "-o", "/dev/null", "-F", f"file=@{work}/{name}",
+                    f"{filer}/buckets/{bucket}/{name}"], check=True)
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
     list(pool.map(put, names))
 header = "file,channel_id,call_date,call_time,agent\n"
 for manifest, prefix in (("local.csv", ""), ("remote.csv", f"s3://{bucket}/")):
@@ -99,6 +95,15 @@ print(f"| {name} | {count} × {size_kib} KiB | {wall:.2f} s | {count / wall:.0f}
 EOF
 }
 
+for manifest in local remote; do
+    start=$(date +%s.%N)
+    (cd "$work" && /usr/bin/time -f "%M" -o "validate-$manifest.rss" \
+        "$bin" validate "$manifest.csv" --source-endpoint "$VOYC_TEST_S3_ENDPOINT" >/dev/null)
+    end=$(date +%s.%N)
+    python3 -c "import sys; s, e, n, rss = map(float, sys.argv[2:]); print(f'validate {sys.argv[1]}.csv: {n:.0f} rows in {e - s:.2f} s ({n / (e - s):.0f} rows/s), peak RSS {rss / 1024:.1f} MiB')" \
+        "$manifest" "$start" "$end" "$count" "$(cat "$work/validate-$manifest.rss")"
+done
+echo
 echo "| read from | files | wall time | files/s | MB/s | peak RSS |"
 echo "|---|---|---|---|---|---|"
 run local local.csv
