@@ -102,7 +102,9 @@ pub fn manifest_in(dir: &Path, data: &[u8], format: Format) {
                 assert!(serde_json::to_vec(&row.body).is_ok());
                 row_lines.push(row.line);
             }
-            Verdict::Invalid { line, .. } => row_lines.push(line),
+            Verdict::Invalid { line, .. } | Verdict::OtherShard { line, .. } => {
+                row_lines.push(line)
+            }
         }
         ControlFlow::Continue(())
     })

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/overlap.sh [--files N] [--overlap N] [--latency-ms MS] [--concurrency N] [--kill-a-after SECS] [--release] [--keep]
+# Usage: scripts/overlap.sh [--files N] [--overlap N] [--latency-ms MS] [--concurrency N] [--kill-a-after SECS] [--state-dir] [--release] [--keep]
 # Two real `voyc-import upload` processes sharing one journal, on overlapping manifests, against
 # one spawned sandbox: A takes rows 1..(N+overlap)/2, B (started a second later) the rest and the
 # last `overlap` rows of A. With --kill-a-after, A is killed with SIGKILL that long after B
@@ -7,11 +7,13 @@
 # /_sandbox/conversations and both reports, and fails unless every file's audio is in exactly
 # one conversation, the runs that lived exit 0, and B's report has every row uploaded.
 # With A killed, A's own rows may be left unfinished (a rerun of A finishes them) but never twice.
+# With --state-dir, both runs use `--state-dir state` (the nightly recipe's way) instead of
+# `--journal shared.journal`: the same journal, found by the destination.
 # Defaults: 150 files, overlap 50, latency 150 ms, concurrency 8, the debug build. Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-files=150 overlap=50 latency=150 concurrency=8 kill_after= profile=debug keep=
+files=150 overlap=50 latency=150 concurrency=8 kill_after= profile=debug keep= state=(--journal shared.journal)
 while [ $# -gt 0 ]; do
     case "$1" in
         --files) files=$2; shift ;;
@@ -19,6 +21,7 @@ while [ $# -gt 0 ]; do
         --latency-ms) latency=$2; shift ;;
         --concurrency) concurrency=$2; shift ;;
         --kill-a-after) kill_after=$2; shift ;;
+        --state-dir) state=(--state-dir state) ;;
         --release) profile=release ;;
         --keep) keep=1 ;;
         *) sed -n 2p "$0" >&2; exit 2 ;;
@@ -66,7 +69,7 @@ url=$(head -n 1 "$work/sandbox.out")
 
 run() { # name; run as `run A &`, so that $! is the importer itself (exec)
     cd "$work" && VOYC_TOKEN=sandbox-token exec "$bin" upload "$1.csv" --org 118 --base-url "$url" \
-        --journal shared.journal --report "r$1.csv" --concurrency "$concurrency" 2>"$1.err"
+        "${state[@]}" --report "r$1.csv" --concurrency "$concurrency" 2>"$1.err"
 }
 started=$(date +%s.%N)
 run A & a_pid=$!
@@ -83,9 +86,9 @@ wait "$b_pid" || b_exit=$?
 b_pid=
 elapsed=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
 
-python3 - "$work" "$url" "$files" "$overlap" "$a_exit" "$b_exit" "$elapsed" "${kill_after:-}" <<'EOF'
+python3 - "$work" "$url" "$files" "$overlap" "$a_exit" "$b_exit" "$elapsed" "${kill_after:-}" "${state[0]}" <<'EOF'
 import csv, hashlib, json, os, sys, urllib.request
-work, url, files, overlap, a_exit, b_exit, elapsed, killed = sys.argv[1:]
+work, url, files, overlap, a_exit, b_exit, elapsed, killed, state = sys.argv[1:]
 files, overlap, a_exit, b_exit = int(files), int(overlap), int(a_exit), int(b_exit)
 conversations = json.load(urllib.request.urlopen(f"{url}/_sandbox/conversations"))
 holders = {}
@@ -128,7 +131,7 @@ if not killed:
     ok = ok and a_exit == 0 and len(conversations) == files
 kill = f", A killed with SIGKILL {killed}s after B started" if killed else ""
 print(
-    f"overlap: {files} files, {overlap} in both manifests, two runs sharing one journal{kill}, "
+    f"overlap: {files} files, {overlap} in both manifests, two runs sharing one journal ({state}){kill}, "
     f"{elapsed}s: exit A {a_exit}, B {b_exit}; "
     f"conversations {len(conversations)} ({orphans} without audio); rows lost {lost}; double uploads {double}; "
     f"report A: {counts(ra)}; report B: {counts(rb)}"

@@ -99,7 +99,7 @@ read -r api2 s32 _ _ <<<"$(curl -fsS "$url/_sandbox/stats" | python3 -c 'import 
 
 shard="--shard is not in this build: not measured"
 if "$bin" upload --help | grep -q -- '--shard'; then
-    upload shard --shard 1/4 --dry-run || true
+    upload shard --shard 1/4 --dry-run >/dev/null || true
     shard="--shard 1/4 --dry-run (start-up and planning of a quarter of the rows): $(cut -d' ' -f1 "$work/time.shard") s, peak RSS $(( $(cut -d' ' -f2 "$work/time.shard") / 1024 )) MiB"
 fi
 

@@ -23,6 +23,11 @@ impl Cli {
     pub fn from_env() -> Cli {
         Cli::parse()
     }
+
+    /// `upload --log-format json`: an error in the settings is written as JSON events too.
+    pub fn wants_json_log(&self) -> bool {
+        matches!(&self.command, Command::Upload(args) if args.log_format == LogFormat::Json)
+    }
 }
 
 /// The completion script for `shell`, generated from these definitions.
@@ -58,6 +63,9 @@ pub enum Command {
     Upload(Box<UploadArgs>),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
+    /// Write a manifest (CSV) for a folder of recordings, reading each call's metadata from its
+    /// file and folder names.
+    Scan(ScanArgs),
     /// Join the reports of runs over parts of one manifest into one report, in manifest order,
     /// naming every row that is missing or repeated.
     MergeReports(MergeReportsArgs),
@@ -70,8 +78,31 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// The command whose page to print [default: voyc-import's own, which lists the commands].
-    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "sandbox", "merge-reports", "completions", "man"])]
+    #[arg(value_name = "COMMAND", value_parser = ["validate", "upload", "scan", "sandbox", "merge-reports", "completions", "man"])]
     pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The folder that holds the recordings: every file under it, however deep, is matched.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// What each file's path below DIR looks like, e.g. "{call_date:%Y%m%d}_{agent}.wav".
+    #[arg(help_heading = "Manifest", long, value_name = "PATTERN")]
+    pub pattern: String,
+
+    /// Add a column with this value on every row (repeatable), e.g. --set channel_id=42.
+    #[arg(help_heading = "Manifest", long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Write the manifest to this .csv file [default: standard output].
+    #[arg(help_heading = "Output", long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Print nothing when every file matches; otherwise only the files that did not, and the summary.
+    #[arg(help_heading = "Output", long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +244,22 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub throttle_rate: f64,
 
+    /// Answer 429 (Retry-After, DRF's body) to call-1 requests beyond N in any one second.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+
+    /// Start an outage once N call-1 requests have been answered (0: at start); see --outage-secs.
+    #[arg(long, value_name = "N", requires = "outage_secs")]
+    pub outage_after: Option<u64>,
+
+    /// How long the outage answers every API and S3 request 503, in seconds.
+    #[arg(long, value_name = "SECS", requires = "outage_after", value_parser = clap::value_parser!(u64).range(1..=3_153_600_000))]
+    pub outage_secs: Option<u64>,
+
+    /// After each outage, count --outage-after call-1 requests again and go down again.
+    #[arg(long, requires = "outage_after")]
+    pub outage_repeat: bool,
+
     /// Probability that an upload is answered 503 SlowDown.
     #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability)]
     pub s3_fail_rate: f64,
@@ -353,7 +400,7 @@ pub struct UploadArgs {
     #[arg(help_heading = "Pacing", long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
 
-    /// Retries per call after a transient failure (connection errors, timeouts, 408, 425, 429, 5xx).
+    /// Retries per call after a transient failure (connection errors, timeouts, 5xx); 429s and outages spend none.
     #[arg(help_heading = "Pacing", long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
 
@@ -381,6 +428,10 @@ pub struct UploadArgs {
     /// Take only the first N valid rows (a pilot); the rest are reported not_attempted.
     #[arg(help_heading = "Rows", long, value_name = "N")]
     pub limit: Option<u64>,
+
+    /// Take only shard K of N (1 to N) by a stable hash of each row's path; auto reads JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX, and VOYC_SHARDS.
+    #[arg(help_heading = "Rows", long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
 
     /// A manifest with no rows (a day without calls) is not an error: exit 0, nothing to send.
     #[arg(help_heading = "Rows", long)]
@@ -414,4 +465,21 @@ pub struct UploadArgs {
     /// Print nothing when every row succeeds; otherwise only failed rows and the summary.
     #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
+
+    /// What stderr gets: lines for a person, or one JSON object per event for a log shipper.
+    #[arg(
+        help_heading = "Output",
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`; settings turn it into the progress display's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
 }

@@ -17,8 +17,10 @@ mod outcome;
 mod plan;
 mod progress;
 mod report;
+mod scan;
 mod secret;
 mod settings;
+mod shard;
 mod state_dir;
 mod target;
 mod upload;
@@ -28,6 +30,7 @@ use std::process::ExitCode;
 
 pub use cli::Cli;
 pub use commands::run;
+pub use progress::json_error;
 pub use settings::Settings;
 
 /// What the fuzz targets (`fuzz/`) check, and `tests/cli/fuzz_regressions.rs` replays.

@@ -23,6 +23,9 @@ pub enum Step {
         file: Option<String>,
         problems: Vec<Problem>,
     },
+    /// A row of another shard (`--shard`): not in this run's report. Its problems are its
+    /// fields' errors, which refuse the manifest unless `--skip-invalid`.
+    OtherShard { problems: Vec<Problem> },
     /// A valid row past `--limit`: reported `not_attempted`.
     BeyondLimit { line: u64, file: String, limit: u64 },
     /// The journal says an earlier run uploaded this row: nothing is sent.
@@ -63,7 +66,7 @@ impl Step {
     /// problems and for a row to send.
     pub fn settled(self, seq: u64) -> Option<Outcome> {
         Some(match self {
-            Step::Manifest(_) | Step::Send(_) => return None,
+            Step::Manifest(_) | Step::OtherShard { .. } | Step::Send(_) => return None,
             Step::Invalid {
                 line,
                 file,
@@ -155,6 +158,11 @@ impl<L: Lookup> Planner<L> {
                     file,
                     problems,
                 };
+            }
+            // Not counted towards `--limit`, which applies within the shard.
+            Verdict::OtherShard { problems, .. } => {
+                let errors = problems.into_iter().filter(Problem::is_error).collect();
+                return Step::OtherShard { problems: errors };
             }
             Verdict::Valid { row, warnings } => (row, warnings),
         };

@@ -8,14 +8,19 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use voyc_sandbox::{S3Storage, SandboxConfig};
+use voyc_sandbox::{Outage, S3Storage, SandboxConfig};
 
-use crate::cli::{self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, UploadArgs};
+use crate::cli::{
+    self, Cli, Command, ManifestArgs, MergeReportsArgs, SandboxArgs, ScanArgs, UploadArgs,
+};
 use crate::journal::Destination;
 use crate::manifest::Format;
 use crate::objects::SourceOptions;
+use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
+use crate::scan::Pattern;
 use crate::secret::{TOKEN_ENV, Token, TokenCommand};
+use crate::shard::Shard;
 use crate::upload::client::DEFAULT_BASE_URL;
 use crate::upload::http::is_loopback;
 use crate::validate::{ManifestSettings, TimeSettings};
@@ -30,6 +35,7 @@ pub enum Settings {
     Upload(Box<UploadSettings>),
     Sandbox(Box<SandboxConfig>),
     MergeReports(MergeSettings),
+    Scan(ScanSettings),
     /// Text generated from the command line's definitions (completions, the man page), to
     /// print as it is.
     Print(Vec<u8>),
@@ -42,6 +48,7 @@ impl Settings {
             Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
             Command::Sandbox(args) => Settings::Sandbox(Box::new(sandbox(&args)?)),
             Command::MergeReports(args) => Settings::MergeReports(MergeSettings::resolve(&args)?),
+            Command::Scan(args) => Settings::Scan(ScanSettings::resolve(&args)?),
             Command::Completions(args) => Settings::Print(cli::completions(args.shell)),
             Command::Man(args) => Settings::Print(
                 cli::man_page(args.command.as_deref()).context("cannot render the man page")?,
@@ -116,6 +123,66 @@ impl MergeSettings {
     }
 }
 
+/// `voyc-import scan`, checked.
+#[derive(Debug)]
+pub struct ScanSettings {
+    /// The folder scanned, as given (messages show the user's path).
+    pub dir: PathBuf,
+    pub pattern: Pattern,
+    /// `--set KEY=VALUE`: constant columns, in the order given.
+    pub fills: Vec<(String, String)>,
+    /// The manifest file [default: standard output].
+    pub out: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+impl ScanSettings {
+    fn resolve(args: &ScanArgs) -> anyhow::Result<ScanSettings> {
+        let given = args.dir.to_string_lossy();
+        if let Some((scheme, _)) = given.split_once("://") {
+            bail!(
+                "{given}: {scheme}:// sources are not supported yet; scan a local folder (object storage listing is planned)"
+            );
+        }
+        let meta = std::fs::metadata(&args.dir)
+            .with_context(|| format!("cannot read the folder {}", args.dir.display()))?;
+        if !meta.is_dir() {
+            bail!(
+                "{} is not a folder; scan takes the folder that holds the recordings",
+                args.dir.display()
+            );
+        }
+        let pattern = Pattern::parse(&args.pattern)?;
+        let fills = crate::validate::parse_fills(&args.set)?;
+        if let Some((key, _)) = fills.iter().find(|(key, _)| pattern.fields().contains(key)) {
+            bail!(
+                "--set {key}=…: the pattern already reads {key} from every path; keep one of the two"
+            );
+        }
+        if let Some(out) = &args.out {
+            let csv = out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            if !csv {
+                bail!(
+                    "--out {}: scan writes a CSV manifest; give the file a .csv name",
+                    out.display()
+                );
+            }
+            if out.is_dir() {
+                bail!("--out {} is a folder; give a file name", out.display());
+            }
+        }
+        Ok(ScanSettings {
+            dir: args.dir.clone(),
+            pattern,
+            fills,
+            out: args.out.clone(),
+            quiet: args.quiet,
+        })
+    }
+}
+
 /// Where `upload` sends the rows.
 #[derive(Debug)]
 pub enum Endpoint {
@@ -182,6 +249,8 @@ pub struct UploadSettings {
     /// A file uploaded before under other metadata is sent again, as a new conversation.
     pub reupload_changed: bool,
     pub quiet: bool,
+    /// `--log-format`: plain lines or JSON events on stderr.
+    pub log_format: LogFormat,
 }
 
 impl UploadSettings {
@@ -268,7 +337,11 @@ impl UploadSettings {
         {
             bail!("--ca-cert {}: no such file", path.display());
         }
-        let manifest = manifest(&args.manifest)?;
+        let shard = match &args.shard {
+            Some(text) => Some(Shard::resolve(text, |name| std::env::var(name).ok())?),
+            None => None,
+        };
+        let manifest = manifest(&args.manifest)?.with_shard(shard);
         let mut endpoint = endpoint;
         if let Endpoint::Voyc {
             token: token @ None,
@@ -298,6 +371,10 @@ impl UploadSettings {
             allow_empty: args.allow_empty,
             reupload_changed: args.reupload_changed,
             quiet: args.quiet,
+            log_format: match args.log_format {
+                cli::LogFormat::Plain => LogFormat::Plain,
+                cli::LogFormat::Json => LogFormat::Json,
+            },
         })
     }
 }
@@ -325,6 +402,15 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         fail_rate: args.fail_rate,
         ambiguous_rate: args.ambiguous_rate,
         throttle_rate: args.throttle_rate,
+        rate_limit: args.rate_limit,
+        outage: args
+            .outage_after
+            .zip(args.outage_secs)
+            .map(|(after_calls, secs)| Outage {
+                after_calls,
+                duration: Duration::from_secs(secs),
+                repeat: args.outage_repeat,
+            }),
         s3_fail_rate: args.s3_fail_rate,
         s3_drop_rate: args.s3_drop_rate,
         expired_rate: args.expired_rate,
@@ -334,6 +420,7 @@ fn sandbox(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         seed: args.seed,
         data_dir: args.data_dir.clone(),
         s3,
+        log_errors: true,
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod merge_reports;
 mod sandbox;
+mod scan;
 mod upload;
 mod validate;
 
@@ -22,6 +23,7 @@ pub fn run(settings: Settings) -> anyhow::Result<Status> {
         Settings::Upload(upload) => upload::command(&upload, open_files),
         Settings::Sandbox(config) => sandbox::command(*config),
         Settings::MergeReports(merge) => merge_reports::command(&merge),
+        Settings::Scan(scan) => scan::command(&scan),
         Settings::Print(text) => print(&text),
     }
 }

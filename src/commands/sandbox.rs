@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use voyc_sandbox::SandboxConfig;
 
 use crate::Status;
+use crate::human;
 
 /// `voyc-import sandbox`: print the base URL, serve until Ctrl-C or SIGTERM, stop cleanly.
 pub fn command(config: SandboxConfig) -> anyhow::Result<Status> {
@@ -15,6 +16,7 @@ pub fn command(config: SandboxConfig) -> anyhow::Result<Status> {
         config.token_ttl,
         config.org.clone(),
     );
+    let rehearsal = rehearsal(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,7 +49,7 @@ pub fn command(config: SandboxConfig) -> anyhow::Result<Status> {
             _ => "the token given by --token",
         };
         eprintln!(
-            "sandbox: organisation {}, {token}{lifetime}, {uploads}; Ctrl-C to stop",
+            "sandbox: organisation {}, {token}{lifetime}, {uploads}{rehearsal}; Ctrl-C to stop",
             org.as_deref().unwrap_or("any"),
         );
         stop_signal().await?;
@@ -57,11 +59,11 @@ pub fn command(config: SandboxConfig) -> anyhow::Result<Status> {
             None => format!("uploads {}", stats.uploads.unwrap_or_default()),
         };
         sandbox.stop().await;
-        let f = stats.faults;
+        let (f, g) = (stats.faults, stats.gate);
         eprintln!(
             "sandbox: stopped; conversations {}, {uploads}; faults injected: \
              fail {}, ambiguous {}, throttle {}, s3-fail {}, s3-drop {}, expired {}, \
-             token-expired {}",
+             token-expired {}; rate-limited {}; outages {} (503 to {} API and {} S3 requests)",
             stats.conversations,
             f.fail,
             f.ambiguous,
@@ -69,10 +71,40 @@ pub fn command(config: SandboxConfig) -> anyhow::Result<Status> {
             f.s3_fail,
             f.s3_drop,
             f.expired,
-            f.token_expired
+            f.token_expired,
+            g.rate_limited,
+            g.outages,
+            g.outage_api_requests,
+            g.outage_s3_requests,
         );
         Ok(Status::Success)
     })
+}
+
+/// `, at most 20 call 1s a second, an outage of 40 s after 100 call 1s` for the start line.
+fn rehearsal(config: &SandboxConfig) -> String {
+    let mut text = String::new();
+    if let Some(n) = config.rate_limit {
+        text.push_str(&format!(
+            ", at most {} a second",
+            human::count_of(u64::from(n), "call 1", "call 1s")
+        ));
+    }
+    if let Some(outage) = config.outage {
+        let when = match outage.after_calls {
+            0 => "from the start".to_string(),
+            n => format!("after {}", human::count_of(n, "call 1", "call 1s")),
+        };
+        let again = match outage.repeat {
+            true => ", repeated",
+            false => "",
+        };
+        text.push_str(&format!(
+            ", an outage of {} s {when}{again}",
+            outage.duration.as_secs()
+        ));
+    }
+    text
 }
 
 /// Waits for Ctrl-C (or, on Unix, SIGTERM).

@@ -23,7 +23,7 @@ use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::objects::{ObjectSources, Purpose};
 use crate::outcome::{End, Outcome};
 use crate::plan::{Lookup, Planner, Step, ToSend};
-use crate::progress::{Mode, Progress, Waiting};
+use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary, Waiting};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
 use crate::settings::{Endpoint, UploadSettings, check_base_url};
@@ -52,10 +52,34 @@ struct Found {
     already_uploaded: u64,
     to_send: u64,
     bytes_to_send: u64,
+    /// `--shard`: rows of other shards, and how many of them have errors.
+    other_shards: u64,
+    other_shards_invalid: u64,
 }
 
 /// `voyc-import upload`; `open_files` is the limit on open files in force (`None`: none).
+/// An error that ends the run is printed here, as every other line of the run is (with its
+/// timestamp, or as JSON events), and exits 2.
 pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Result<Status> {
+    let progress = Arc::new(Progress::new(
+        Mode::detect(settings.quiet, settings.log_format),
+        Style::detect(settings.log_format),
+    ));
+    match upload(settings, open_files, &progress) {
+        Ok(status) => Ok(status),
+        Err(err) => {
+            progress.finish();
+            progress.stopped_by_error(&format!("error: {err:#}"));
+            Ok(Status::Usage)
+        }
+    }
+}
+
+fn upload(
+    settings: &UploadSettings,
+    open_files: Option<u64>,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Status> {
     let shown = settings.manifest.shown();
     // Before anything else, so that an overlapping run stops at once: held until the report is
     // written. A dry run writes nothing and needs none.
@@ -68,7 +92,6 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
         let direct = settings.endpoint.direct();
         std::thread::spawn(move || http_client(timeout, ca_cert.as_deref(), direct))
     });
-    let progress = Arc::new(Progress::new(Mode::detect(settings.quiet)));
     let today = chrono::Local::now().date_naive();
     // Signals are watched from the start, so that one during validation also ends the run
     // cleanly (exit 130, the lock removed) instead of killing it.
@@ -128,16 +151,28 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
             no_rows = Some(problem.clone());
             return ControlFlow::Continue(());
         }
-        for problem in verdict.problems() {
+        // Another shard's row: its errors (below), never its warnings.
+        let own = !matches!(verdict, Verdict::OtherShard { .. });
+        for problem in verdict.problems().iter().filter(|_| own) {
             let line = format!("{shown}:{}: {problem}", problem.line);
             if problem.is_error() {
                 progress.failure(&line);
             } else {
-                progress.say(&line);
+                progress.warning(&line);
             }
         }
         match planner.plan(verdict) {
             Step::Manifest(problem) => found.manifest_errors += u64::from(problem.is_error()),
+            Step::OtherShard { problems } => {
+                found.other_shards += 1;
+                // With --skip-invalid another shard's row is that shard's business alone.
+                if !problems.is_empty() && !settings.skip_invalid {
+                    found.other_shards_invalid += 1;
+                    for problem in problems {
+                        progress.failure(&format!("{shown}:{}: {problem}", problem.line));
+                    }
+                }
+            }
             Step::Invalid { .. } => found.invalid += 1,
             Step::BeyondLimit { .. } => {
                 found.valid += 1;
@@ -177,9 +212,14 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
     drop(planner);
     drop(earlier);
     if summary.stopped {
-        progress.failure(
-            "interrupted during validation: nothing was sent; run the same command to start again",
-        );
+        progress.summary(&Summary {
+            ending: "interrupted",
+            line: "interrupted during validation: nothing was sent; run the same command to start again",
+            counts: &Counts::default(),
+            duration: Duration::ZERO,
+            report: None,
+            status: Status::Interrupted,
+        });
         return Ok(Status::Interrupted);
     }
     if let Some(problem) = no_rows {
@@ -187,21 +227,44 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
             progress.failure(&format!("{shown}:{}: {problem}", problem.line));
             found.manifest_errors += 1;
         } else {
-            return nothing_to_send(settings, &shown, &progress);
+            return nothing_to_send(settings, &shown, progress);
         }
     }
-    if found.manifest_errors > 0 || (found.invalid > 0 && !settings.skip_invalid) {
+    let invalid = found.invalid + found.other_shards_invalid;
+    if found.manifest_errors > 0 || (invalid > 0 && !settings.skip_invalid) {
         progress.failure(&summary.to_string());
         let advice = if found.manifest_errors > 0 {
             "nothing was sent: fix the manifest"
         } else {
             "nothing was sent: fix the rows above, or pass --skip-invalid to upload the valid rows and report the others as invalid"
         };
-        progress.failure(&format!("upload: {advice}"));
+        progress.summary(&Summary {
+            ending: "not_started",
+            line: &format!("upload: {advice}"),
+            counts: &Counts {
+                invalid: found.invalid,
+                ..Counts::default()
+            },
+            duration: Duration::ZERO,
+            report: None,
+            status: Status::Usage,
+        });
         return Ok(Status::Usage);
     }
+    // `manifest.csv: shard 2/4: 26 of 100 rows; 26 valid rows`.
+    let shard = match settings.manifest.shard {
+        Some(shard) => {
+            let own = found.valid + found.invalid;
+            format!(
+                " shard {shard}: {} of {};",
+                human::count(own),
+                human::count_of(own + found.other_shards, "row", "rows")
+            )
+        }
+        None => String::new(),
+    };
     let mut valid_line = format!(
-        "{shown}: {} valid",
+        "{shown}:{shard} {} valid",
         human::count_of(found.valid, "row", "rows")
     );
     if found.invalid > 0 {
@@ -239,7 +302,7 @@ pub fn command(settings: &UploadSettings, open_files: Option<u64>) -> anyhow::Re
         settings,
         &shown,
         &found,
-        progress,
+        progress.clone(),
         today,
         http,
         runtime,
@@ -264,10 +327,14 @@ fn nothing_to_send(
         true => String::new(),
         false => format!("; report {}", settings.report.display()),
     };
-    progress.summary(
-        &format!("{shown}: no rows, nothing to send (--allow-empty){report}"),
-        true,
-    );
+    progress.summary(&Summary {
+        ending: "nothing_to_send",
+        line: &format!("{shown}: no rows, nothing to send (--allow-empty){report}"),
+        counts: &Counts::default(),
+        duration: Duration::ZERO,
+        report: (!settings.dry_run).then_some(settings.report.as_path()),
+        status: Status::Success,
+    });
     Ok(Status::Success)
 }
 
@@ -361,6 +428,7 @@ fn run(
             (base_url, organisation.clone(), token, destination)
         }
     };
+    let destination_shown = call1_endpoint(&base_url, &organisation).to_string();
     if let Some(dir) = &settings.state_dir {
         crate::state_dir::create(dir)?;
     }
@@ -412,7 +480,14 @@ fn run(
             human::count_of(found.already_uploaded, "row", "rows")
         ));
     }
-    progress.start(found.to_send, found.bytes_to_send);
+    progress.start(&Start {
+        manifest: shown,
+        rows: found.to_send,
+        bytes: found.bytes_to_send,
+        already_uploaded: found.already_uploaded,
+        concurrency,
+        destination: &destination_shown,
+    });
     let started = Instant::now();
     let watcher = runtime.spawn(watch_outages(engine.clone(), progress.clone()));
 
@@ -443,7 +518,7 @@ fn run(
         .reuploading_changed(settings.reupload_changed);
     let feed = check_manifest(&settings.manifest, today, |verdict| {
         let step = planner.plan(verdict);
-        if matches!(step, Step::Manifest(_)) {
+        if matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
             return ControlFlow::Continue(());
         }
         if runtime
@@ -529,12 +604,19 @@ fn report_not_written(
         None => format!("its rows are in the journal {journal}"),
     };
     progress.failure(&format!("error: {:#}; {held}", unwritten.error));
-    progress.failure(&summary_line(
-        &unwritten.counts,
-        Duration::ZERO,
-        &settings.report,
-        Ending::NotWritten,
-    ));
+    progress.summary(&Summary {
+        ending: "report_not_written",
+        line: &summary_line(
+            &unwritten.counts,
+            Duration::ZERO,
+            &settings.report,
+            Ending::NotWritten,
+        ),
+        counts: &unwritten.counts,
+        duration: Duration::ZERO,
+        report: None,
+        status: Status::Partial,
+    });
     progress.failure(&match settings.state_dir {
         // The journal does not follow the report: the same command finds it.
         Some(_) => "to write the report, run the same command with a --report that can be written: rows already uploaded are not sent again".to_string(),
@@ -590,13 +672,26 @@ async fn watch_outages(engine: Arc<Engine>, progress: Arc<Progress>) {
 
 /// What outages and throttling cost the run, if they did.
 fn say_pacing(engine: &Engine, progress: &Progress) {
-    let (outages, down_time) = engine.outages.waited();
-    if outages > 0 {
-        let probes = engine.outages.api.probes_failed() + engine.outages.s3.probes_failed();
+    let gates = [&engine.outages.api, &engine.outages.s3];
+    let waited: Vec<String> = gates
+        .iter()
+        .filter_map(|gate| {
+            let (outages, down_time) = gate.waited();
+            (outages > 0).then(|| {
+                format!(
+                    "{} of {} ({})",
+                    human::count_of(u64::from(outages), "outage", "outages"),
+                    gate.service(),
+                    human::elapsed(down_time)
+                )
+            })
+        })
+        .collect();
+    if !waited.is_empty() {
+        let probes: u64 = gates.iter().map(|gate| gate.probes_failed()).sum();
         progress.say(&format!(
-            "waited out {} of Voyc or S3 ({} in all; {} met it)",
-            human::count_of(u64::from(outages), "outage", "outages"),
-            human::elapsed(down_time),
+            "waited out {}; {} met the outage",
+            waited.join(" and "),
             human::count_of(probes, "probe", "probes"),
         ));
     }
@@ -642,10 +737,19 @@ fn finish(
             (Ending::Stopped, Status::Partial)
         }
     };
-    progress.summary(
-        &summary_line(counts, elapsed, report, ending),
-        status == Status::Success,
-    );
+    progress.summary(&Summary {
+        ending: match ending {
+            Ending::Done => "done",
+            Ending::Interrupted => "interrupted",
+            Ending::Stopped => "stopped",
+            Ending::NotWritten => "report_not_written",
+        },
+        line: &summary_line(counts, elapsed, report, ending),
+        counts,
+        duration: elapsed,
+        report: Some(report),
+        status,
+    });
     Ok(status)
 }
 
@@ -661,18 +765,17 @@ fn write_report(
     let mut failure = None;
     for outcome in settled {
         match &outcome.end {
-            End::Uploaded { .. } => progress.row_done(false),
-            End::Failed { error, .. } => {
-                progress.row_done(true);
-                if !same_as_the_stop(control) {
-                    progress.failure(&format!(
-                        "{shown}:{}: {}: failed: {}",
-                        outcome.line,
-                        human::one_line(&outcome.file),
-                        human::one_line(error),
-                    ));
-                }
-            }
+            End::Uploaded { .. } => progress.row_uploaded(),
+            End::Failed { error, .. } => progress.row_failed(
+                &RowFailure {
+                    manifest: shown,
+                    line: outcome.line,
+                    file: &outcome.file,
+                    error,
+                    attempts: outcome.attempts,
+                },
+                !same_as_the_stop(control),
+            ),
             _ => {}
         }
         continue_report(&mut failure, &mut report, window, outcome);

@@ -23,11 +23,12 @@ use crate::human;
 pub const TRIP_AFTER: u32 = 3;
 /// The first probe's wait; each further one doubles it, up to [`PROBE_CAP`].
 pub const PROBE_FIRST: Duration = Duration::from_secs(1);
-pub const PROBE_CAP: Duration = Duration::from_secs(30);
+pub const PROBE_CAP: Duration = Duration::from_secs(15);
 /// A `Retry-After` on an unavailable answer spaces the probes up to this.
 pub const PROBE_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// The wait before probe number `probes + 1`: 1 s, 2 s, 4 s ... up to 30 s.
+/// The wait before probe number `probes + 1`: 1 s, 2 s, 4 s, 8 s, then 15 s (a service back
+/// after 40 s is found within 15 s of it, for four requests a minute while it is down).
 pub fn probe_delay(probes: u32) -> Duration {
     PROBE_FIRST
         .saturating_mul(1 << probes.min(10))
@@ -88,12 +89,6 @@ impl Outages {
     pub fn down(&self, now: Instant) -> Option<Down> {
         self.api.down(now).or_else(|| self.s3.down(now))
     }
-
-    /// Outages waited out so far, and the time spent in them.
-    pub fn waited(&self) -> (u32, Duration) {
-        let (a, b) = (self.api.waited(), self.s3.waited());
-        (a.0 + b.0, a.1 + b.1)
-    }
 }
 
 /// One service's state, shared by every worker.
@@ -113,6 +108,9 @@ struct State {
     down_time: Duration,
     /// Failed probes over the run.
     probes_failed: u64,
+    /// Rows waiting in [`Gate::admit`] while the service is down: the next probe goes to
+    /// another than the last prober when there is one.
+    probers_waiting: u32,
 }
 
 #[derive(Debug)]
@@ -131,6 +129,9 @@ enum Phase {
         probing: bool,
         /// A row is sleeping until the next probe is due (the others wait for a change).
         timing: bool,
+        /// The row whose probe failed last: a row whose own call fails (a server error only
+        /// its metadata causes) must not be the only one to ask whether the service is back.
+        last_prober: Option<u64>,
     },
 }
 
@@ -140,6 +141,8 @@ enum Phase {
 pub struct Ticket<'a> {
     gate: &'a Gate,
     probe: bool,
+    /// The row it was given to.
+    who: u64,
 }
 
 impl Drop for Ticket<'_> {
@@ -180,7 +183,13 @@ impl Ticket<'_> {
                 }
                 Verdict::Counted
             }
-            Some(cause) => gate.unavailable(cause, now, probe, trip, failure.retry_after),
+            Some(cause) => gate.unavailable(
+                cause,
+                now,
+                probe.then_some(self.who),
+                trip,
+                failure.retry_after,
+            ),
         }
     }
 }
@@ -197,6 +206,7 @@ impl Gate {
                 outages: 0,
                 down_time: Duration::ZERO,
                 probes_failed: 0,
+                probers_waiting: 0,
             }),
             changed: watch::Sender::new(0),
         }
@@ -217,8 +227,9 @@ impl Gate {
         clock: &Clock,
         control: &RunControl,
         max_outage: Duration,
+        who: u64,
     ) -> Option<Ticket<'_>> {
-        self.wait(clock, control, max_outage, true).await
+        self.wait(clock, control, max_outage, Some(who)).await
     }
 
     /// Waits until the service is up, sending nothing (a row about to make call 1 waits so
@@ -229,7 +240,7 @@ impl Gate {
         control: &RunControl,
         max_outage: Duration,
     ) -> bool {
-        self.wait(clock, control, max_outage, false)
+        self.wait(clock, control, max_outage, None)
             .await
             .map(|ticket| debug_assert!(!ticket.probe))
             .is_some()
@@ -240,22 +251,26 @@ impl Gate {
         clock: &Clock,
         control: &RunControl,
         max_outage: Duration,
-        may_probe: bool,
+        prober: Option<u64>,
     ) -> Option<Ticket<'_>> {
         enum Wait {
             Until(Instant),
             Change,
         }
+        let who = prober.unwrap_or(u64::MAX);
+        let mut counted = None;
         loop {
             let mut changed = self.changed.subscribe();
             let now = clock.now();
             let wait = {
-                let mut state = self.state.lock().expect("outage gate");
+                let mut guard = self.state.lock().expect("outage gate");
+                let state = &mut *guard;
                 match &mut state.phase {
                     Phase::Up { .. } => {
                         return Some(Ticket {
                             gate: self,
                             probe: false,
+                            who,
                         });
                     }
                     Phase::Down {
@@ -264,8 +279,13 @@ impl Gate {
                         next_probe,
                         probing,
                         timing,
+                        last_prober,
                         ..
                     } => {
+                        if prober.is_some() && counted.is_none() {
+                            state.probers_waiting += 1;
+                            counted = Some(Waiting(self));
+                        }
                         // A stop lets rows in flight finish, but not wait for an outage.
                         if control.is_stopping() {
                             return None;
@@ -278,18 +298,20 @@ impl Gate {
                                 human::elapsed(down_for),
                                 human::duration(max_outage)
                             );
-                            drop(state);
+                            drop(guard);
                             control.stop(StopReason::Outage(message));
                             return None;
                         }
-                        if may_probe && !*probing && now >= *next_probe {
+                        let yield_probe = *last_prober == prober && state.probers_waiting > 1;
+                        if prober.is_some() && !yield_probe && !*probing && now >= *next_probe {
                             *probing = true;
                             return Some(Ticket {
                                 gate: self,
                                 probe: true,
+                                who,
                             });
                         }
-                        if !*probing && !*timing {
+                        if !*probing && !*timing && !yield_probe {
                             *timing = true;
                             Wait::Until((*next_probe).min(*since + max_outage))
                         } else {
@@ -338,7 +360,7 @@ impl Gate {
         &self,
         new_cause: String,
         now: Instant,
-        probe: bool,
+        probe: Option<u64>,
         trip: bool,
         retry_after: Option<Duration>,
     ) -> Verdict {
@@ -359,6 +381,7 @@ impl Gate {
                         probes: 0,
                         probing: false,
                         timing: false,
+                        last_prober: None,
                     };
                     Verdict::Outage
                 } else {
@@ -370,10 +393,12 @@ impl Gate {
                 next_probe,
                 probes,
                 probing,
+                last_prober,
                 ..
             } => {
                 *cause = new_cause;
-                if probe {
+                if probe.is_some() {
+                    *last_prober = probe;
                     *probes += 1;
                     *probing = false;
                     *next_probe = now + spacing(*probes);
@@ -412,9 +437,23 @@ impl Gate {
         (state.outages, state.down_time)
     }
 
+    /// "Voyc" or "S3".
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
     /// Probes that met the outage.
     pub fn probes_failed(&self) -> u64 {
         self.state.lock().expect("outage gate").probes_failed
+    }
+}
+
+/// Counts a row among those waiting to probe, until it leaves [`Gate::admit`].
+struct Waiting<'a>(&'a Gate);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().expect("outage gate").probers_waiting -= 1;
     }
 }
 
@@ -442,9 +481,9 @@ mod tests {
     }
 
     #[test]
-    fn probes_back_off_to_thirty_seconds() {
+    fn probes_back_off_to_fifteen_seconds() {
         let delays: Vec<u64> = (0..8).map(|n| probe_delay(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(delays, [1, 2, 4, 8, 15, 15, 15, 15]);
         assert_eq!(probe_delay(u32::MAX), PROBE_CAP);
     }
 
@@ -477,7 +516,7 @@ mod tests {
         let gate = Gate::new("Voyc");
         let max = Duration::from_secs(1800);
         for n in 1..=3 {
-            let ticket = gate.admit(&clock, &control, max).await.unwrap();
+            let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
             let verdict = ticket.failed(&http(503), clock.now(), true);
             let expected = if n < 3 {
                 Verdict::Counted
@@ -491,12 +530,14 @@ mod tests {
         assert_eq!(down.next_try_in, Duration::from_secs(1));
         // The first row to ask waits for the probe's time and probes; while its probe is out,
         // nobody else is let through.
-        let probe = gate.admit(&clock, &control, max).await.unwrap();
+        let probe = gate.admit(&clock, &control, max, 0).await.unwrap();
         assert!(probe.probe);
         assert_eq!(manual.elapsed(), Duration::from_secs(1));
-        let other =
-            tokio::time::timeout(Duration::from_millis(50), gate.admit(&clock, &control, max))
-                .await;
+        let other = tokio::time::timeout(
+            Duration::from_millis(50),
+            gate.admit(&clock, &control, max, 0),
+        )
+        .await;
         assert!(
             other.is_err(),
             "a second row went through while the probe was out"
@@ -505,7 +546,7 @@ mod tests {
         probe.answered(clock.now());
         assert!(gate.down(clock.now()).is_none());
         let all: Vec<_> =
-            futures_util::future::join_all((0..10).map(|_| gate.admit(&clock, &control, max)))
+            futures_util::future::join_all((0..10).map(|_| gate.admit(&clock, &control, max, 0)))
                 .await;
         assert!(all.iter().all(|t| t.as_ref().is_some_and(|t| !t.probe)));
         assert_eq!(gate.waited().0, 1);
@@ -519,13 +560,13 @@ mod tests {
         let max = Duration::from_secs(60);
         for _ in 0..10 {
             for _ in 0..2 {
-                let ticket = gate.admit(&clock, &control, max).await.unwrap();
+                let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
                 assert_eq!(
                     ticket.failed(&http(503), clock.now(), true),
                     Verdict::Counted
                 );
             }
-            gate.admit(&clock, &control, max)
+            gate.admit(&clock, &control, max, 0)
                 .await
                 .unwrap()
                 .answered(clock.now());
@@ -533,15 +574,15 @@ mod tests {
         assert!(gate.down(clock.now()).is_none());
         // A 400 is an answer too.
         for _ in 0..2 {
-            let ticket = gate.admit(&clock, &control, max).await.unwrap();
+            let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
             ticket.failed(&http(503), clock.now(), true);
         }
-        let ticket = gate.admit(&clock, &control, max).await.unwrap();
+        let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
         assert_eq!(
             ticket.failed(&http(400), clock.now(), true),
             Verdict::Counted
         );
-        let ticket = gate.admit(&clock, &control, max).await.unwrap();
+        let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
         assert_eq!(
             ticket.failed(&http(503), clock.now(), true),
             Verdict::Counted
@@ -555,7 +596,10 @@ mod tests {
         let gate = Gate::new("Voyc");
         let refused = Failure::from_transport(Call::Api, false, "connection refused");
         for _ in 0..10 {
-            let ticket = gate.admit(&clock, &control, Duration::MAX).await.unwrap();
+            let ticket = gate
+                .admit(&clock, &control, Duration::MAX, 0)
+                .await
+                .unwrap();
             assert_eq!(
                 ticket.failed(&refused, clock.now(), false),
                 Verdict::Counted
@@ -574,7 +618,7 @@ mod tests {
         let mut probes = 0;
         let mut spent = 0;
         loop {
-            let ticket = gate.admit(&clock, &control, max).await.unwrap();
+            let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
             if manual.elapsed() >= back_at {
                 ticket.answered(clock.now());
                 break;
@@ -589,8 +633,8 @@ mod tests {
             TRIP_AFTER - 1,
             "only the failures before the outage was seen"
         );
-        // 1+2+4+8+16 s, then every 30 s up to 10 minutes.
-        assert!((20..=25).contains(&probes), "{probes} probes");
+        // 1+2+4+8 s, then every 15 s up to 10 minutes.
+        assert!((40..=45).contains(&probes), "{probes} probes");
         assert!(manual.sleeps().iter().all(|&s| s <= PROBE_CAP));
         let (outages, _) = gate.waited();
         assert_eq!(outages, 1);
@@ -604,7 +648,7 @@ mod tests {
         let gate = Gate::new("Voyc");
         let max = Duration::from_secs(120);
         let mut rounds = 0;
-        while let Some(ticket) = gate.admit(&clock, &control, max).await {
+        while let Some(ticket) = gate.admit(&clock, &control, max, 0).await {
             ticket.failed(&http(503), clock.now(), true);
             rounds += 1;
             assert!(rounds < 100, "never stopped");
@@ -633,13 +677,13 @@ mod tests {
         let gate = Gate::new("Voyc");
         let max = Duration::from_secs(1800);
         for _ in 0..3 {
-            let ticket = gate.admit(&clock, &control, max).await.unwrap();
+            let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
             ticket.failed(&http(503), clock.now(), true);
         }
-        let probe = gate.admit(&clock, &control, max).await.unwrap();
+        let probe = gate.admit(&clock, &control, max, 0).await.unwrap();
         assert!(probe.probe);
         drop(probe);
-        let next = gate.admit(&clock, &control, max).await.unwrap();
+        let next = gate.admit(&clock, &control, max, 0).await.unwrap();
         assert!(next.probe, "the next row may probe");
     }
 
@@ -650,10 +694,10 @@ mod tests {
         let gate = std::sync::Arc::new(Gate::new("Voyc"));
         let max = Duration::from_secs(1800);
         for _ in 0..3 {
-            let ticket = gate.admit(&clock, &control, max).await.unwrap();
+            let ticket = gate.admit(&clock, &control, max, 0).await.unwrap();
             ticket.failed(&http(503), clock.now(), true);
         }
-        let probe = gate.admit(&clock, &control, max).await.unwrap();
+        let probe = gate.admit(&clock, &control, max, 0).await.unwrap();
         let waiting = {
             let (gate, control, clock) = (gate.clone(), control.clone(), clock.clone());
             tokio::spawn(async move { gate.until_up(&clock, &control, max).await })
@@ -662,5 +706,36 @@ mod tests {
         control.stop(StopReason::Interrupted);
         assert!(!waiting.await.unwrap());
         drop(probe);
+    }
+    #[tokio::test]
+    async fn a_row_whose_probe_failed_lets_another_row_probe_next() {
+        let (clock, _) = Clock::manual();
+        let control = std::sync::Arc::new(RunControl::new());
+        let gate = std::sync::Arc::new(Gate::new("Voyc"));
+        let max = Duration::from_secs(1800);
+        for _ in 0..3 {
+            let ticket = gate.admit(&clock, &control, max, 1).await.unwrap();
+            ticket.failed(&http(500), clock.now(), true);
+        }
+        // Row 2 waits to be let through meanwhile.
+        let other = {
+            let (gate, control, clock) = (gate.clone(), control.clone(), clock.clone());
+            tokio::spawn(async move {
+                let ticket = gate.admit(&clock, &control, max, 2).await.unwrap();
+                (ticket.probe, ticket.who)
+            })
+        };
+        // Row 1 probes, and its own call fails again (a server error only its row causes).
+        let probe = gate.admit(&clock, &control, max, 1).await.unwrap();
+        assert!(probe.probe);
+        probe.failed(&http(500), clock.now(), true);
+        // The next probe is row 2's, though row 1 asks first.
+        let again = tokio::spawn({
+            let (gate, control, clock) = (gate.clone(), control.clone(), clock.clone());
+            async move { gate.admit(&clock, &control, max, 1).await.map(|t| t.probe) }
+        });
+        assert_eq!(other.await.unwrap(), (true, 2));
+        control.stop(StopReason::Interrupted);
+        let _ = again.await;
     }
 }

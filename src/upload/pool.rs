@@ -440,7 +440,7 @@ impl Engine {
                 true => {
                     self.outages
                         .api
-                        .admit(&self.clock, &self.control, max_outage)
+                        .admit(&self.clock, &self.control, max_outage, job.seq)
                         .await
                 }
                 false => None,
@@ -576,7 +576,7 @@ impl Engine {
             let Some(ticket) = self
                 .outages
                 .s3
-                .admit(&self.clock, &self.control, max_outage)
+                .admit(&self.clock, &self.control, max_outage, job.seq)
                 .await
             else {
                 return Err(UploadEnd::End(
@@ -682,6 +682,9 @@ impl Engine {
         if failure.out_of_descriptors {
             return retries.descriptor_waits < MAX_DESCRIPTOR_WAITS;
         }
+        if failure.status == Some(429) {
+            return retries.throttled_waits < MAX_THROTTLED_WAITS;
+        }
         failure.is_transient() && retries.done < self.retries
     }
 
@@ -710,6 +713,9 @@ impl Engine {
         let retry = if failure.out_of_descriptors {
             retries.descriptor_waits += 1;
             retries.descriptor_waits.min(4)
+        } else if failure.status == Some(429) {
+            retries.throttled_waits += 1;
+            retries.throttled_waits.min(4)
         } else {
             retries.done += 1;
             retries.done
@@ -1045,7 +1051,14 @@ struct Retries {
     done: u32,
     /// Waits for a free file descriptor, which spend no retry.
     descriptor_waits: u32,
+    /// Waits after a 429, which spend no retry either: throttling slows the run down (the
+    /// call rate is cut), it does not fail rows.
+    throttled_waits: u32,
 }
+
+/// How many 429s one call waits out before its row fails: far more than any rate limit
+/// that lets the run go on at all would give.
+const MAX_THROTTLED_WAITS: u32 = 100;
 
 /// How many times one call waits for a free file descriptor (a few minutes in all) before
 /// its row fails: others are closed as rows end, so the wait spends none of `--retries`.
@@ -1783,17 +1796,36 @@ mod tests {
     #[tokio::test]
     async fn retries_run_out_and_the_row_fails_with_the_last_error() {
         let fake = Arc::new(Fake::default());
-        // 429s: a throttled service is up, so they spend retries (a 503 from every attempt
-        // would be an outage, waited out).
-        for _ in 0..6 {
+        // Two 503s with --retries 1: fewer than an outage takes (TRIP_AFTER in a row).
+        for _ in 0..2 {
+            fake.queue_call1(Reply::json(503, r#"{"detail": "down"}"#));
+        }
+        let setup = setup(fake).await;
+        let engine = Engine {
+            retries: 1,
+            ..clone_engine(&setup.engine)
+        };
+        let row = settle(&engine, &job(&setup, 0)).await;
+        assert_eq!(row.status, RowStatus::Failed);
+        assert_eq!(row.attempts, 2);
+        assert_eq!(row.error.as_deref(), Some("call 1: HTTP 503: down"));
+        assert_eq!(setup.waits.sleeps().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_429_spends_no_retry_and_the_row_is_uploaded_after_many() {
+        let fake = Arc::new(Fake::default());
+        for _ in 0..12 {
             fake.queue_call1(Reply::json(429, r#"{"detail": "slow down"}"#));
         }
         let setup = setup(fake).await;
         let row = settle(&setup.engine, &job(&setup, 0)).await;
-        assert_eq!(row.status, RowStatus::Failed);
-        assert_eq!(row.attempts, 6);
-        assert_eq!(row.error.as_deref(), Some("call 1: HTTP 429: slow down"));
-        assert!(setup.waits.sleeps().len() >= 5);
+        assert_eq!(row.status, RowStatus::Uploaded, "{row:?}");
+        assert_eq!(
+            row.attempts, 13,
+            "every attempt counted, none failed the row"
+        );
+        assert_eq!(setup.engine.call_rate.stats().throttled, 12);
     }
 
     #[tokio::test]
@@ -1886,11 +1918,11 @@ mod tests {
             assert_eq!(outcome.row.status, RowStatus::Uploaded, "{outcome:?}");
         }
         assert!(setup.waits.elapsed() >= Duration::from_secs(600));
-        // The rows in flight when it began, then one probe at a time: 1, 2, 4, 8, 16 s, then
-        // every 30 s.
+        // The rows in flight when it began, then one probe at a time: 1, 2, 4, 8 s, then
+        // every 15 s.
         let refused = fake.refused.load(Ordering::SeqCst);
         assert!(
-            (20..=45).contains(&refused),
+            (40..=60).contains(&refused),
             "{refused} requests met the outage"
         );
         assert!(
@@ -1898,9 +1930,13 @@ mod tests {
                 .waits
                 .sleeps()
                 .iter()
-                .all(|&s| s <= Duration::from_secs(30))
+                .all(|&s| s <= Duration::from_secs(15))
         );
-        let (outages, down) = setup.engine.outages.waited();
+        let (api, s3) = (
+            setup.engine.outages.api.waited(),
+            setup.engine.outages.s3.waited(),
+        );
+        let (outages, down) = (api.0 + s3.0, api.1.max(s3.1));
         assert!(outages >= 1, "{outages}");
         assert!(down >= Duration::from_secs(590), "{down:?}");
         assert_eq!(

@@ -29,8 +29,10 @@ use crate::objects::{self, ObjectSources, Purpose};
 pub use fields::Severity;
 use files::FileId;
 pub(crate) use files::{describe_start, io_text, open_regular, shown};
+pub(crate) use rows::is_near;
 use rows::{Context, Examined};
 pub use settings::ManifestSettings;
+pub(crate) use settings::parse_fills;
 pub use sniff::AudioFormat;
 pub use times::TimeSettings;
 
@@ -141,6 +143,10 @@ pub enum Verdict {
         file: Option<String>,
         problems: Vec<Problem>,
     },
+    /// A row of another shard (`upload --shard`): its fields were checked, its file was not
+    /// looked at; its problems are the fields' (an error there is an error of the manifest for
+    /// every shard, unless rows may be skipped).
+    OtherShard { line: u64, problems: Vec<Problem> },
 }
 
 impl Verdict {
@@ -149,7 +155,7 @@ impl Verdict {
         match self {
             Verdict::Manifest(problem) | Verdict::Empty(problem) => std::slice::from_ref(problem),
             Verdict::Valid { warnings, .. } => warnings,
-            Verdict::Invalid { problems, .. } => problems,
+            Verdict::Invalid { problems, .. } | Verdict::OtherShard { problems, .. } => problems,
         }
     }
 }
@@ -157,8 +163,10 @@ impl Verdict {
 /// Counts over one pass of [`check_manifest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Rows seen (not the header, not blank lines).
+    /// Rows seen (not the header, not blank lines), of this shard with `upload --shard`.
     pub rows: u64,
+    /// With `upload --shard`: the rows of other shards, whose fields alone were checked.
+    pub other_shard_rows: u64,
     pub valid_rows: u64,
     pub invalid_rows: u64,
     /// Rows with at least one error of their own.
@@ -181,6 +189,12 @@ impl Summary {
     fn count(&mut self, verdict: &Verdict) {
         let errors = verdict.problems().iter().filter(|p| p.is_error()).count() as u64;
         self.errors += errors;
+        if let Verdict::OtherShard { .. } = verdict {
+            // Its errors refuse the manifest in every shard; its warnings are its own shard's.
+            self.other_shard_rows += 1;
+            self.rows_with_errors += u64::from(errors > 0);
+            return;
+        }
         self.warnings += verdict.problems().len() as u64 - errors;
         match verdict {
             Verdict::Manifest(_) | Verdict::Empty(_) => self.manifest_errors += errors,
@@ -193,6 +207,7 @@ impl Summary {
                 self.invalid_rows += 1;
                 self.rows_with_errors += u64::from(errors > 0);
             }
+            Verdict::OtherShard { .. } => {}
         }
     }
 }
@@ -201,7 +216,8 @@ impl Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = |n: u64, one: &str, many: &str| format!("{n} {}", plural(n, one, many));
-        write!(f, "{} checked: ", count(self.rows, "row", "rows"))?;
+        let rows = self.rows + self.other_shard_rows;
+        write!(f, "{} checked: ", count(rows, "row", "rows"))?;
         let row_errors = self.errors - self.manifest_errors;
         let in_rows = format!("in {}", count(self.rows_with_errors, "row", "rows"));
         match (self.manifest_errors, row_errors) {
@@ -304,7 +320,7 @@ pub fn check_manifest(
         }
         batch = next;
     }
-    if summary.rows == 0 {
+    if summary.rows + summary.other_shard_rows == 0 {
         let message = match manifest.header() {
             Some(_) => "no rows: the manifest has a header but nothing below it",
             None => "no rows: the manifest has no JSON objects",

@@ -50,6 +50,8 @@ pub(crate) struct Examined {
     /// An object still to be looked at (its HEAD and first bytes), with the batch's others.
     pub remote: Option<crate::objects::ObjectUrl>,
     object: Option<crate::objects::RemoteObject>,
+    /// A row of another shard (`upload --shard`): its file is not looked at.
+    elsewhere: bool,
 }
 
 impl<'a> Context<'a> {
@@ -94,6 +96,7 @@ impl<'a> Context<'a> {
             modified: None,
             remote: None,
             object: None,
+            elsewhere: false,
         };
         let cells = match raw.cells(self.header.as_ref()) {
             Ok(cells) => cells,
@@ -115,6 +118,9 @@ impl<'a> Context<'a> {
                 if let (Some(index), Some(header)) = (file_column, &self.header) {
                     row.file = raw.field_text(index, header).map(str::to_string);
                 }
+                row.elsewhere = self
+                    .settings
+                    .elsewhere(row.file.as_deref().unwrap_or_default().trim());
                 return row;
             }
         };
@@ -164,7 +170,13 @@ impl<'a> Context<'a> {
         }
         let reported = self.read_times(&mut row);
         self.check_fields(&mut row, &reported);
-        match self.check_file_value(&mut row, file) {
+        let target = self.check_file_value(&mut row, file);
+        // Every shard checks every row's fields, so that all refuse a bad manifest alike; only
+        // the shard a row belongs to opens its file (or asks for its object).
+        row.elsewhere = self
+            .settings
+            .elsewhere(row.file.as_deref().unwrap_or_default());
+        match target.filter(|_| !row.elsewhere) {
             Some(Location::File(path)) => {
                 let inspection = files::inspect(&path);
                 row.inspected(path, inspection);
@@ -398,6 +410,12 @@ impl Examined {
         ranked.sort_by_key(|(rank, _)| *rank);
         let problems: Vec<Problem> = ranked.into_iter().map(|(_, p)| p).collect();
         let has_error = problems.iter().any(Problem::is_error);
+        if self.elsewhere {
+            return Verdict::OtherShard {
+                line: self.line,
+                problems,
+            };
+        }
         match (
             self.accepted,
             has_error || context.manifest_invalid,
@@ -719,7 +737,7 @@ fn extension_warning(file: Option<&str>, format: super::AudioFormat) -> Option<S
 }
 
 /// Whether a name is within two edits of a reserved key, ignoring case (but not equal).
-fn is_near(name: &str, key: &str) -> bool {
+pub(crate) fn is_near(name: &str, key: &str) -> bool {
     if name == key || name.len().abs_diff(key.len()) > 2 {
         return false;
     }

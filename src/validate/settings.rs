@@ -11,6 +11,7 @@ use super::fields;
 use super::times::TimeSettings;
 use crate::manifest::{self, Format};
 use crate::objects::{ObjectUrl, SourceOptions, is_object_url};
+use crate::shard::Shard;
 
 #[derive(Clone, Debug)]
 pub struct ManifestSettings {
@@ -28,6 +29,8 @@ pub struct ManifestSettings {
     pub remote_base: Option<ObjectUrl>,
     /// `--source-endpoint` and `--source-region`: how `s3://` objects are reached.
     pub sources: SourceOptions,
+    /// `upload --shard`: the rows of other shards have their fields checked, not their files.
+    pub shard: Option<Shard>,
 }
 
 /// Where a row's audio is: a local file, or an object in a store.
@@ -76,6 +79,7 @@ impl ManifestSettings {
             times: TimeSettings::default(),
             remote_base,
             sources: SourceOptions::default(),
+            shard: None,
         })
     }
 
@@ -89,6 +93,18 @@ impl ManifestSettings {
     pub fn with_times(mut self, times: TimeSettings) -> ManifestSettings {
         self.times = times;
         self
+    }
+
+    /// Taking only the rows of `shard` (`upload --shard`).
+    pub fn with_shard(mut self, shard: Option<Shard>) -> ManifestSettings {
+        self.shard = shard;
+        self
+    }
+
+    /// True for a row of another shard (never without `--shard`); `file` is its path as the
+    /// manifest writes it, empty for a row that has none.
+    pub fn elsewhere(&self, file: &str) -> bool {
+        self.shard.is_some_and(|shard| !shard.takes(file))
     }
 
     /// The manifest as the user wrote it, for messages (`manifest.csv:17: ...`).
@@ -165,7 +181,7 @@ fn parse_renames(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(renames)
 }
 
-fn parse_fills(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn parse_fills(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut fills: Vec<(String, String)> = Vec::new();
     for set in given {
         let (key, value) = split_pair("--set", set, "KEY=VALUE, e.g. --set channel_id=42")?;

@@ -821,7 +821,7 @@ mod arbitrary_bytes {
                 }
                 let line = match v {
                     Verdict::Valid { row, .. } => row.line,
-                    Verdict::Invalid { line, .. } => *line,
+                    Verdict::Invalid { line, .. } | Verdict::OtherShard { line, .. } => *line,
                     Verdict::Manifest(_) | Verdict::Empty(_) => continue,
                 };
                 prop_assert!(line > last, "rows in line order");
@@ -1086,4 +1086,82 @@ fn a_timestamp_column_the_header_lacks_or_that_clashes_with_call_date_is_a_usage
         run("file,channel_id,started,call_date,agent\n")
             .contains("fills call_date, but the manifest has a call_date column too")
     );
+}
+
+#[test]
+fn with_a_shard_every_rows_fields_are_checked_but_only_its_own_rows_files_are_opened() {
+    use crate::shard::{Shard, shard_of};
+    let f = Fixture::new();
+    // None of these files exists: only the shard's own rows are refused for that.
+    let files: Vec<String> = (0..12).map(|i| format!("calls/gone-{i}.wav")).collect();
+    let theirs = files.iter().find(|file| shard_of(file, 2) == 2).unwrap();
+    let mut text = format!("{HEADER}\n");
+    for file in &files {
+        text.push_str(&format!("{file},1,2025-01-02,10:00:00,Ann\n"));
+    }
+    // Another shard's row with a bad date: still this shard's error.
+    text.push_str(&format!("{theirs}x,1,2025-02-30,10:00:00,Ann\n"));
+    let path = f.file("m.csv", text.as_bytes());
+    let settings = ManifestSettings::new(&path, None, None, &[], &[])
+        .unwrap()
+        .with_shard(Some(Shard::resolve("1/2", |_| None).unwrap()));
+    let mut verdicts = Vec::new();
+    let summary = super::check_manifest(&settings, today(), |verdict| {
+        verdicts.push(verdict);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let bad_date = format!("{theirs}x");
+    assert_eq!(shard_of(&bad_date, 2), 2, "pick another name if this fails");
+    for (verdict, file) in verdicts.iter().zip(files.iter().chain([&bad_date])) {
+        match (shard_of(file, 2), verdict) {
+            (1, Verdict::Invalid { problems, .. }) => {
+                assert!(problems[0].message.contains("no such file"), "{problems:?}");
+            }
+            (2, Verdict::OtherShard { problems, .. }) if *file == bad_date => {
+                assert_eq!(
+                    problems.len(),
+                    1,
+                    "the date, not the missing file: {problems:?}"
+                );
+                assert_eq!(problems[0].column.as_deref(), Some("call_date"));
+            }
+            (2, Verdict::OtherShard { problems, .. }) => assert!(problems.is_empty()),
+            (shard, other) => panic!("{file} of shard {shard}: {other:?}"),
+        }
+    }
+    let own = files.iter().filter(|file| shard_of(file, 2) == 1).count() as u64;
+    assert_eq!(summary.rows, own);
+    assert_eq!(summary.other_shard_rows, 13 - own);
+    assert_eq!(summary.errors, own + 1, "every shard refuses the bad date");
+    assert!(summary.to_string().starts_with("13 rows checked: "));
+}
+
+#[test]
+fn a_shard_with_no_rows_of_its_own_is_not_an_empty_manifest() {
+    use crate::shard::{Shard, shard_of};
+    let f = Fixture::new();
+    let shard = if shard_of("calls/a.wav", 2) == 1 {
+        "2/2"
+    } else {
+        "1/2"
+    };
+    let path = f.file(
+        "m.csv",
+        format!("{HEADER}\ncalls/a.wav,1,2025-01-02,10:00:00,Ann\n").as_bytes(),
+    );
+    let settings = ManifestSettings::new(&path, None, None, &[], &[])
+        .unwrap()
+        .with_shard(Some(Shard::resolve(shard, |_| None).unwrap()));
+    let mut verdicts = Vec::new();
+    let summary = super::check_manifest(&settings, today(), |verdict| {
+        verdicts.push(verdict);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(
+        matches!(verdicts[..], [Verdict::OtherShard { .. }]),
+        "{verdicts:?}"
+    );
+    assert!(summary.is_valid());
 }

@@ -35,7 +35,7 @@ fn upload(dir: &Dir, manifest: &str, base_url: &str, extra: &[&str]) -> Output {
 }
 
 fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    crate::util::untimed(out)
 }
 
 /// Upload refused before anything was sent: exit 2, every `expected` line on stderr, and the

@@ -1025,7 +1025,10 @@ async fn objects_resume_after_kill_9_without_a_second_upload_of_any() {
         "{report:?}"
     );
     // Killed with rows left: the rerun sent those.
-    assert!(report.iter().any(|r| r["status"] == "uploaded"), "{report:?}");
+    assert!(
+        report.iter().any(|r| r["status"] == "uploaded"),
+        "{report:?}"
+    );
     let on_server = s3
         .assert_uploaded_rows_are_on_the_server(&sandbox, dest, &corpus)
         .await;

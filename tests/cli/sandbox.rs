@@ -816,6 +816,150 @@ async fn token_ttl_1_accepts_the_token_at_once_then_refuses_it_as_invalid_and_co
     }
 }
 
+/// Three call 1s at once against `--rate-limit 1`: they arrive within far less than a second
+/// of each other, however loaded the machine, so the window can let only one of them through.
+#[tokio::test]
+async fn rate_limit_1_answers_429_with_retry_after_to_call_1s_beyond_one_a_second() {
+    let sandbox = Sandbox::start(&["--rate-limit", "1", "--upload-style", "put"]);
+    let body = valid_body();
+    let answers = futures_util::future::join_all((0..3).map(|_| sandbox.call1(&body))).await;
+    let created = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::CREATED)
+        .count();
+    let throttled: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(created + throttled.len(), 3, "{answers:?}");
+    assert!(created >= 1 && !throttled.is_empty(), "{answers:?}");
+    for (_, headers, body) in &throttled {
+        let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(retry_after >= 1, "{headers:?}");
+        assert_eq!(
+            serde_json::from_str::<Value>(body).unwrap(),
+            json!({"detail": "Request was throttled. Expected available in 1 second."})
+        );
+    }
+    assert_eq!(sandbox.conversations().await.len(), created);
+    let stats = sandbox.stats().await;
+    assert_eq!(stats["api_requests"], 3, "{stats}");
+    assert_eq!(stats["rate_limited"], throttled.len(), "{stats}");
+    assert_eq!(
+        stats["faults"]["throttle"], 0,
+        "the random throttle is another count"
+    );
+    #[cfg(unix)]
+    {
+        let (code, stderr) = sandbox.interrupt();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stderr.contains("at most 1 call 1 a second"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("rate-limited {}", throttled.len())),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_outage_answers_every_api_and_s3_request_503_right_after_the_nth_call_1() {
+    for style in ["post", "put"] {
+        // Ten minutes: the outage is still on when the test looks, however slow the machine.
+        let sandbox = Sandbox::start(&[
+            "--outage-after",
+            "1",
+            "--outage-secs",
+            "600",
+            "--upload-style",
+            style,
+        ]);
+        let answer = sandbox.create().await;
+        let (status, headers, body) = sandbox.call1(&valid_body()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{style}: {body}");
+        assert_eq!(
+            headers["content-type"], "text/html",
+            "{style}: a gateway's page"
+        );
+        // The first row's upload meets the outage too.
+        let (status, body) = match style {
+            "post" => sandbox.upload_post(&answer, b"RIFF").await,
+            _ => {
+                let url = answer["upload_url"].as_str().unwrap();
+                sandbox.upload_put(url, b"RIFF").await
+            }
+        };
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{style}: {body}");
+        assert_eq!(xml_code(&body), "ServiceUnavailable", "{style}: {body}");
+        // The inspection endpoints stay up.
+        let all = sandbox.conversations().await;
+        assert_eq!((all.len(), &all[0]["uploaded"]), (1, &json!(false)));
+        let stats = sandbox.stats().await;
+        assert_eq!(stats["outages"], 1, "{stats}");
+        assert_eq!(stats["outage_on"], true, "{stats}");
+        assert_eq!(stats["outage_api_requests"], 1, "{stats}");
+        assert_eq!(stats["outage_s3_requests"], 1, "{stats}");
+        assert_eq!(stats["api_requests"], 2, "{stats}");
+        assert_eq!(stats["faults"]["fail"], 0, "{stats}");
+    }
+}
+
+#[tokio::test]
+async fn after_the_outage_call_1_and_uploads_are_served_again() {
+    let sandbox = Sandbox::start(&["--outage-after", "1", "--outage-secs", "1"]);
+    sandbox.create().await;
+    // How long the outage lasted is the unit tests' business (against a hand-moved clock);
+    // here only that service resumes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let (status, _, body) = sandbox.call1(&valid_body()).await;
+        match status {
+            StatusCode::CREATED => break serde_json::from_str::<Value>(&body).unwrap(),
+            StatusCode::SERVICE_UNAVAILABLE if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    };
+    let (status, body) = sandbox.upload_post(&answer, b"RIFF").await;
+    assert!(status.is_success(), "{status}: {body}");
+    let stats = sandbox.stats().await;
+    assert_eq!(
+        (&stats["outages"], &stats["outage_on"]),
+        (&json!(1), &json!(false))
+    );
+}
+
+#[test]
+fn an_outage_needs_both_switches_and_a_repeat_needs_calls_between() {
+    let dir = Dir::new();
+    let voyc = || crate::util::voyc(dir.path());
+    let out = voyc()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--outage-after", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--outage-secs <SECS>"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = voyc()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--outage-after", "0"])
+        .args(["--outage-secs", "5", "--outage-repeat"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: a repeated outage needs at least 1 call 1 between outages (--outage-after 1 or more)\n"
+    );
+    let out = voyc()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[tokio::test]
 async fn s3_drop_rate_1_closes_the_connection_without_an_answer() {
     for style in ["post", "put"] {
@@ -918,6 +1062,32 @@ fn the_sandbox_shows_its_default_token_but_never_one_given_with_token() {
     assert!(!stderr.contains("a-real-looking-token-1f3a"), "{stderr}");
     assert!(
         stderr.starts_with("sandbox: organisation any, the token given by --token, "),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_upload_the_sandbox_cannot_store_is_a_500_whose_cause_it_logs() {
+    let data = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(&["--data-dir", data.path().to_str().unwrap()]);
+    // The bucket's folder turns into a file: no upload can be stored under it.
+    let bucket = data.path().join("voyc-sandbox");
+    std::fs::remove_dir_all(&bucket).unwrap();
+    std::fs::write(&bucket, "").unwrap();
+    let answer = sandbox.create().await;
+    let (status, body) = sandbox.upload_post(&answer, b"RIFF\0\0\0\0WAVE").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(xml_code(&body), "InternalError", "{body}");
+    assert!(
+        body.contains("the sandbox could not store the upload: "),
+        "{body}"
+    );
+    let (_, stderr) = sandbox.interrupt();
+    assert!(
+        stderr.contains(
+            "sandbox: answered 500 InternalError: the sandbox could not store the upload: "
+        ),
         "{stderr}"
     );
 }

@@ -281,7 +281,7 @@ fn assert_every_row_uploaded_once(corpus: &Corpus, sandbox: &Sandbox) {
 }
 
 pub(crate) fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    crate::util::untimed(out)
 }
 
 #[test]
@@ -592,7 +592,7 @@ fn an_oversized_file_fails_only_its_row_with_s3s_message_and_one_attempt() {
 }
 
 /// Call 1's answer for conversation `c-N`, with a presigned PUT on the same server.
-fn created(n: usize) -> (u16, &'static str, String) {
+pub(crate) fn created(n: usize) -> (u16, &'static str, String) {
     (
         201,
         "application/json",
@@ -1561,7 +1561,7 @@ fn allow_empty_makes_a_day_without_calls_exit_0_with_one_line_and_an_empty_repor
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        stderr_of(&out),
         "today.csv: no rows, nothing to send (--allow-empty); report today.report.csv\n"
     );
     let report = std::fs::read_to_string(dir.join("today.report.csv")).unwrap();

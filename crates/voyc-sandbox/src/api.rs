@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::config::{ErrorStyle, ResponseShape, UploadStyle};
 use crate::external::Target;
 use crate::faults::Fault;
+use crate::gate::Passage;
 use crate::serializer;
 use crate::shared::Shared;
 use crate::sigv4::uri_encode;
@@ -355,6 +356,10 @@ pub(crate) async fn upload_data(
 ) -> Response {
     shared.delay().await;
     shared.api_requests.fetch_add(1, Ordering::Relaxed);
+    // An outage is the gateway's: nothing behind it sees the request, no fault is drawn.
+    if shared.gate.call1() == Passage::Down {
+        return gateway_unavailable();
+    }
     let draw = shared.faults.draw_api();
     let style = shared.config.error_style;
     if draw.fail {
@@ -374,6 +379,10 @@ pub(crate) async fn upload_data(
     }
     if draw.throttle {
         shared.faults.count(Fault::Throttle);
+        return throttled(style);
+    }
+    // After the bearer check, as DRF checks throttles after authentication.
+    if shared.gate.throttle().is_some() {
         return throttled(style);
     }
     let metadata = match parse_body(&headers, &body).and_then(|m| validate(&m).map(|()| m)) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_credential_types::Credentials;
 
 use crate::faults;
+use crate::gate::Outage;
 
 /// How call 1 hands out the upload target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,6 +70,10 @@ pub struct SandboxConfig {
     pub ambiguous_rate: f64,
     /// Probability that call 1 is answered 429 with `Retry-After: 1`.
     pub throttle_rate: f64,
+    /// When set, call-1 requests beyond this many in any one second are answered 429.
+    pub rate_limit: Option<u32>,
+    /// When set, every API and S3 request is answered 503 for a while after the Nth call 1.
+    pub outage: Option<Outage>,
     /// Probability that an upload is answered 503 `SlowDown`.
     pub s3_fail_rate: f64,
     /// Probability that an upload's connection is closed after part of its body.
@@ -90,6 +95,10 @@ pub struct SandboxConfig {
     /// When set, call 1 presigns uploads for this S3 server instead of the sandbox's own
     /// stand-in, and the inspection endpoint reports what that server holds.
     pub s3: Option<S3Storage>,
+    /// Print on stderr why an upload could not be stored (its 500 `InternalError` says it to
+    /// the client too): `voyc-import sandbox` does; the in-process sandbox of `upload
+    /// --sandbox` does not, as its stderr is the run's log.
+    pub log_errors: bool,
 }
 
 impl Default for SandboxConfig {
@@ -106,6 +115,8 @@ impl Default for SandboxConfig {
             fail_rate: 0.0,
             ambiguous_rate: 0.0,
             throttle_rate: 0.0,
+            rate_limit: None,
+            outage: None,
             s3_fail_rate: 0.0,
             s3_drop_rate: 0.0,
             expired_rate: 0.0,
@@ -115,6 +126,7 @@ impl Default for SandboxConfig {
             seed: None,
             data_dir: None,
             s3: None,
+            log_errors: false,
         }
     }
 }
@@ -154,6 +166,21 @@ impl SandboxConfig {
             MAX_UPLOAD_TTL.as_secs(),
             self.upload_ttl.as_secs()
         );
+        anyhow::ensure!(
+            self.rate_limit != Some(0),
+            "the rate limit must be at least 1 call 1 a second"
+        );
+        if let Some(outage) = self.outage {
+            anyhow::ensure!(
+                !outage.duration.is_zero() && outage.duration <= MAX_UPLOAD_TTL,
+                "an outage must last between 1 second and a century, not {} s",
+                outage.duration.as_secs()
+            );
+            anyhow::ensure!(
+                !(outage.repeat && outage.after_calls == 0),
+                "a repeated outage needs at least 1 call 1 between outages (--outage-after 1 or more)"
+            );
+        }
         if self.s3.is_some() {
             anyhow::ensure!(
                 self.s3_fail_rate == 0.0 && self.s3_drop_rate == 0.0,

@@ -20,7 +20,8 @@ mod api;
 mod inspect;
 mod s3;
 
-// The state the handlers share.
+// The state the handlers share, and the gateway in front of them (rate limit, outage).
+mod gate;
 mod shared;
 
 // External-storage mode: presigning for a real S3 server and reading back what it holds.
@@ -58,6 +59,7 @@ use tower_service::Service as _;
 
 pub use config::{ErrorStyle, ResponseShape, S3Storage, SandboxConfig, UploadStyle};
 pub use faults::FaultCounts;
+pub use gate::{GateCounts, Outage};
 pub use shared::Stats;
 pub use store::Conversation;
 
@@ -117,6 +119,11 @@ pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         .collect();
     let shared = Arc::new(Shared {
         faults: faults::Faults::new(config.rates(), seed),
+        gate: gate::Gate::new(
+            config.rate_limit,
+            config.outage,
+            Box::new(gate::RealClock::new()),
+        ),
         ids: std::sync::Mutex::new(fastrand::Rng::with_seed(seed.rotate_left(17) ^ 0x1d5)),
         credentials: sigv4::Credentials {
             access_key: "SANDBOXACCESSKEY".into(),

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::faults::Fault;
+use crate::gate::Passage;
 use crate::s3_error::{S3Error, xml_text};
 use crate::shared::{ConnectionHandle, Shared};
 use crate::sigv4::{PostGrant, uri_encode};
@@ -204,6 +205,22 @@ impl Sink {
     }
 }
 
+/// An upload the sandbox itself could not store (a full disk, no file descriptor left) is
+/// its own failure, not the client's: say why on stderr, where its operator looks.
+fn log_failure<T>(shared: &Shared, result: &Result<T, S3Error>) {
+    if let Err(err) = result
+        && err.status.is_server_error()
+        && shared.config.log_errors
+        && let Some(detail) = err.detail()
+    {
+        eprintln!(
+            "sandbox: answered {} {}: {detail}",
+            err.status.as_u16(),
+            err.code
+        );
+    }
+}
+
 fn storage_error(err: &io::Error) -> S3Error {
     S3Error::internal().with(
         "Detail",
@@ -274,8 +291,11 @@ pub(crate) async fn post_object(
 ) -> Response {
     shared.delay().await;
     shared.s3_requests.fetch_add(1, Ordering::Relaxed);
-    let draw = shared.faults.draw_s3();
     let mut body = Metered::new(body, shared.clone(), connection);
+    if shared.gate.s3() == Passage::Down {
+        return finish(&mut body, &headers, Err(S3Error::service_unavailable())).await;
+    }
+    let draw = shared.faults.draw_s3();
     let result = if draw.fail {
         shared.faults.count(Fault::S3Fail);
         Err(S3Error::slow_down())
@@ -285,6 +305,7 @@ pub(crate) async fn post_object(
         }
         receive_post(&shared, &bucket, &headers, &mut body).await
     };
+    log_failure(&shared, &result);
     finish(&mut body, &headers, result).await
 }
 
@@ -436,8 +457,11 @@ pub(crate) async fn put_object(
 ) -> Response {
     shared.delay().await;
     shared.s3_requests.fetch_add(1, Ordering::Relaxed);
-    let draw = shared.faults.draw_s3();
     let mut body = Metered::new(body, shared.clone(), connection);
+    if shared.gate.s3() == Passage::Down {
+        return finish(&mut body, &headers, Err(S3Error::service_unavailable())).await;
+    }
+    let draw = shared.faults.draw_s3();
     let result = if draw.fail {
         shared.faults.count(Fault::S3Fail);
         Err(S3Error::slow_down())
@@ -447,6 +471,7 @@ pub(crate) async fn put_object(
         }
         receive_put(&shared, &bucket, &key, &query, &headers, &mut body).await
     };
+    log_failure(&shared, &result);
     finish(&mut body, &headers, result).await
 }
 

@@ -24,6 +24,14 @@ impl S3Error {
         }
     }
 
+    /// The `<Detail>` element, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(name, _)| *name == "Detail")
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Adds an element after `<Message>`, e.g. `<MaxSizeAllowed>`.
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
         self.details.push((name, value.into()));
@@ -51,6 +59,15 @@ impl S3Error {
             StatusCode::SERVICE_UNAVAILABLE,
             "SlowDown",
             "Please reduce your request rate.",
+        )
+    }
+
+    /// What S3 answers while it is down (the sandbox's outage switches).
+    pub(crate) fn service_unavailable() -> S3Error {
+        S3Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Service is unable to handle request.",
         )
     }
 

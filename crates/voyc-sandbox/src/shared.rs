@@ -16,6 +16,7 @@ use crate::config::SandboxConfig;
 use crate::delay::Delays;
 use crate::external::External;
 use crate::faults::{FaultCounts, Faults};
+use crate::gate::{Gate, GateCounts};
 use crate::sigv4::Credentials;
 use crate::store::Store;
 
@@ -29,6 +30,9 @@ pub struct Stats {
     pub api_requests: u64,
     pub s3_requests: u64,
     pub faults: FaultCounts,
+    /// What `--rate-limit` and the outage switches did (their keys sit beside these).
+    #[serde(flatten)]
+    pub gate: GateCounts,
 }
 
 /// The state every handler shares.
@@ -41,6 +45,7 @@ pub(crate) struct Shared {
     /// The S3 server uploads go to in external-storage mode.
     pub(crate) external: Option<External>,
     pub(crate) faults: Faults,
+    pub(crate) gate: Gate,
     pub(crate) ids: std::sync::Mutex<fastrand::Rng>,
     /// The last numeric conversation id handed out.
     pub(crate) sequence: AtomicU64,
@@ -76,6 +81,7 @@ impl Shared {
             api_requests: self.api_requests.load(Ordering::Relaxed),
             s3_requests: self.s3_requests.load(Ordering::Relaxed),
             faults: self.faults.counts(),
+            gate: self.gate.counts(),
         }
     }
 
