@@ -788,6 +788,47 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_objects_read_error_is_retried_and_a_gone_or_replaced_object_keeps_the_target() {
+        let source = Source {
+            path: PathBuf::from("s3://b/calls/a.wav"),
+            size: 10,
+            modified: None,
+            object: Some(RemoteObject {
+                url: crate::objects::ObjectUrl::parse("s3://b/calls/a.wav").unwrap(),
+                etag: Some("\"e1\"".into()),
+            }),
+        };
+        let problem = |kind| objects::Problem {
+            kind,
+            message: "said".into(),
+        };
+        let failure = object_failure(&source, problem(objects::Kind::Passing));
+        assert_eq!(
+            (failure.class, failure.file_changed),
+            (Class::Transient, false)
+        );
+        for kind in [objects::Kind::Missing, objects::Kind::Replaced] {
+            let failure = object_failure(&source, problem(kind));
+            assert_eq!(
+                (failure.class, failure.file_changed),
+                (Class::Permanent, true)
+            );
+            assert!(
+                failure
+                    .message
+                    .starts_with("s3://b/calls/a.wav changed since it was checked"),
+                "{}",
+                failure.message
+            );
+        }
+        let failure = object_failure(&source, problem(objects::Kind::Denied));
+        assert_eq!(
+            (failure.class, failure.file_changed),
+            (Class::Permanent, false)
+        );
+    }
+
     #[tokio::test]
     async fn a_presigned_post_sends_the_fields_in_order_then_the_file_with_an_exact_length() {
         let server = serve(|_| Reply::json(204, "")).await;
