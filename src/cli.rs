@@ -142,9 +142,17 @@ pub struct ManifestArgs {
     #[arg(help_heading = "Manifest", long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Folder that relative audio paths resolve against [default: the manifest's folder].
+    /// Folder (or s3://BUCKET/PREFIX/) that relative audio paths resolve against [default: the manifest's folder].
     #[arg(help_heading = "Manifest", long, value_name = "DIR")]
     pub base_dir: Option<PathBuf>,
+
+    /// S3-compatible server that s3:// audio paths are read from, e.g. https://minio.example.com:9000 [default: AWS].
+    #[arg(help_heading = "Manifest", long, value_name = "URL")]
+    pub source_endpoint: Option<String>,
+
+    /// Region to sign s3:// requests for [default: AWS_REGION, else us-east-1].
+    #[arg(help_heading = "Manifest", long, value_name = "REGION")]
+    pub source_region: Option<String>,
 
     /// Rename a manifest column before anything else (repeatable), e.g. --map recording=file.
     #[arg(help_heading = "Manifest", long = "map", value_name = "SOURCE=TARGET")]

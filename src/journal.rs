@@ -217,6 +217,13 @@ impl RowIdentity {
         RowIdentity::new(&identity_path(file), size, body)
     }
 
+    /// The identity of a row whose audio is an object in a store: its URL, its ETag (a
+    /// replaced object is another recording) and its size. No local path's identity can be
+    /// the same: the URL and ETag are joined by a NUL, which no path holds.
+    pub fn of_object(url: &str, etag: Option<&str>, size: u64, body: &[u8]) -> RowIdentity {
+        RowIdentity::new(&format!("{url}\0etag {}", etag.unwrap_or("")), size, body)
+    }
+
     /// Over `file` exactly as given: what voyc-import 0.1 keyed every row by, and still the
     /// identity of a row whose path needs no folding.
     pub fn new(file_as_written: &str, size: u64, body: &[u8]) -> RowIdentity {
@@ -1531,6 +1538,24 @@ mod tests {
             RowIdentity::new("a", 1, b"bc")
         );
         assert_eq!(a.hex().len(), 64);
+    }
+
+    #[test]
+    fn an_objects_identity_is_its_url_etag_and_size_and_no_local_paths() {
+        let a = RowIdentity::of_object("s3://b/calls/1.wav", Some("\"e1\""), 10, b"{}");
+        assert_ne!(
+            a,
+            RowIdentity::of_object("s3://b/calls/1.wav", Some("\"e2\""), 10, b"{}")
+        );
+        assert_ne!(
+            a,
+            RowIdentity::of_object("s3://b/calls/1.wav", Some("\"e1\""), 11, b"{}")
+        );
+        assert_ne!(
+            a,
+            RowIdentity::of_object("s3://c/calls/1.wav", Some("\"e1\""), 10, b"{}")
+        );
+        assert_ne!(a, RowIdentity::of_row("s3://b/calls/1.wav", 10, b"{}"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod human;
 mod journal;
 mod manifest;
 mod merge;
+mod objects;
 mod outcome;
 mod plan;
 mod progress;

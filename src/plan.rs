@@ -236,6 +236,16 @@ impl<L: Lookup> Planner<L> {
     /// journal written before still resumes (its uploaded rows stay uploaded, its targets and
     /// leftovers stay the row's). Paths that need no folding have one identity in both.
     fn find(&mut self, row: &CheckedRow, body: &[u8]) -> (RowIdentity, Option<Stored>) {
+        if let Some(object) = &row.object {
+            let identity = RowIdentity::of_object(
+                &object.url.to_string(),
+                object.etag.as_deref(),
+                row.size,
+                body,
+            );
+            let stored = self.lookup.row(&identity);
+            return (identity, stored);
+        }
         let identity = RowIdentity::of_row(&row.file, row.size, body);
         if let Some(stored) = self.lookup.row(&identity) {
             return (identity, Some(stored));
@@ -329,6 +339,7 @@ mod tests {
                 path: file.into(),
                 size: 10,
                 modified: None,
+                object: None,
                 format: AudioFormat::Wav,
                 body,
             },

@@ -15,6 +15,7 @@ use crate::cli::{
 };
 use crate::journal::Destination;
 use crate::manifest::Format;
+use crate::objects::SourceOptions;
 use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::scan::Pattern;
@@ -30,7 +31,7 @@ pub const SANDBOX_ORG: &str = "1";
 /// What to run, checked.
 #[derive(Debug)]
 pub enum Settings {
-    Validate(ManifestSettings),
+    Validate(Box<ManifestSettings>),
     Upload(Box<UploadSettings>),
     Sandbox(Box<SandboxConfig>),
     MergeReports(MergeSettings),
@@ -43,7 +44,7 @@ pub enum Settings {
 impl Settings {
     pub fn resolve(cli: Cli) -> anyhow::Result<Settings> {
         Ok(match cli.command {
-            Command::Validate(args) => Settings::Validate(manifest(&args.manifest)?),
+            Command::Validate(args) => Settings::Validate(Box::new(manifest(&args.manifest)?)),
             Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
             Command::Sandbox(args) => Settings::Sandbox(Box::new(sandbox(&args)?)),
             Command::MergeReports(args) => Settings::MergeReports(MergeSettings::resolve(&args)?),
@@ -72,7 +73,11 @@ fn manifest(args: &ManifestArgs) -> anyhow::Result<ManifestSettings> {
         &args.map,
         &args.set,
     )?
-    .with_times(times))
+    .with_times(times)
+    .with_sources(SourceOptions::new(
+        args.source_endpoint.as_deref(),
+        args.source_region.as_deref(),
+    )?))
 }
 
 fn format(format: cli::Format) -> Format {

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::Status;
 use crate::human;
 use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
+use crate::objects::{ObjectSources, Purpose};
 use crate::outcome::{End, Outcome};
 use crate::plan::{Lookup, Planner, Step, ToSend};
 use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary, Waiting};
@@ -454,7 +455,14 @@ fn run(
     }
     let engine = Arc::new(Engine {
         client,
-        uploader: Uploader::new(http, settings.timeout).with_bandwidth(settings.bwlimit),
+        uploader: Uploader::new(http, settings.timeout)
+            .with_bandwidth(settings.bwlimit)
+            .with_objects(ObjectSources::new(
+                settings.manifest.sources.clone(),
+                Purpose::Upload {
+                    idle: settings.timeout,
+                },
+            )),
         journal: journal.clone(),
         control: control.clone(),
         retries: settings.retries,

@@ -30,7 +30,7 @@ use super::outage::{Outages, Verdict};
 use super::rate::CallRate;
 use super::response::Call1Response;
 use super::retry::Backoff;
-use super::transfer::{Gate, Opened, Source, Uploaded, Uploader, open_for_upload};
+use super::transfer::{Gate, Opened, Source, Uploaded, Uploader};
 use crate::journal::{
     Change, ClaimState, Holder, Journal, OtherRun, Pending, RowIdentity, State, Stored,
 };
@@ -58,6 +58,8 @@ pub struct Job {
     pub size: u64,
     /// The file's modification time when it was checked.
     pub modified: Option<SystemTime>,
+    /// An object in a store (`s3://`) instead of a file, as checked.
+    pub object: Option<crate::objects::RemoteObject>,
     /// The exact call-1 body.
     pub body: Bytes,
     pub identity: RowIdentity,
@@ -77,6 +79,7 @@ impl Job {
             path: send.row.path,
             size: send.row.size,
             modified: send.row.modified,
+            object: send.row.object,
             body: send.body,
             identity: send.identity,
             resume: send.stored,
@@ -90,6 +93,7 @@ impl Job {
             path: self.path.clone(),
             size: self.size,
             modified: self.modified,
+            object: self.object.clone(),
         }
     }
 }
@@ -296,7 +300,7 @@ impl Engine {
                     // The file is opened and its first chunk read while call 1 is in flight.
                     let (answer, opened) = tokio::join!(
                         self.call1(job, tally, started.take()),
-                        open_for_upload(job.source())
+                        self.uploader.open(job.source())
                     );
                     match answer {
                         Ok((response, commit)) => (
@@ -1442,6 +1446,7 @@ mod tests {
             modified: std::fs::metadata(&path).unwrap().modified().ok(),
             path,
             size,
+            object: None,
             body,
             resume: setup.engine.journal.lookup(&identity).unwrap(),
             identity,

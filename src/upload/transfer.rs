@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
+use futures_util::stream::BoxStream;
 use reqwest::header::CONTENT_LENGTH;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -28,6 +29,7 @@ use super::http::read_limited;
 use super::rate::Bandwidth;
 use crate::descriptors::out_of_descriptors;
 use crate::human;
+use crate::objects::{self, ObjectSources, RemoteObject};
 use crate::target::UploadTarget;
 use crate::validate::sniff::{SNIFF_LEN, sniff};
 use crate::validate::{describe_start, open_regular, shown};
@@ -45,6 +47,8 @@ pub struct Source {
     /// Its modification time when checked; `None` where the system gives none (then only the
     /// size is compared).
     pub modified: Option<SystemTime>,
+    /// An object in a store (`s3://`) rather than a file: `path` is then its URL.
+    pub object: Option<RemoteObject>,
 }
 
 impl Source {
@@ -87,6 +91,8 @@ pub struct Uploader {
     timeout: Duration,
     /// `--bwlimit`, shared by every upload.
     bandwidth: Option<Arc<Bandwidth>>,
+    /// Where `s3://` rows are read from.
+    objects: Option<Arc<ObjectSources>>,
 }
 
 impl Uploader {
@@ -95,6 +101,28 @@ impl Uploader {
             http,
             timeout,
             bandwidth: None,
+            objects: None,
+        }
+    }
+
+    /// `s3://` rows are read through `objects` (built on the runtime the uploads run on).
+    pub fn with_objects(self, objects: ObjectSources) -> Uploader {
+        Uploader {
+            objects: Some(Arc::new(objects)),
+            ..self
+        }
+    }
+
+    /// Opens the row's audio for its upload: the file ([`open_for_upload`]), or the object's
+    /// body, asked for as validation saw it, its first bytes read and checked again.
+    pub async fn open(&self, source: Source) -> Result<Opened, Failure> {
+        match (&source.object, &self.objects) {
+            (None, _) => open_for_upload(source).await,
+            (Some(object), Some(objects)) => open_object(&source, object, objects).await,
+            (Some(object), None) => Err(Failure::permanent(
+                Call::Upload,
+                format!("{}: no object store is set up to read it", object.url),
+            )),
         }
     }
 
@@ -122,7 +150,7 @@ impl Uploader {
         let size = source.size;
         let opened = match opened {
             Some(opened) => opened,
-            None => open_for_upload(source.clone()).await?,
+            None => self.open(source.clone()).await?,
         };
         if size == 0
             && let Some(gate) = gate.take()
@@ -141,8 +169,7 @@ impl Uploader {
         });
         let body = reqwest::Body::wrap_stream(FileStream {
             remaining: size - opened.first.len() as u64,
-            file: opened.file,
-            recheck: opened.recheck,
+            reader: opened.reader,
             source: source.clone(),
             next: Some(opened.first).filter(|first| !first.is_empty()),
             buffer: Vec::new(),
@@ -248,10 +275,19 @@ pub struct Uploaded {
 
 /// A file opened for an upload, its size checked again and its first chunk read.
 pub struct Opened {
-    file: tokio::fs::File,
-    /// The same open file, to ask its size and modification time before the last byte.
-    recheck: std::fs::File,
+    reader: Reader,
     first: Bytes,
+}
+
+/// Where an upload's bytes after the first chunk come from.
+enum Reader {
+    File {
+        file: tokio::fs::File,
+        /// The same open file, to ask its size and modification time before the last byte.
+        recheck: std::fs::File,
+    },
+    /// An object's body (`If-Match` its ETag: the object validation saw, or an error).
+    Object(BoxStream<'static, Result<Bytes, objects::Problem>>),
 }
 
 impl std::fmt::Debug for Opened {
@@ -332,9 +368,74 @@ fn open_blocking(source: &Source) -> Result<Opened, Failure> {
         return Err(source.changed_failure("since it was checked", &why));
     }
     Ok(Opened {
-        file: tokio::fs::File::from_std(file),
-        recheck,
+        reader: Reader::File {
+            file: tokio::fs::File::from_std(file),
+            recheck,
+        },
         first: Bytes::from(first),
+    })
+}
+
+/// What a failure to read an object means for its row: gone or replaced since it was
+/// checked (the row's target is kept: a rerun sends the new one to the same conversation),
+/// refused (permanent), or a passing failure of the store (retried).
+fn object_failure(source: &Source, problem: objects::Problem) -> Failure {
+    use objects::Kind;
+    match problem.kind {
+        Kind::Missing => source.changed_failure("since it was checked", "it is no longer there"),
+        Kind::Replaced => {
+            source.changed_failure("since it was checked", "it was replaced: its ETag differs")
+        }
+        Kind::Passing => Failure::transient(Call::Upload, problem.message),
+        Kind::Denied | Kind::Row | Kind::Store => Failure::permanent(Call::Upload, problem.message),
+    }
+}
+
+/// [`Uploader::open`] for an object: its body asked for, and read until its first bytes can
+/// be checked to still be audio.
+async fn open_object(
+    source: &Source,
+    object: &RemoteObject,
+    objects: &ObjectSources,
+) -> Result<Opened, Failure> {
+    use futures_util::StreamExt as _;
+    let mut stream = objects
+        .open(object)
+        .await
+        .map_err(|problem| object_failure(source, problem))?;
+    let want = usize::try_from(source.size)
+        .unwrap_or(usize::MAX)
+        .min(SNIFF_LEN);
+    let mut first = bytes::BytesMut::new();
+    while first.len() < want {
+        match stream.next().await {
+            Some(Ok(chunk)) => first.extend_from_slice(&chunk),
+            Some(Err(problem)) => return Err(object_failure(source, problem)),
+            None => {
+                let why = format!(
+                    "{} bytes when checked, {} could be read",
+                    source.size,
+                    first.len()
+                );
+                return Err(source.changed_failure("since it was checked", &why));
+            }
+        }
+    }
+    if first.len() as u64 > source.size {
+        let why = format!("{} bytes when checked, more now", source.size);
+        return Err(source.changed_failure("since it was checked", &why));
+    }
+    let head = &first[..first.len().min(SNIFF_LEN)];
+    if sniff(head).is_none() {
+        let why = format!(
+            "its first bytes are no longer audio; {}",
+            describe_start(head)
+        );
+        return Err(source.changed_failure("since it was checked", &why));
+    }
+    Ok(Opened {
+        reader: Reader::Object(stream),
+        first: first.freeze(),
     })
 }
 
@@ -407,9 +508,8 @@ fn gate_failed(err: &str) -> String {
 /// The file as a stream of chunks: exactly its size in bytes, hashed and counted as they go.
 /// With a gate, the last byte is held back until the gate resolves.
 struct FileStream {
-    file: tokio::fs::File,
-    /// The same file, for the check before the last byte.
-    recheck: std::fs::File,
+    /// The file (and the same file again, for the check before the last byte), or the object.
+    reader: Reader,
     source: Source,
     /// Bytes not read from the file yet.
     remaining: u64,
@@ -490,7 +590,11 @@ impl FileStream {
     /// that all of it was read: a file still being written to is refused here rather than
     /// sent cut short.
     fn unchanged(&self) -> std::io::Result<()> {
-        let why = match self.recheck.metadata() {
+        let Reader::File { recheck, .. } = &self.reader else {
+            // An object was asked for by its ETag: its bytes are the ones checked.
+            return Ok(());
+        };
+        let why = match recheck.metadata() {
             Ok(meta) => self.source.changed(&meta),
             Err(err) => Some(format!("it cannot be read: {err}")),
         };
@@ -530,6 +634,44 @@ impl FileStream {
     }
 }
 
+impl FileStream {
+    /// The next chunk of an object's body: exactly as many bytes as validation counted.
+    fn poll_object(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        let Reader::Object(stream) = &mut self.reader else {
+            return Poll::Ready(None);
+        };
+        let changed = |this: &mut FileStream, why: String| {
+            let err = std::io::Error::other(format!("the object changed: {why}"));
+            *this.watch.changed.lock().expect("changed") = Some(why);
+            Poll::Ready(Some(Err(err)))
+        };
+        match stream.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) if chunk.len() as u64 > self.remaining => {
+                let why = format!("{} bytes when checked, more now", self.source.size);
+                changed(self, why)
+            }
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.remaining -= chunk.len() as u64;
+                self.pace(chunk, cx)
+            }
+            Poll::Ready(Some(Err(problem))) => match problem.kind {
+                objects::Kind::Missing | objects::Kind::Replaced => changed(self, problem.message),
+                // A passing failure of the store: the upload fails transiently and is retried.
+                _ => Poll::Ready(Some(Err(std::io::Error::other(problem.message)))),
+            },
+            Poll::Ready(None) => {
+                let why = format!(
+                    "{} bytes when checked, {} could be read",
+                    self.source.size,
+                    self.source.size - self.remaining
+                );
+                changed(self, why)
+            }
+        }
+    }
+}
+
 impl Stream for FileStream {
     type Item = std::io::Result<Bytes>;
 
@@ -547,6 +689,10 @@ impl Stream for FileStream {
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
+        let file = match &mut this.reader {
+            Reader::File { file, .. } => file,
+            Reader::Object(_) => return this.poll_object(cx),
+        };
         if this.buffer.is_empty() {
             this.buffer = vec![0; CHUNK];
         }
@@ -555,7 +701,7 @@ impl Stream for FileStream {
             .min(this.buffer.len())
             .min(this.bandwidth.as_ref().map_or(usize::MAX, |b| b.chunk()));
         let mut buf = ReadBuf::new(&mut this.buffer[..want]);
-        match Pin::new(&mut this.file).poll_read(cx, &mut buf) {
+        match Pin::new(file).poll_read(cx, &mut buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(err)) => Poll::Ready(Some(Err(err))),
             Poll::Ready(Ok(())) if buf.filled().is_empty() => {
@@ -595,6 +741,7 @@ mod tests {
             path: path.to_path_buf(),
             size: meta.len(),
             modified: meta.modified().ok(),
+            object: None,
         }
     }
 
@@ -639,6 +786,47 @@ mod tests {
             sha256,
             target,
         }
+    }
+
+    #[test]
+    fn an_objects_read_error_is_retried_and_a_gone_or_replaced_object_keeps_the_target() {
+        let source = Source {
+            path: PathBuf::from("s3://b/calls/a.wav"),
+            size: 10,
+            modified: None,
+            object: Some(RemoteObject {
+                url: crate::objects::ObjectUrl::parse("s3://b/calls/a.wav").unwrap(),
+                etag: Some("\"e1\"".into()),
+            }),
+        };
+        let problem = |kind| objects::Problem {
+            kind,
+            message: "said".into(),
+        };
+        let failure = object_failure(&source, problem(objects::Kind::Passing));
+        assert_eq!(
+            (failure.class, failure.file_changed),
+            (Class::Transient, false)
+        );
+        for kind in [objects::Kind::Missing, objects::Kind::Replaced] {
+            let failure = object_failure(&source, problem(kind));
+            assert_eq!(
+                (failure.class, failure.file_changed),
+                (Class::Permanent, true)
+            );
+            assert!(
+                failure
+                    .message
+                    .starts_with("s3://b/calls/a.wav changed since it was checked"),
+                "{}",
+                failure.message
+            );
+        }
+        let failure = object_failure(&source, problem(objects::Kind::Denied));
+        assert_eq!(
+            (failure.class, failure.file_changed),
+            (Class::Permanent, false)
+        );
     }
 
     #[tokio::test]

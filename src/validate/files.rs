@@ -16,18 +16,17 @@ use super::sniff::{AudioFormat, SNIFF_LEN, sniff};
 pub const MAX_FILE_BYTES: u64 = 5 << 30;
 
 /// Which file a path names, so that two spellings of one file (`calls/a.wav`,
-/// `./calls/a.wav`, a hard link) are known to be the same.
-#[cfg(unix)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FileId {
-    device: u64,
-    inode: u64,
-}
-
-/// Which file a path names: its canonical path (no inode numbers to rely on here).
-#[cfg(not(unix))]
+/// `./calls/a.wav`, a hard link) are known to be the same; or which object a URL names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FileId(std::path::PathBuf);
+pub(crate) enum FileId {
+    #[cfg(unix)]
+    Inode { device: u64, inode: u64 },
+    /// Its canonical path (no inode numbers to rely on here).
+    #[cfg(not(unix))]
+    Canonical(std::path::PathBuf),
+    /// An object in a store, by its URL.
+    Object(crate::objects::ObjectUrl),
+}
 
 /// What the checks found out about one audio file.
 #[derive(Clone, Debug)]
@@ -38,6 +37,8 @@ pub(crate) struct Inspection {
     pub outcome: Result<(u64, AudioFormat), String>,
     /// When it was last modified, as checked: the upload checks it has not changed since.
     pub modified: Option<SystemTime>,
+    /// An object in a store: which one, as checked (its ETag).
+    pub object: Option<crate::objects::RemoteObject>,
 }
 
 pub(crate) fn inspect(path: &Path) -> Inspection {
@@ -53,6 +54,7 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
                 id: None,
                 outcome: Err(message),
                 modified: None,
+                object: None,
             };
         }
     };
@@ -60,6 +62,7 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
         id: file_id(path, &meta),
         outcome: check_file(path, &meta),
         modified: meta.modified().ok(),
+        object: None,
     }
 }
 
@@ -142,6 +145,15 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
         ));
     }
     let size = meta.len();
+    check_size(size)?;
+    let mut head = [0u8; SNIFF_LEN];
+    let read = read_head(path, &mut head)
+        .map_err(|e| format!("cannot be read: {} ({})", io_text(&e), shown(path)))?;
+    Ok((size, check_head(&head[..read])?))
+}
+
+/// The rule on an audio file's size, wherever it is (a local file, an object).
+pub(crate) fn check_size(size: u64) -> Result<(), String> {
     if size == 0 {
         return Err("is empty (0 bytes)".to_string());
     }
@@ -151,16 +163,38 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
             crate::human::bytes(size)
         ));
     }
-    let mut head = [0u8; SNIFF_LEN];
-    let read = read_head(path, &mut head)
-        .map_err(|e| format!("cannot be read: {} ({})", io_text(&e), shown(path)))?;
-    let head = &head[..read];
-    match sniff(head) {
-        Some(format) => Ok((size, format)),
-        None => Err(format!(
+    Ok(())
+}
+
+/// The rule on an audio file's first bytes ([`SNIFF_LEN`] of them, fewer for a short file),
+/// wherever it is.
+pub(crate) fn check_head(head: &[u8]) -> Result<AudioFormat, String> {
+    sniff(head).ok_or_else(|| {
+        format!(
             "is not audio: its first bytes match no known audio format; {}",
             describe_start(head)
-        )),
+        )
+    })
+}
+
+/// What the checks found of an object in a store: the same rules as a local file's, on its
+/// HEAD and its first bytes.
+pub(crate) fn inspect_object(
+    looked: Result<crate::objects::Looked, crate::objects::Problem>,
+) -> Inspection {
+    match looked {
+        Ok(looked) => Inspection {
+            id: Some(FileId::Object(looked.object.url.clone())),
+            outcome: check_head(&looked.head).map(|format| (looked.size, format)),
+            modified: None,
+            object: Some(looked.object),
+        },
+        Err(problem) => Inspection {
+            id: None,
+            outcome: Err(problem.message),
+            modified: None,
+            object: None,
+        },
     }
 }
 
@@ -300,7 +334,7 @@ fn special_kind(_meta: &Metadata) -> &'static str {
 #[cfg(unix)]
 fn file_id(_path: &Path, meta: &Metadata) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
-    Some(FileId {
+    Some(FileId::Inode {
         device: meta.dev(),
         inode: meta.ino(),
     })
@@ -308,7 +342,7 @@ fn file_id(_path: &Path, meta: &Metadata) -> Option<FileId> {
 
 #[cfg(not(unix))]
 fn file_id(path: &Path, _meta: &Metadata) -> Option<FileId> {
-    fs::canonicalize(path).ok().map(FileId)
+    fs::canonicalize(path).ok().map(FileId::Canonical)
 }
 
 #[cfg(test)]

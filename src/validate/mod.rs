@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::human::plural;
 use crate::manifest::{Manifest, Unreadable};
+use crate::objects::{self, ObjectSources, Purpose};
 pub use fields::Severity;
 use files::FileId;
 pub(crate) use files::{describe_start, io_text, open_regular, shown};
@@ -53,6 +54,8 @@ pub struct CheckedRow {
     pub size: u64,
     /// When the file was last modified, as checked (where the system says).
     pub modified: Option<std::time::SystemTime>,
+    /// An object in a store (`s3://`), as checked; `path` is then its URL, for messages.
+    pub object: Option<crate::objects::RemoteObject>,
     pub format: AudioFormat,
     /// The exact JSON body of call 1: `serde_json::to_vec(&row.body)` is what is sent.
     pub body: Map<String, Value>,
@@ -276,6 +279,7 @@ pub fn check_manifest(
         }
     }
     let mut seen = Seen::default();
+    let objects = Objects::new(settings);
     let read_error = |e| {
         anyhow::Error::new(e).context(format!(
             "cannot read the manifest {}",
@@ -291,10 +295,11 @@ pub fn check_manifest(
         let mut next = Vec::new();
         let (examined, read) = rayon::join(
             || {
-                batch
+                let mut examined = batch
                     .par_iter()
                     .map(|raw| context.examine(raw))
-                    .collect::<Vec<Examined>>()
+                    .collect::<Vec<Examined>>();
+                objects.look_at(&mut examined).map(|()| examined)
             },
             || {
                 more.then(|| {
@@ -303,7 +308,7 @@ pub fn check_manifest(
                 })
             },
         );
-        for row in examined {
+        for row in examined? {
             let verdict = seen.conclude(&context, row);
             if emit(verdict, &mut summary).is_break() {
                 return Ok(summary);
@@ -327,6 +332,75 @@ pub fn check_manifest(
         );
     }
     Ok(summary)
+}
+
+/// The objects (`s3://`) of a pass: looked at a batch at a time, [`objects::IN_FLIGHT`] at
+/// once, on a runtime of their own that is started only if a row names an object.
+struct Objects<'a> {
+    settings: &'a ManifestSettings,
+    started: std::sync::OnceLock<Result<(tokio::runtime::Runtime, ObjectSources), String>>,
+}
+
+impl<'a> Objects<'a> {
+    fn new(settings: &'a ManifestSettings) -> Objects<'a> {
+        Objects {
+            settings,
+            started: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Looks at the objects of a batch's rows (HEAD, then the first bytes), and gives each
+    /// row what was found, as a local file's inspection. `Err` is a problem of the store as a
+    /// whole (credentials, an endpoint that does not answer): every row would have it.
+    fn look_at(&self, rows: &mut [Examined]) -> anyhow::Result<()> {
+        let asked: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].remote.is_some())
+            .collect();
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let (runtime, sources) = self
+            .started
+            .get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+                let sources = ObjectSources::new(self.settings.sources.clone(), Purpose::Check);
+                Ok((runtime, sources))
+            })
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let urls: Vec<objects::ObjectUrl> = asked
+            .iter()
+            .filter_map(|&i| rows[i].remote.clone())
+            .collect();
+        let looked = runtime.block_on(objects::inspect_all(
+            sources,
+            &urls,
+            sniff::SNIFF_LEN,
+            files::check_size,
+        ));
+        for ((&i, url), looked) in asked.iter().zip(urls).zip(looked) {
+            if let Err(problem) = &looked
+                && matches!(problem.kind, objects::Kind::Store | objects::Kind::Passing)
+            {
+                anyhow::bail!(
+                    "{}:{}: {}",
+                    self.settings.shown(),
+                    rows[i].line,
+                    problem.message
+                );
+            }
+            let row = &mut rows[i];
+            row.remote = None;
+            row.inspected(
+                PathBuf::from(url.to_string()),
+                files::inspect_object(looked),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// What the in-order part of the pass remembers: which files were listed on which line.

@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 
 use super::fields::{self, FieldProblem, REQUIRED, RESERVED, Severity};
 use super::files::{self, FileId};
-use super::settings::ManifestSettings;
+use super::settings::{Location, ManifestSettings};
 use super::{CheckedRow, Problem, Verdict};
 use crate::manifest::Format;
 use crate::manifest::{Header, MAX_COLUMNS, Name, RawRow, column_label, json_kind};
@@ -47,6 +47,9 @@ pub(crate) struct Examined {
     pub id: Option<FileId>,
     accepted: Option<(std::path::PathBuf, u64, super::AudioFormat)>,
     modified: Option<std::time::SystemTime>,
+    /// An object still to be looked at (its HEAD and first bytes), with the batch's others.
+    pub remote: Option<crate::objects::ObjectUrl>,
+    object: Option<crate::objects::RemoteObject>,
     /// A row of another shard (`upload --shard`): its file is not looked at.
     elsewhere: bool,
 }
@@ -91,6 +94,8 @@ impl<'a> Context<'a> {
             id: None,
             accepted: None,
             modified: None,
+            remote: None,
+            object: None,
             elsewhere: false,
         };
         let cells = match raw.cells(self.header.as_ref()) {
@@ -167,30 +172,18 @@ impl<'a> Context<'a> {
         self.check_fields(&mut row, &reported);
         let target = self.check_file_value(&mut row, file);
         // Every shard checks every row's fields, so that all refuse a bad manifest alike; only
-        // the shard a row belongs to opens its file.
+        // the shard a row belongs to opens its file (or asks for its object).
         row.elsewhere = self
             .settings
             .elsewhere(row.file.as_deref().unwrap_or_default());
-        if let Some(path) = target.filter(|_| !row.elsewhere) {
-            let inspection = files::inspect(&path);
-            row.id = inspection.id;
-            row.modified = inspection.modified;
-            match inspection.outcome {
-                Ok((size, format)) => {
-                    if let Some(warning) = extension_warning(row.file.as_deref(), format) {
-                        let file = row.file.clone();
-                        row.problems.push(Problem {
-                            value: file,
-                            ..Problem::new(row.line, Severity::Warning, Some("file"), warning)
-                        });
-                    }
-                    row.accepted = Some((path, size, format));
-                }
-                Err(message) => {
-                    let file = row.file.clone();
-                    row.error(Some("file"), file, message);
-                }
+        match target.filter(|_| !row.elsewhere) {
+            Some(Location::File(path)) => {
+                let inspection = files::inspect(&path);
+                row.inspected(path, inspection);
             }
+            // Looked at with the rest of the batch's objects, many at a time.
+            Some(Location::Object(url)) => row.remote = Some(url),
+            None => {}
         }
         type_reserved_values(&mut row.body);
         row
@@ -202,11 +195,7 @@ impl<'a> Context<'a> {
     }
 
     /// The `file` value: present, a non-empty string; returns where it points.
-    fn check_file_value(
-        &self,
-        row: &mut Examined,
-        file: Option<Value>,
-    ) -> Option<std::path::PathBuf> {
+    fn check_file_value(&self, row: &mut Examined, file: Option<Value>) -> Option<Location> {
         match file {
             None | Some(Value::Null) => {
                 let reported_for_header = self.layout.as_ref().is_some_and(|l| !l.has_file);
@@ -222,7 +211,13 @@ impl<'a> Context<'a> {
                     return None;
                 }
                 row.file = Some(text.to_string());
-                Some(self.settings.resolve(text))
+                match self.settings.locate(text) {
+                    Ok(location) => Some(location),
+                    Err(message) => {
+                        row.error(Some("file"), Some(text.to_string()), message);
+                        None
+                    }
+                }
             }
             Some(other) => {
                 row.error(
@@ -364,6 +359,30 @@ impl<'a> Context<'a> {
 }
 
 impl Examined {
+    /// Takes what the checks found of the row's audio file (`path`, or an object's URL as a
+    /// path): its size and format, or the problem with it.
+    pub fn inspected(&mut self, path: std::path::PathBuf, inspection: files::Inspection) {
+        self.id = inspection.id;
+        self.modified = inspection.modified;
+        self.object = inspection.object;
+        match inspection.outcome {
+            Ok((size, format)) => {
+                if let Some(warning) = extension_warning(self.file.as_deref(), format) {
+                    let file = self.file.clone();
+                    self.problems.push(Problem {
+                        value: file,
+                        ..Problem::new(self.line, Severity::Warning, Some("file"), warning)
+                    });
+                }
+                self.accepted = Some((path, size, format));
+            }
+            Err(message) => {
+                let file = self.file.clone();
+                self.error(Some("file"), file, message);
+            }
+        }
+    }
+
     fn error(&mut self, column: Option<&str>, value: Option<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             value,
@@ -409,6 +428,7 @@ impl Examined {
                     path,
                     size,
                     modified: self.modified,
+                    object: self.object,
                     format,
                     body: self.body,
                 },

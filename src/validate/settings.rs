@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::fields;
 use super::times::TimeSettings;
 use crate::manifest::{self, Format};
+use crate::objects::{ObjectUrl, SourceOptions, is_object_url};
 use crate::shard::Shard;
 
 #[derive(Clone, Debug)]
@@ -24,8 +25,19 @@ pub struct ManifestSettings {
     pub fills: Vec<(String, String)>,
     /// `--timestamp-column` and the date and time formats, and `--timezone`.
     pub times: TimeSettings,
+    /// `--base-dir s3://BUCKET/PREFIX/`: relative audio paths are keys under this prefix.
+    pub remote_base: Option<ObjectUrl>,
+    /// `--source-endpoint` and `--source-region`: how `s3://` objects are reached.
+    pub sources: SourceOptions,
     /// `upload --shard`: the rows of other shards have their fields checked, not their files.
     pub shard: Option<Shard>,
+}
+
+/// Where a row's audio is: a local file, or an object in a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Object(ObjectUrl),
 }
 
 impl ManifestSettings {
@@ -40,7 +52,14 @@ impl ManifestSettings {
         set: &[String],
     ) -> anyhow::Result<ManifestSettings> {
         let format = manifest::format_of(manifest, format)?;
-        let base_dir = match base_dir {
+        let remote_base = match base_dir.and_then(Path::to_str) {
+            Some(text) if is_object_url(text) => Some(
+                ObjectUrl::parse_prefix(text)
+                    .map_err(|e| anyhow::anyhow!("--base-dir {}: {e}", text))?,
+            ),
+            _ => None,
+        };
+        let base_dir = match base_dir.filter(|_| remote_base.is_none()) {
             Some(dir) => {
                 let meta = std::fs::metadata(dir)
                     .with_context(|| format!("--base-dir {}: cannot open it", dir.display()))?;
@@ -58,8 +77,16 @@ impl ManifestSettings {
             renames: parse_renames(map)?,
             fills: parse_fills(set)?,
             times: TimeSettings::default(),
+            remote_base,
+            sources: SourceOptions::default(),
             shard: None,
         })
+    }
+
+    /// With `s3://` objects reached as `sources` says.
+    pub fn with_sources(mut self, sources: SourceOptions) -> ManifestSettings {
+        self.sources = sources;
+        self
     }
 
     /// With dates and times read as `times` says.
@@ -112,6 +139,19 @@ impl ManifestSettings {
     /// Where a row's audio path points: absolute as written, relative to the base folder.
     pub fn resolve(&self, file: &str) -> PathBuf {
         self.base_dir.join(file)
+    }
+
+    /// Where a row's audio is: an `s3://` URL as written, a relative path under an `s3://`
+    /// `--base-dir`, else a local path ([`ManifestSettings::resolve`]). `Err` says why the
+    /// value names no object.
+    pub fn locate(&self, file: &str) -> Result<Location, String> {
+        if is_object_url(file) {
+            return ObjectUrl::parse(file).map(Location::Object);
+        }
+        match &self.remote_base {
+            Some(base) if Path::new(file).is_relative() => base.join(file).map(Location::Object),
+            _ => Ok(Location::File(self.resolve(file))),
+        }
     }
 }
 

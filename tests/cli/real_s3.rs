@@ -827,3 +827,217 @@ async fn a_target_that_expired_between_runs_is_renewed_by_the_rerun() {
         assert_eq!(on_server, 1, "{style}");
     }
 }
+
+// ---- recordings read from the S3 server (`s3://` in the manifest) ----
+
+impl Seaweed {
+    /// Puts `contents` at `key` in `bucket` (created if need be) through the filer, so that the
+    /// objects come from no code of ours; the tests read them back over S3.
+    async fn put_source(&self, http: &reqwest::Client, bucket: &str, key: &str, contents: &[u8]) {
+        let name = key.rsplit('/').next().unwrap().to_string();
+        let part = reqwest::multipart::Part::bytes(contents.to_vec()).file_name(name);
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let answer = http
+            .post(format!("{}/buckets/{bucket}/{key}", self.filer))
+            .multipart(form)
+            .send()
+            .await
+            .expect("the filer answers");
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+}
+
+/// A corpus whose recordings are objects in `bucket` and no longer on disk: its manifest
+/// names rows 0 and 1 by URL, the others by key relative to `--base-dir s3://bucket/`.
+async fn corpus_in_bucket(s3: &Seaweed, sandbox: &Sandbox, bucket: &str, n: usize) -> Corpus {
+    let corpus = Corpus::new(n, |i| 40_000 + i * 7_919);
+    let mut manifest = String::from("file,channel_id,call_date,call_time,agent,crm_ticket\n");
+    for (i, (name, contents)) in corpus.files.iter().enumerate() {
+        s3.put_source(&sandbox.http, bucket, name, contents).await;
+        let file = match i < 2 {
+            true => format!("s3://{bucket}/{name}"),
+            false => name.clone(),
+        };
+        manifest.push_str(&format!(
+            "{file},support,2024-03-01,09:00:00,Agent {i},T-{i}\n"
+        ));
+    }
+    std::fs::remove_dir_all(corpus.path().join("calls")).unwrap();
+    std::fs::write(corpus.path().join("manifest.csv"), manifest).unwrap();
+    corpus
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn objects_in_a_bucket_are_validated_with_every_problem_on_its_line() {
+    let s3 = seaweed();
+    let sandbox = s3.sandbox("voyc-objects-dest-v", &[]);
+    let bucket = "voyc-objects-src-v";
+    let corpus = corpus_in_bucket(&s3, &sandbox, bucket, 2).await;
+    let page = b"<!DOCTYPE html><html><body>Not Found</body></html>";
+    s3.put_source(&sandbox.http, bucket, "calls/page.wav", page)
+        .await;
+    let manifest = format!(
+        "file,channel_id,call_date,call_time,agent\n\
+         s3://{bucket}/calls/0000.wav,1,2024-03-01,09:00:00,Ann\n\
+         s3://{bucket}/calls/missing.wav,1,2024-03-01,09:00:00,Ann\n\
+         calls/page.wav,1,2024-03-01,09:00:00,Ann\n\
+         gs://{bucket}/calls/0001.wav,1,2024-03-01,09:00:00,Ann\n"
+    );
+    std::fs::write(corpus.path().join("bad.csv"), manifest).unwrap();
+    let out = crate::util::voyc(corpus.path())
+        .args([
+            "validate",
+            "bad.csv",
+            "--base-dir",
+            &format!("s3://{bucket}/"),
+        ])
+        .args(["--source-endpoint", &s3.endpoint])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            format!("bad.csv:3: file \"s3://{bucket}/calls/missing.wav\": no such object s3://{bucket}/calls/missing.wav").as_str(),
+            "bad.csv:4: file \"calls/page.wav\": is not audio: its first bytes match no known audio format; it starts with text: \"<!DOCTYPE html><\"",
+            format!("bad.csv:5: file \"gs://{bucket}/calls/0001.wav\": gs:// is not supported: only s3:// (Amazon S3 and S3-compatible stores) is, yet; copy the recordings to S3 or to a local folder").as_str(),
+        ],
+        "{}",
+        show(&out)
+    );
+    assert_eq!(lines[3], "4 rows checked: 3 problems in 3 rows, 0 warnings");
+
+    // Wrong keys: one sentence for the whole run, and the secret is not in it.
+    let out = crate::util::voyc(corpus.path())
+        .args([
+            "validate",
+            "manifest.csv",
+            "--base-dir",
+            &format!("s3://{bucket}/"),
+        ])
+        .args(["--source-endpoint", &s3.endpoint])
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "manifest.csv:2: the object store refused the credentials for s3://{bucket}: SignatureDoesNotMatch"
+        )),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(stderr.lines().count(), 1, "{}", show(&out));
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    for text in [&stderr, &String::from_utf8_lossy(&out.stdout)] {
+        assert!(!text.contains(&secret) && !text.contains("not-the-secret"));
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn objects_upload_byte_exact_from_one_bucket_to_another_and_a_rerun_finds_them_uploaded() {
+    let s3 = seaweed();
+    for style in ["post", "put"] {
+        let dest = format!("voyc-objects-dest-{style}");
+        let sandbox = s3.sandbox(&dest, &["--upload-style", style]);
+        let bucket = format!("voyc-objects-src-{style}");
+        let corpus = corpus_in_bucket(&s3, &sandbox, &bucket, 5).await;
+        let base = format!("s3://{bucket}/");
+        let args = ["--base-dir", &base, "--source-endpoint", &s3.endpoint];
+        let out = upload(&corpus, &sandbox, &args);
+        assert_eq!(out.status.code(), Some(0), "{style}: {}", show(&out));
+        let report = corpus.report();
+        assert!(
+            report.iter().all(|row| row["status"] == "uploaded"),
+            "{report:?}"
+        );
+        assert_eq!(report[0]["file"], format!("s3://{bucket}/calls/0000.wav"));
+        assert_eq!(report[2]["file"], "calls/0002.wav");
+        let on_server = s3
+            .assert_uploaded_rows_are_on_the_server(&sandbox, &dest, &corpus)
+            .await;
+        assert_eq!(on_server, 5, "{style}");
+
+        let out = upload(&corpus, &sandbox, &args);
+        assert_eq!(out.status.code(), Some(0), "{style}: {}", show(&out));
+        assert!(
+            corpus
+                .report()
+                .iter()
+                .all(|row| row["status"] == "already_uploaded"),
+            "{style}: {}",
+            show(&out)
+        );
+        assert_eq!(
+            sandbox.conversations().await.len(),
+            5,
+            "{style}: no second call 1"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn objects_resume_after_kill_9_without_a_second_upload_of_any() {
+    let s3 = seaweed();
+    let dest = "voyc-objects-dest-kill";
+    let sandbox = s3.sandbox(dest, &["--latency-ms", "300"]);
+    let bucket = "voyc-objects-src-kill";
+    let corpus = corpus_in_bucket(&s3, &sandbox, bucket, 12).await;
+    let base = format!("s3://{bucket}/");
+    let args = [
+        "--base-dir",
+        &base,
+        "--source-endpoint",
+        &s3.endpoint,
+        "--concurrency",
+        "3",
+    ];
+    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conversations_created(&sandbox).await < 4 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "no rows started: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no report, the journal as it was
+    child.wait().unwrap();
+
+    let out = upload(&corpus, &sandbox, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert!(
+        report
+            .iter()
+            .all(|r| r["status"] == "uploaded" || r["status"] == "already_uploaded"),
+        "{report:?}"
+    );
+    // Killed with rows left: the rerun sent those.
+    assert!(
+        report.iter().any(|r| r["status"] == "uploaded"),
+        "{report:?}"
+    );
+    let on_server = s3
+        .assert_uploaded_rows_are_on_the_server(&sandbox, dest, &corpus)
+        .await;
+    assert_eq!(on_server, 12);
+    let with_audio = sandbox
+        .conversations()
+        .await
+        .iter()
+        .filter(|c| c["uploaded"] == json!(true))
+        .count();
+    assert_eq!(with_audio, 12, "each recording in one conversation only");
+}
