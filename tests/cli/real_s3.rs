@@ -750,7 +750,8 @@ async fn a_server_stopped_mid_run_is_waited_for_up_to_max_outage_and_the_rerun_c
     );
     let report = corpus.report();
     assert_eq!(report[0]["status"], "uploaded", "{report:?}");
-    for row in &report[1..] {
+    // Row 2's upload may have raced the stop; nothing after it was uploaded.
+    for row in &report[2..] {
         assert!(
             matches!(row["status"].as_str(), "failed" | "not_attempted"),
             "nothing after the stop is uploaded: {row:?}"
@@ -794,7 +795,9 @@ async fn a_server_stopped_mid_run_and_back_within_max_outage_costs_no_row() {
     let own = OwnSeaweed::start();
     let sandbox = own.s3.sandbox("voyc-back", &["--latency-ms", "300"]);
     let corpus = Corpus::new(6, |i| 50_000 + i);
-    let args = ["--concurrency", "2", "--retries", "1", "--timeout", "5s"];
+    // The default --retries: the three failures that show S3 is down spend at most three of a
+    // row's six attempts.
+    let args = ["--concurrency", "2", "--timeout", "5s"];
     let child = spawn_upload(&corpus, &sandbox.url, &args);
     let deadline = Instant::now() + Duration::from_secs(60);
     while conversations_created(&sandbox).await < 2 {
