@@ -111,23 +111,16 @@ impl Clock for SystemClock {
     }
 }
 
-/// The run is held up: a service is unreachable and one probe at a time is being made.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Waiting {
-    /// `Voyc` or `S3`.
-    pub service: String,
-    pub down_for: Duration,
-    /// What the last probe got, e.g. `HTTP 503`.
-    pub cause: String,
-    pub next_try_in: Duration,
-}
+/// The run is held up: a service is unreachable and one probe at a time is being made (the
+/// outage gate's own account of it).
+pub use crate::upload::outage::Down as Waiting;
 
 impl Waiting {
     /// `waiting: Voyc unavailable for 2m10s (HTTP 503), next try in 20s`.
     fn line(&self) -> String {
         format!(
             "waiting: {} unavailable for {} ({}), next try in {}",
-            human::one_line(&self.service),
+            human::one_line(self.service),
             human::elapsed(self.down_for),
             human::one_line(&self.cause),
             human::elapsed(self.next_try_in)
@@ -735,7 +728,7 @@ impl Progress {
                 if self.mode != Mode::Quiet {
                     let line = format!(
                         "resumed: {} answered again after {}",
-                        human::one_line(&before.last.service),
+                        human::one_line(before.last.service),
                         human::elapsed(down_for)
                     );
                     self.emit(
@@ -1345,7 +1338,7 @@ mod tests {
 
     fn outage(seconds: u64) -> Waiting {
         Waiting {
-            service: "Voyc".into(),
+            service: "Voyc",
             down_for: Duration::from_secs(seconds),
             cause: "HTTP 503".into(),
             next_try_in: Duration::from_secs(20),
@@ -1381,7 +1374,7 @@ mod tests {
         progress.waiting(Some(&outage(3)));
         clock.advance(Duration::from_secs(1));
         progress.waiting(Some(&Waiting {
-            service: "S3".into(),
+            service: "S3",
             cause: "SlowDown".into(),
             ..outage(1)
         }));

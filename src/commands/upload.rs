@@ -23,7 +23,7 @@ use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::objects::{ObjectSources, Purpose};
 use crate::outcome::{End, Outcome};
 use crate::plan::{Lookup, Planner, Step, ToSend};
-use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary, Waiting};
+use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
 use crate::settings::{Endpoint, UploadSettings, check_base_url};
@@ -659,13 +659,7 @@ impl<E: FnMut(anyhow::Error)> Lookup for FromJournal<'_, E> {
 /// Shows a service that is down, about once a second, until the run ends.
 async fn watch_outages(engine: Arc<Engine>, progress: Arc<Progress>) {
     loop {
-        let down = engine.outages.down(Instant::now()).map(|down| Waiting {
-            service: down.service.to_string(),
-            down_for: down.down_for,
-            cause: down.cause,
-            next_try_in: down.next_try_in,
-        });
-        progress.waiting(down.as_ref());
+        progress.waiting(engine.outages.down(Instant::now()).as_ref());
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

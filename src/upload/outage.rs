@@ -168,28 +168,25 @@ impl Ticket<'_> {
     /// The attempt failed with `failure` at `now`: what that means for the row's retries.
     pub fn failed(mut self, failure: &Failure, now: Instant, trip: bool) -> Verdict {
         let gate = self.gate;
-        let probe = std::mem::take(&mut self.probe);
         match unavailable(failure) {
-            None => {
-                // Only a real answer says the service is up; a failure of ours says nothing.
-                if failure.status.is_some() {
-                    gate.answered(now);
-                } else if probe {
-                    gate.update(|phase| {
-                        if let Phase::Down { probing, .. } = phase {
-                            *probing = false;
-                        }
-                    });
-                }
+            // Only a real answer says the service is up.
+            None if failure.status.is_some() => {
+                self.probe = false;
+                gate.answered(now);
                 Verdict::Counted
             }
-            Some(cause) => gate.unavailable(
-                cause,
-                now,
-                probe.then_some(self.who),
-                trip,
-                failure.retry_after,
-            ),
+            // A failure of ours says nothing of the service: dropping the ticket hands a probe on.
+            None => Verdict::Counted,
+            Some(cause) => {
+                let probe = std::mem::take(&mut self.probe);
+                gate.unavailable(
+                    cause,
+                    now,
+                    probe.then_some(self.who),
+                    trip,
+                    failure.retry_after,
+                )
+            }
         }
     }
 }

@@ -392,25 +392,7 @@ fn a_full_disk_for_the_journal_stops_the_run_cleanly_and_a_rerun_uploads_each_ro
 /// with an error that starts with `error` (after `call 1: ` or `upload: `), within a minute,
 /// without a crash; the report has all three rows.
 fn each_row_fails(server: &Hostile, error: &str) -> Vec<std::collections::HashMap<String, String>> {
-    let dir = folder();
-    dir.write(
-        "m.csv",
-        format!(
-            "{HEADER}\na.wav,1,2024-01-01,10:00:00,Ann\nb.wav,1,2024-01-01,10:00:00,Bo\nc.wav,1,2024-01-01,10:00:00,Cy\n"
-        ),
-    );
-    let started = Instant::now();
-    let out = upload(
-        &dir,
-        "m.csv",
-        &server.url,
-        &["--timeout", "2s", "--retries", "1", "--concurrency", "3"],
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (dir, out) = three_rows_to(server, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = stderr_of(&out);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -425,6 +407,30 @@ fn each_row_fails(server: &Hostile, error: &str) -> Vec<std::collections::HashMa
         assert!(row["error"].starts_with(error), "{row:?}");
     }
     report
+}
+
+/// Uploads three rows to `server` with a 2 s timeout, one retry and `extra`, within a minute.
+fn three_rows_to(server: &Hostile, extra: &[&str]) -> (Dir, Output) {
+    let dir = folder();
+    dir.write(
+        "m.csv",
+        format!(
+            "{HEADER}\na.wav,1,2024-01-01,10:00:00,Ann\nb.wav,1,2024-01-01,10:00:00,Bo\nc.wav,1,2024-01-01,10:00:00,Cy\n"
+        ),
+    );
+    let started = Instant::now();
+    let args = [
+        &["--timeout", "2s", "--retries", "1", "--concurrency", "3"],
+        extra,
+    ]
+    .concat();
+    let out = upload(&dir, "m.csv", &server.url, &args);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    (dir, out)
 }
 
 fn created(body: &str) -> Raw {
@@ -496,34 +502,7 @@ fn call_1_answers_that_never_end_are_an_outage_waited_out_up_to_max_outage() {
         chunk: b" ".to_vec(),
         every: Duration::from_millis(100),
     });
-    let dir = folder();
-    dir.write(
-        "m.csv",
-        format!(
-            "{HEADER}\na.wav,1,2024-01-01,10:00:00,Ann\nb.wav,1,2024-01-01,10:00:00,Bo\nc.wav,1,2024-01-01,10:00:00,Cy\n"
-        ),
-    );
-    let started = Instant::now();
-    let out = upload(
-        &dir,
-        "m.csv",
-        &endless_slow.url,
-        &[
-            "--timeout",
-            "2s",
-            "--retries",
-            "1",
-            "--concurrency",
-            "3",
-            "--max-outage",
-            "5s",
-        ],
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (dir, out) = three_rows_to(&endless_slow, &["--max-outage", "5s"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = stderr_of(&out);
     assert!(
