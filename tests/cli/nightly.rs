@@ -245,6 +245,21 @@ fn token_command(dir: &Dir, tokens: &[&str]) -> String {
     "sh vault.sh".to_string()
 }
 
+/// `upload calls.csv` to `sandbox`, the token from `command`.
+fn with_token_command(dir: &Dir, sandbox: &Sandbox, command: &str) -> assert_cmd::Command {
+    let mut cmd = voyc(dir.path());
+    cmd.args([
+        "upload",
+        "calls.csv",
+        "--org",
+        "118",
+        "--base-url",
+        &sandbox.url,
+    ])
+    .args(["--token-command", command]);
+    cmd
+}
+
 fn runs(dir: &Dir) -> String {
     std::fs::read_to_string(dir.join("runs"))
         .unwrap_or_default()
@@ -265,17 +280,8 @@ fn token_command_is_run_again_after_a_401_and_every_row_is_uploaded() {
     );
     // The first token has expired (the sandbox refuses it: 401); the second is good.
     let command = token_command(&dir, &["expired-token-value", TOKEN]);
-    let mut cmd = voyc(dir.path());
-    let out = cmd
-        .args([
-            "upload",
-            "calls.csv",
-            "--org",
-            "118",
-            "--base-url",
-            &sandbox.url,
-        ])
-        .args(["--token-command", &command, "--concurrency", "4"])
+    let out = with_token_command(&dir, &sandbox, &command)
+        .args(["--concurrency", "4"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -307,16 +313,7 @@ fn a_fresh_token_from_token_command_refused_too_stops_the_run_as_a_wrong_token_d
     recordings(&dir);
     export(&dir, "calls.csv", &[(0, "A"), (1, "B"), (2, "C")]);
     let command = token_command(&dir, &["wrong-token-value"]);
-    let out = voyc(dir.path())
-        .args([
-            "upload",
-            "calls.csv",
-            "--org",
-            "118",
-            "--base-url",
-            &sandbox.url,
-        ])
-        .args(["--token-command", &command])
+    let out = with_token_command(&dir, &sandbox, &command)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
