@@ -53,7 +53,12 @@ use crate::target::{ConversationId, UploadTarget};
 /// size, so that a re-export of the same file with other metadata is found (see
 /// [`Journal::uploaded_file`]). A journal of schema 1 or 2 is brought to 3 when first opened
 /// for a run: its uploaded rows get their path and size (not their body, which it never kept).
-const SCHEMA_VERSION: &str = "3";
+/// 4: `rows` keeps its rows in the order they were first journaled (a rowid table, found by
+/// identity through a unique index), so that the rows in flight together share pages and each
+/// change rewrites a few pages near the end of the table instead of a random one of all of them;
+/// and `conversations` holds only the conversations a row has replaced. A journal of schema 3
+/// or before has its `rows` rebuilt in that order (one transaction) when first opened for a run.
+const SCHEMA_VERSION: &str = "4";
 
 /// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
 /// version), it tells our journals from any other SQLite database, so that a mistyped
@@ -71,19 +76,9 @@ const TABLES: [&str; 6] = [
     "unknown_conversations",
 ];
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS destinations (
-    id           INTEGER PRIMARY KEY,
-    label        TEXT NOT NULL UNIQUE,
-    base_url     TEXT NOT NULL,
-    organisation TEXT NOT NULL,
-    created_at   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rows (
+/// `rows` of schema 4: `id` in the order rows are first journaled.
+const ROWS_COLUMNS: &str = "
+    id                INTEGER PRIMARY KEY,
     destination       INTEGER NOT NULL REFERENCES destinations(id),
     identity          TEXT NOT NULL,
     file              TEXT NOT NULL,
@@ -102,8 +97,26 @@ CREATE TABLE IF NOT EXISTS rows (
     path              TEXT,
     size              INTEGER,
     body              TEXT,
-    PRIMARY KEY (destination, identity)
-) WITHOUT ROWID;
+    UNIQUE (destination, identity)
+";
+
+/// The columns `rows` had before schema 4 (and has since, after `id`).
+const ROWS_DATA: &str = "destination, identity, file, line, state, conversation_id, target,
+    target_expires_at, bytes, sha256, error, updated_at, claimed_by, run, path, size, body";
+
+const SCHEMA_TEMPLATE: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS destinations (
+    id           INTEGER PRIMARY KEY,
+    label        TEXT NOT NULL UNIQUE,
+    base_url     TEXT NOT NULL,
+    organisation TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rows (ROWS_COLUMNS);
 CREATE TABLE IF NOT EXISTS conversations (
     destination     INTEGER NOT NULL REFERENCES destinations(id),
     conversation_id TEXT NOT NULL,
@@ -125,6 +138,10 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL
 );
 ";
+
+fn schema() -> String {
+    SCHEMA_TEMPLATE.replace("ROWS_COLUMNS", ROWS_COLUMNS)
+}
 
 /// After the columns exist (a journal of schema 1 or 2 gains them first).
 /// An uploaded row of this destination with this path and size, the latest first.
@@ -366,6 +383,8 @@ pub struct Journal {
     path: PathBuf,
     destination_id: i64,
     reader: Mutex<Connection>,
+    /// More connections for [`Journal::lookup_many`], opened when first needed.
+    spare_readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<mpsc::Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// This run, while the journal is open for writing.
@@ -495,6 +514,7 @@ impl Journal {
             path: path.to_path_buf(),
             destination_id,
             reader: Mutex::new(reader),
+            spare_readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             run: Mutex::new(Some(Run {
@@ -540,6 +560,7 @@ impl Journal {
             path: path.to_path_buf(),
             destination_id,
             reader: Mutex::new(reader),
+            spare_readers: Mutex::new(Vec::new()),
             writer: Mutex::new(None),
             thread: Mutex::new(None),
             run: Mutex::new(None),
@@ -680,8 +701,64 @@ impl Journal {
     /// What the journal holds for a row at this destination.
     pub fn lookup(&self, identity: &RowIdentity) -> anyhow::Result<Option<Stored>> {
         let reader = self.reader.lock().expect("journal reader");
+        self.lookup_on(&reader, identity)
+    }
+
+    /// What the journal holds for each of many rows, in their order: looked up in parallel
+    /// (one connection for each of rayon's threads, kept for the next call), each share in one
+    /// read transaction, in the order of the identities (pages next to each other in the
+    /// table are read one after the other). As [`Journal::lookup`] would answer each one.
+    pub fn lookup_many(&self, identities: &[RowIdentity]) -> anyhow::Result<Vec<Option<Stored>>> {
+        use rayon::prelude::*;
+        let mut order: Vec<usize> = (0..identities.len()).collect();
+        order.sort_unstable_by_key(|&i| identities[i].0);
+        let shares = rayon::current_num_threads().clamp(1, 4);
+        let share = order.len().div_ceil(shares).max(64);
+        let found = order
+            .par_chunks(share)
+            .map(|chunk| {
+                let spare = self.spare_readers.lock().expect("journal readers").pop();
+                let reader = match spare {
+                    Some(reader) => reader,
+                    // Random pages of a large table: a small cache holds the upper levels.
+                    None => {
+                        let reader = connect(&self.path)?;
+                        reader.execute_batch("PRAGMA cache_size = -2048;")?;
+                        reader
+                    }
+                };
+                let looked = (|| {
+                    reader.execute_batch("BEGIN")?;
+                    let looked = chunk
+                        .iter()
+                        .map(|&i| Ok((i, self.lookup_on(&reader, &identities[i])?)))
+                        .collect::<anyhow::Result<Vec<_>>>();
+                    reader.execute_batch("COMMIT")?;
+                    looked
+                })();
+                self.spare_readers
+                    .lock()
+                    .expect("journal readers")
+                    .push(reader);
+                looked.with_context(|| format!("cannot read the journal {}", self.path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut answers = vec![None; identities.len()];
+        for (i, stored) in found.into_iter().flatten() {
+            answers[i] = stored;
+        }
+        Ok(answers)
+    }
+
+    fn lookup_on(
+        &self,
+        reader: &Connection,
+        identity: &RowIdentity,
+    ) -> anyhow::Result<Option<Stored>> {
+        // An uploaded row's target is of no more use: not read, nor parsed.
         let mut statement = reader.prepare_cached(
-            "SELECT state, conversation_id, target, target_expires_at, bytes, sha256, error
+            "SELECT state, conversation_id, CASE WHEN state = 'uploaded' THEN NULL ELSE target END,
+                    target_expires_at, bytes, sha256, error
              FROM rows WHERE destination = ?1 AND identity = ?2",
         )?;
         let row = statement
@@ -933,7 +1010,7 @@ fn set_up(
     report: &Path,
 ) -> anyhow::Result<(i64, i64)> {
     let writer = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    writer.execute_batch(SCHEMA)?;
+    writer.execute_batch(&schema())?;
     let version: Option<String> = writer
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -1019,8 +1096,8 @@ fn upgrade(connection: &mut Connection, path: &Path) -> anyhow::Result<()> {
             |r| r.get(0),
         )
         .optional()?;
-    if matches!(version.as_deref(), Some("1" | "2")) {
-        tx.execute_batch(SCHEMA)?;
+    if matches!(version.as_deref(), Some("1" | "2" | "3")) {
+        tx.execute_batch(&schema())?;
         migrate(&tx, path, version.as_deref())?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; {CLAIM_INDEX}"
@@ -1030,9 +1107,10 @@ fn upgrade(connection: &mut Connection, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Brings the tables of a journal of schema `version` (1 or 2) to this one, within the caller's
+/// Brings the tables of a journal of schema `version` (1 to 3) to this one, within the caller's
 /// transaction; refuses a version this voyc-import does not know. Rows keep their states; the
-/// uploaded ones get the path and size they were uploaded with (their body was never kept).
+/// uploaded ones get the path and size they were uploaded with (their body was never kept,
+/// before schema 3), and `rows` is rebuilt in the order of schema 4.
 fn migrate(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,
@@ -1040,11 +1118,15 @@ fn migrate(
 ) -> anyhow::Result<()> {
     match version {
         // voyc-import 0.1: the claim columns are added.
-        Some("1") => tx.execute_batch(
-            "ALTER TABLE rows ADD COLUMN claimed_by INTEGER;
-             ALTER TABLE rows ADD COLUMN run INTEGER;",
-        )?,
-        Some("2") => {}
+        Some("1") => {
+            tx.execute_batch(
+                "ALTER TABLE rows ADD COLUMN claimed_by INTEGER;
+                 ALTER TABLE rows ADD COLUMN run INTEGER;",
+            )?;
+            add_what_was_uploaded(tx)?;
+        }
+        Some("2") => add_what_was_uploaded(tx)?,
+        Some("3") => {}
         Some(SCHEMA_VERSION) | None => return Ok(()),
         Some(other) => bail!(
             "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
@@ -1052,6 +1134,23 @@ fn migrate(
             env!("CARGO_PKG_VERSION")
         ),
     }
+    // Oldest first, as a journal of schema 4 would have journaled them. Dropping the table
+    // drops its indexes, which the caller makes again.
+    tx.execute_batch(&format!(
+        "CREATE TABLE rows_v4 ({ROWS_COLUMNS});
+         INSERT INTO rows_v4 ({ROWS_DATA}) SELECT {ROWS_DATA} FROM rows ORDER BY updated_at;
+         DROP TABLE rows;
+         ALTER TABLE rows_v4 RENAME TO rows;"
+    ))?;
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION],
+    )?;
+    Ok(())
+}
+
+/// Schema 3's columns, for a journal of schema 1 or 2: what each uploaded row was uploaded as.
+fn add_what_was_uploaded(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     tx.execute_batch(
         "ALTER TABLE rows ADD COLUMN path TEXT;
          ALTER TABLE rows ADD COLUMN size INTEGER;
@@ -1066,10 +1165,6 @@ fn migrate(
     for (destination, identity, file, bytes) in uploaded {
         update.execute(params![destination, identity, identity_path(&file), bytes])?;
     }
-    tx.execute(
-        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-        [SCHEMA_VERSION],
-    )?;
     Ok(())
 }
 
@@ -1318,6 +1413,7 @@ fn apply(
     let line = i64::try_from(op.line).unwrap_or(i64::MAX);
     match &op.change {
         Change::Call1Started => {
+            keep_replaced_conversation(tx, destination, &identity, None, at)?;
             tx.prepare_cached(
                 "INSERT INTO rows (destination, identity, file, line, state, updated_at)
                  VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5)
@@ -1335,6 +1431,7 @@ fn apply(
             let expires_at = target
                 .expires_at()
                 .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true));
+            keep_replaced_conversation(tx, destination, &identity, Some(conversation_id), at)?;
             tx.prepare_cached(
                 "INSERT INTO rows (destination, identity, file, line, state, conversation_id,
                                    target, target_expires_at, updated_at)
@@ -1355,12 +1452,6 @@ fn apply(
                 expires_at,
                 at
             ])?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO conversations
-                   (destination, conversation_id, identity, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![destination, conversation_id.0, identity, at])?;
         }
         Change::Uploaded {
             bytes,
@@ -1430,6 +1521,28 @@ fn apply(
             .execute(params![destination, identity, op.file, line, at, op.run])?;
         }
     }
+    Ok(())
+}
+
+/// Before a change that replaces or clears a row's conversation (call 1 made again, or done
+/// with another id): the conversation it held goes to `conversations`, which keeps every
+/// conversation call 1 created that is no row's own (a row's own is `rows.conversation_id`).
+/// Kept there only once replaced, so that a row uploaded at the first try writes nothing there:
+/// one random page of a large table less for every row.
+fn keep_replaced_conversation(
+    tx: &rusqlite::Transaction<'_>,
+    destination: i64,
+    identity: &str,
+    new: Option<&ConversationId>,
+    at: &str,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO conversations (destination, conversation_id, identity, created_at)
+         SELECT destination, conversation_id, identity, ?4 FROM rows
+         WHERE destination = ?1 AND identity = ?2 AND conversation_id IS NOT NULL
+           AND conversation_id IS NOT ?3",
+    )?
+    .execute(params![destination, identity, new.map(|id| &id.0), at])?;
     Ok(())
 }
 
@@ -1813,7 +1926,8 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(conversations, ["new", "old"]);
+        // The row's own is in `rows`; the one it replaced is kept in `conversations`.
+        assert_eq!(conversations, ["old"]);
     }
 
     /// A change for `gather`, and where its answer would go.
@@ -2178,7 +2292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         drop(Journal::open(&path, &destination()).unwrap());
-        assert_eq!(marks(&path), (APPLICATION_ID, 3));
+        assert_eq!(marks(&path), (APPLICATION_ID, 4));
     }
 
     #[test]
@@ -2198,7 +2312,85 @@ mod tests {
             State::Uploaded
         );
         drop(journal);
-        assert_eq!(marks(&path), (APPLICATION_ID, 3));
+        assert_eq!(marks(&path), (APPLICATION_ID, 4));
+    }
+
+    /// A journal as schema 3 left it: `rows` keyed by identity, every conversation listed.
+    fn journal_of_version_3(path: &Path) {
+        let rows_v3 = "CREATE TABLE rows (destination INTEGER NOT NULL, identity TEXT NOT NULL,
+            file TEXT NOT NULL, line INTEGER NOT NULL, state TEXT NOT NULL, conversation_id TEXT,
+            target TEXT, target_expires_at TEXT, bytes INTEGER, sha256 TEXT, error TEXT,
+            updated_at TEXT NOT NULL, claimed_by INTEGER, run INTEGER, path TEXT, size INTEGER,
+            body TEXT, PRIMARY KEY (destination, identity)) WITHOUT ROWID;";
+        let db = Connection::open(path).unwrap();
+        db.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 3;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
+                 base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
+             {rows_v3}
+             CREATE TABLE conversations (destination INTEGER NOT NULL, conversation_id TEXT NOT NULL,
+                 identity TEXT NOT NULL, created_at TEXT NOT NULL,
+                 PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
+             CREATE TABLE unknown_conversations (destination INTEGER NOT NULL, identity TEXT NOT NULL,
+                 reason TEXT NOT NULL, created_at TEXT NOT NULL);
+             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, lock TEXT NOT NULL,
+                 pid INTEGER NOT NULL, report TEXT NOT NULL, started_at TEXT NOT NULL);
+             {CLAIM_INDEX}
+             INSERT INTO meta VALUES ('schema_version', '3');
+             INSERT INTO destinations (label, base_url, organisation, created_at)
+               VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, target,
+                               updated_at)
+               VALUES (1, '{two}', 'calls/2.wav', 3, 'call1_done', 'c-2', '{target}',
+                       '2024-05-01T12:00:01.000Z');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes,
+                               sha256, updated_at, path, size, body)
+               VALUES (1, '{one}', 'calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a',
+                       '2024-05-01T12:00:00.000Z', 'calls/1.wav', 1, '{{}}');
+             INSERT INTO conversations VALUES (1, 'c-0', '{one}', 'x'), (1, 'c-1', '{one}', 'x'),
+                                              (1, 'c-2', '{two}', 'x');",
+            one = id(1).hex(),
+            two = id(2).hex(),
+            target = serde_json::to_string(&target()).unwrap(),
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_journal_of_schema_3_is_rebuilt_in_journaled_order_and_resumes_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        journal_of_version_3(&path);
+        Journal::bring_up_to_date(&path).unwrap();
+        assert_eq!(marks(&path), (APPLICATION_ID, 4));
+        let journal = Journal::open(&path, &destination()).unwrap();
+        let uploaded = journal.lookup(&id(1)).unwrap().unwrap();
+        assert_eq!(uploaded.state, State::Uploaded);
+        assert_eq!(uploaded.conversation_id, Some(ConversationId("c-1".into())));
+        let resumable = journal.lookup(&id(2)).unwrap().unwrap();
+        assert_eq!(resumable.state, State::Call1Done);
+        assert_eq!(
+            resumable.target,
+            Some(target()),
+            "the target to resume with"
+        );
+        let earlier = journal.uploaded_file("calls/1.wav", 1).unwrap().unwrap();
+        assert_eq!(earlier.body.as_deref(), Some("{}"));
+        // The one conversation no row holds is the one an earlier run left without audio.
+        let left = journal.leftovers().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[&id(1).hex()].without_audio, ["c-0"]);
+        journal.close();
+        let db = Connection::open(&path).unwrap();
+        let order: Vec<String> = db
+            .prepare("SELECT file FROM rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(order, ["calls/1.wav", "calls/2.wav"], "oldest change first");
     }
 
     #[test]
@@ -2209,7 +2401,7 @@ mod tests {
         let path = dir.path().join("j");
         journal_of_version_1(&path);
         Journal::bring_up_to_date(&path).unwrap();
-        assert_eq!(marks(&path), (APPLICATION_ID, 3));
+        assert_eq!(marks(&path), (APPLICATION_ID, 4));
         let lookups = Journal::open_for_lookups(&path, &destination())
             .unwrap()
             .unwrap();

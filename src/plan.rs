@@ -236,17 +236,11 @@ impl<L: Lookup> Planner<L> {
     /// journal written before still resumes (its uploaded rows stay uploaded, its targets and
     /// leftovers stay the row's). Paths that need no folding have one identity in both.
     fn find(&mut self, row: &CheckedRow, body: &[u8]) -> (RowIdentity, Option<Stored>) {
-        if let Some(object) = &row.object {
-            let identity = RowIdentity::of_object(
-                &object.url.to_string(),
-                object.etag.as_deref(),
-                row.size,
-                body,
-            );
+        let identity = identity_of(row, body);
+        if row.object.is_some() {
             let stored = self.lookup.row(&identity);
             return (identity, stored);
         }
-        let identity = RowIdentity::of_row(&row.file, row.size, body);
         if let Some(stored) = self.lookup.row(&identity) {
             return (identity, Some(stored));
         }
@@ -257,6 +251,24 @@ impl<L: Lookup> Planner<L> {
             return (as_written, Some(stored));
         }
         (identity, None)
+    }
+}
+
+/// The identity the planner first looks a valid row up by (an object's, or the normalised
+/// path's), so that the journal can be asked for many rows at once before they are planned.
+pub fn first_identity(row: &CheckedRow) -> RowIdentity {
+    identity_of(row, &body_bytes(row))
+}
+
+fn identity_of(row: &CheckedRow, body: &[u8]) -> RowIdentity {
+    match &row.object {
+        Some(object) => RowIdentity::of_object(
+            &object.url.to_string(),
+            object.etag.as_deref(),
+            row.size,
+            body,
+        ),
+        None => RowIdentity::of_row(&row.file, row.size, body),
     }
 }
 

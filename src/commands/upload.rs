@@ -7,14 +7,18 @@
 //! manifest order; the feeder never runs more than [`WINDOW`] rows ahead of the oldest
 //! unsettled one.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use rayon::prelude::*;
 use tokio::sync::Semaphore;
 
 use crate::Status;
@@ -22,7 +26,7 @@ use crate::human;
 use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::objects::{ObjectSources, Purpose};
 use crate::outcome::{End, Outcome};
-use crate::plan::{Lookup, Planner, Step, ToSend};
+use crate::plan::{Lookup, Planner, Step, ToSend, first_identity};
 use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
@@ -36,7 +40,7 @@ use crate::upload::pool::{Engine, Job, Pool, RunControl, StopReason, stopped_not
 use crate::upload::rate::CallRate;
 use crate::upload::retry::Backoff;
 use crate::upload::transfer::Uploader;
-use crate::validate::{Verdict, check_manifest};
+use crate::validate::{Verdict, check_manifest_looking_ahead};
 
 /// How far the feeder may run ahead of the oldest row not yet in the report: bounds the
 /// report's reorder buffer (a few hundred bytes a row) whatever the manifest's length.
@@ -132,16 +136,39 @@ fn upload(
     let mut dry_run_out = settings
         .dry_run
         .then(|| std::io::BufWriter::new(std::io::stdout().lock()));
+    // A rerun that finds every row settled (uploaded by an earlier run, say) needs no second
+    // pass: pass 1 writes the report as it goes, and gives it up at the first row to send.
+    // (A report that cannot be created is left to pass 2, which says so after validation.)
+    let mut spool = match (&earlier, settings.dry_run) {
+        (Some(earlier), false) => match ReportWriter::create(&settings.report) {
+            Ok(writer) => Some((writer, earlier.leftovers()?)),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let leftovers = spool
+        .as_mut()
+        .map(|(_, leftovers)| std::mem::take(leftovers))
+        .unwrap_or_default();
+    let mut spool = spool.map(|(writer, _)| writer);
+    let mut seq = 0u64;
+    let looked_up = LookedUp::default();
     let lookup = FromJournal {
         journal: earlier.as_ref(),
+        looked_up: Some(looked_up.clone()),
         // Pass 1 plans; a journal that cannot be read stops pass 2, which sends.
         on_error: |_| {},
     };
-    let mut planner = Planner::new(settings.limit, lookup, Default::default())
+    let mut planner = Planner::new(settings.limit, lookup, leftovers)
         .reuploading_changed(settings.reupload_changed);
+    let look_ahead = |verdicts: &[Verdict]| {
+        if let Some(journal) = &earlier {
+            look_up_batch(journal, verdicts, &looked_up);
+        }
+    };
     // A manifest with no rows: with --allow-empty, a day without calls (said once at the end).
     let mut no_rows = None;
-    let summary = check_manifest(&settings.manifest, today, |verdict| {
+    let summary = check_manifest_looking_ahead(&settings.manifest, today, look_ahead, |verdict| {
         if control.is_stopping() {
             return ControlFlow::Break(());
         }
@@ -161,14 +188,18 @@ fn upload(
                 progress.warning(&line);
             }
         }
-        match planner.plan(verdict) {
+        let step = planner.plan(verdict);
+        if !matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
+            seq += 1;
+        }
+        match &step {
             Step::Manifest(problem) => found.manifest_errors += u64::from(problem.is_error()),
             Step::OtherShard { problems } => {
                 found.other_shards += 1;
                 // With --skip-invalid another shard's row is that shard's business alone.
                 if !problems.is_empty() && !settings.skip_invalid {
                     found.other_shards_invalid += 1;
-                    for problem in problems {
+                    for problem in problems.iter() {
                         progress.failure(&format!("{shown}:{}: {problem}", problem.line));
                     }
                 }
@@ -202,9 +233,24 @@ fn upload(
                         row.line,
                         human::one_line(&row.file),
                         human::count(row.size),
-                        String::from_utf8_lossy(&body)
+                        String::from_utf8_lossy(body)
                     );
                 }
+            }
+        }
+        if let Some(writer) = &mut spool {
+            let pushed = match step {
+                Step::Send(_) => Err(()),
+                settled => match settled.settled(seq - 1) {
+                    Some(outcome) => writer
+                        .push(outcome.seq, ReportRow::from(outcome))
+                        .map_err(drop),
+                    None => Ok(0),
+                },
+            };
+            if pushed.is_err() {
+                // Pass 2 writes the report (and says why, if it cannot).
+                spool = None;
             }
         }
         ControlFlow::Continue(())
@@ -284,6 +330,9 @@ fn upload(
     if settings.dry_run {
         return dry_run_end(settings, &found, dry_run_out);
     }
+    if let Some(report) = spool.filter(|_| found.to_send == 0) {
+        return settled_in_pass_1(settings, &shown, &found, report, progress);
+    }
 
     let http = http
         .expect("an HTTP client unless --dry-run")
@@ -309,6 +358,47 @@ fn upload(
         control,
         concurrency,
     )
+}
+
+/// Pass 1 settled every row (uploaded by an earlier run, beyond `--limit`, invalid and
+/// skipped): there is nothing to send, so no second pass, and the report pass 1 wrote is the
+/// run's. The run says what a run that sent nothing says.
+fn settled_in_pass_1(
+    settings: &UploadSettings,
+    shown: &str,
+    found: &Found,
+    report: ReportWriter,
+    progress: &Progress,
+) -> anyhow::Result<Status> {
+    let destination = match &settings.endpoint {
+        Endpoint::Voyc {
+            base_url,
+            organisation,
+            ..
+        } => call1_endpoint(base_url, organisation).to_string(),
+        Endpoint::Sandbox { .. } => bail!("a sandbox run has no earlier rows to settle"),
+    };
+    if found.already_uploaded > 0 {
+        progress.say(&format!(
+            "resuming: {} already uploaded",
+            human::count_of(found.already_uploaded, "row", "rows")
+        ));
+    }
+    progress.start(&Start {
+        manifest: shown,
+        rows: 0,
+        bytes: 0,
+        already_uploaded: found.already_uploaded,
+        concurrency: settings.concurrency,
+        destination: &destination,
+    });
+    let started = Instant::now();
+    let written = report.finish();
+    progress.finish();
+    match written {
+        Ok(counts) => finish(&settings.report, &counts, started.elapsed(), None, progress),
+        Err(unwritten) => Ok(report_not_written(settings, &unwritten, progress)),
+    }
 }
 
 /// `--allow-empty` and a manifest with no rows: one line (none with `--quiet`), a report with
@@ -508,15 +598,20 @@ fn run(
 
     // Pass 2: the same checks and the same plan again, streaming each row to where it belongs.
     let mut seq = 0u64;
+    let looked_up = LookedUp::default();
     let lookup = FromJournal {
         journal: Some(&*journal),
+        looked_up: Some(looked_up.clone()),
         on_error: |err: anyhow::Error| {
             control.stop(StopReason::Journal(format!("{err:#}")));
         },
     };
     let mut planner = Planner::new(settings.limit, lookup, leftovers)
         .reuploading_changed(settings.reupload_changed);
-    let feed = check_manifest(&settings.manifest, today, |verdict| {
+    // A row another run uploads after it was looked up is not sent twice: the claim, which
+    // comes first, finds it uploaded.
+    let look_ahead = |verdicts: &[Verdict]| look_up_batch(&journal, verdicts, &looked_up);
+    let feed = check_manifest_looking_ahead(&settings.manifest, today, look_ahead, |verdict| {
         let step = planner.plan(verdict);
         if matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
             return ControlFlow::Continue(());
@@ -631,11 +726,40 @@ fn report_not_written(
 /// that cannot be read is handed to `on_error` and answers nothing.
 struct FromJournal<'a, E> {
     journal: Option<&'a Journal>,
+    /// Rows of the batch being planned, looked up before it (see `Journal::lookup_many`).
+    looked_up: Option<LookedUp>,
     on_error: E,
+}
+
+type LookedUp = Rc<RefCell<HashMap<RowIdentity, Option<Stored>>>>;
+
+/// Looks a batch's valid rows up at once, in parallel, before they are planned. A row not
+/// found in advance (the journal could not be read) is asked again when planned, where its
+/// error is seen.
+fn look_up_batch(journal: &Journal, verdicts: &[Verdict], looked_up: &LookedUp) {
+    let identities: Vec<RowIdentity> = verdicts
+        .par_iter()
+        .filter_map(|verdict| match verdict {
+            Verdict::Valid { row, .. } => Some(first_identity(row)),
+            _ => None,
+        })
+        .collect();
+    let mut looked_up = looked_up.borrow_mut();
+    looked_up.clear();
+    if let Ok(answers) = journal.lookup_many(&identities) {
+        looked_up.extend(identities.into_iter().zip(answers));
+    }
 }
 
 impl<E: FnMut(anyhow::Error)> Lookup for FromJournal<'_, E> {
     fn row(&mut self, identity: &RowIdentity) -> Option<Stored> {
+        if let Some(answer) = self
+            .looked_up
+            .as_ref()
+            .and_then(|looked_up| looked_up.borrow_mut().remove(identity))
+        {
+            return answer;
+        }
         match self.journal?.lookup(identity) {
             Ok(stored) => stored,
             Err(err) => {

@@ -243,6 +243,18 @@ impl fmt::Display for Summary {
 pub fn check_manifest(
     settings: &ManifestSettings,
     today: NaiveDate,
+    visit: impl FnMut(Verdict) -> ControlFlow<()>,
+) -> anyhow::Result<Summary> {
+    check_manifest_looking_ahead(settings, today, |_| {}, visit)
+}
+
+/// [`check_manifest`], showing `ahead` each batch of rows' verdicts (up to a few thousand)
+/// before the first of them goes to `visit`: to look the batch's rows up in the journal at
+/// once, say.
+pub fn check_manifest_looking_ahead(
+    settings: &ManifestSettings,
+    today: NaiveDate,
+    mut ahead: impl FnMut(&[Verdict]),
     mut visit: impl FnMut(Verdict) -> ControlFlow<()>,
 ) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
@@ -308,8 +320,12 @@ pub fn check_manifest(
                 })
             },
         );
-        for row in examined? {
-            let verdict = seen.conclude(&context, row);
+        let verdicts: Vec<Verdict> = examined?
+            .into_iter()
+            .map(|row| seen.conclude(&context, row))
+            .collect();
+        ahead(&verdicts);
+        for verdict in verdicts {
             if emit(verdict, &mut summary).is_break() {
                 return Ok(summary);
             }
