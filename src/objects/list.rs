@@ -69,7 +69,7 @@ impl ObjectSources {
                     }
                     listing.unlisted.push(Unlisted {
                         path: rel,
-                        reason: format!("cannot list this folder: {}", problem.message),
+                        reason: problem.message,
                     });
                     continue;
                 }
