@@ -1247,8 +1247,9 @@ async fn a_scan_of_a_missing_bucket_or_with_wrong_keys_is_one_sentence_and_no_ma
 
     // A bucket that exists, so that it is the keys that are refused.
     let bucket = "voyc-scan-keys";
-    s3.put_source(&reqwest::Client::new(), bucket, "connect/a.wav", b"RIFF")
-        .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    s3.put_source(&http, bucket, "connect/a.wav", b"RIFF").await;
     let out = scan(&format!("s3://{bucket}/connect/"))
         .env("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")
         .output()
