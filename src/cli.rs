@@ -63,8 +63,8 @@ pub enum Command {
     Upload(Box<UploadArgs>),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
-    /// Write a manifest (CSV) for a folder of recordings, reading each call's metadata from its
-    /// file and folder names.
+    /// Write a manifest (CSV) for a folder of recordings (or an s3:// prefix), reading each call's
+    /// metadata from its file and folder names.
     Scan(ScanArgs),
     /// Join the reports of runs over parts of one manifest into one report, in manifest order,
     /// naming every row that is missing or repeated.
@@ -84,9 +84,17 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// The folder that holds the recordings: every file under it, however deep, is matched.
+    /// The folder that holds the recordings, or s3://BUCKET/PREFIX/: every file (object) under it, however deep, is matched.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+
+    /// S3-compatible server to list an s3:// DIR on, e.g. https://minio.example.com:9000 [default: AWS].
+    #[arg(help_heading = "Source", long, value_name = "URL")]
+    pub source_endpoint: Option<String>,
+
+    /// Region to sign s3:// requests for [default: AWS_REGION, else us-east-1].
+    #[arg(help_heading = "Source", long, value_name = "REGION")]
+    pub source_region: Option<String>,
 
     /// What each file's path below DIR looks like, e.g. "{call_date:%Y%m%d}_{agent}.wav".
     #[arg(help_heading = "Manifest", long, value_name = "PATTERN")]

@@ -15,7 +15,7 @@ use crate::cli::{
 };
 use crate::journal::Destination;
 use crate::manifest::Format;
-use crate::objects::SourceOptions;
+use crate::objects::{ObjectUrl, SourceOptions};
 use crate::progress::LogFormat;
 use crate::report::{ReportFormat, default_journal_path, default_report_path};
 use crate::scan::Pattern;
@@ -35,7 +35,7 @@ pub enum Settings {
     Upload(Box<UploadSettings>),
     Sandbox(Box<SandboxConfig>),
     MergeReports(MergeSettings),
-    Scan(ScanSettings),
+    Scan(Box<ScanSettings>),
     /// Text generated from the command line's definitions (completions, the man page), to
     /// print as it is.
     Print(Vec<u8>),
@@ -48,7 +48,7 @@ impl Settings {
             Command::Upload(args) => Settings::Upload(Box::new(UploadSettings::resolve(&args)?)),
             Command::Sandbox(args) => Settings::Sandbox(Box::new(sandbox(&args)?)),
             Command::MergeReports(args) => Settings::MergeReports(MergeSettings::resolve(&args)?),
-            Command::Scan(args) => Settings::Scan(ScanSettings::resolve(&args)?),
+            Command::Scan(args) => Settings::Scan(Box::new(ScanSettings::resolve(&args)?)),
             Command::Completions(args) => Settings::Print(cli::completions(args.shell)),
             Command::Man(args) => Settings::Print(
                 cli::man_page(args.command.as_deref()).context("cannot render the man page")?,
@@ -126,8 +126,8 @@ impl MergeSettings {
 /// `voyc-import scan`, checked.
 #[derive(Debug)]
 pub struct ScanSettings {
-    /// The folder scanned, as given (messages show the user's path).
-    pub dir: PathBuf,
+    /// The folder or the object prefix scanned.
+    pub source: ScanSource,
     pub pattern: Pattern,
     /// `--set KEY=VALUE`: constant columns, in the order given.
     pub fills: Vec<(String, String)>,
@@ -136,22 +136,42 @@ pub struct ScanSettings {
     pub quiet: bool,
 }
 
+/// What `scan` lists.
+#[derive(Debug)]
+pub enum ScanSource {
+    /// A local folder, as given (messages show the user's path).
+    Folder(PathBuf),
+    /// `s3://BUCKET/PREFIX`: the objects under the prefix, its key empty (the whole bucket) or
+    /// ending in `/` (`s3://b/2024` is the folder `2024/`).
+    Objects {
+        prefix: ObjectUrl,
+        options: SourceOptions,
+    },
+}
+
 impl ScanSettings {
     fn resolve(args: &ScanArgs) -> anyhow::Result<ScanSettings> {
         let given = args.dir.to_string_lossy();
-        if let Some((scheme, _)) = given.split_once("://") {
-            bail!(
-                "{given}: {scheme}:// sources are not supported yet; scan a local folder (object storage listing is planned)"
-            );
-        }
-        let meta = std::fs::metadata(&args.dir)
-            .with_context(|| format!("cannot read the folder {}", args.dir.display()))?;
-        if !meta.is_dir() {
-            bail!(
-                "{} is not a folder; scan takes the folder that holds the recordings",
-                args.dir.display()
-            );
-        }
+        // Checked whatever the source, as upload checks them whatever the manifest holds.
+        let options = SourceOptions::new(
+            args.source_endpoint.as_deref(),
+            args.source_region.as_deref(),
+        )?;
+        let source = if given.contains("://") {
+            let prefix = ObjectUrl::parse_prefix(&given)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::human::one_line(&given)))?;
+            ScanSource::Objects { prefix, options }
+        } else {
+            let meta = std::fs::metadata(&args.dir)
+                .with_context(|| format!("cannot read the folder {}", args.dir.display()))?;
+            if !meta.is_dir() {
+                bail!(
+                    "{} is not a folder; scan takes the folder that holds the recordings",
+                    args.dir.display()
+                );
+            }
+            ScanSource::Folder(args.dir.clone())
+        };
         let pattern = Pattern::parse(&args.pattern)?;
         let fills = crate::validate::parse_fills(&args.set)?;
         if let Some((key, _)) = fills.iter().find(|(key, _)| pattern.fields().contains(key)) {
@@ -174,7 +194,7 @@ impl ScanSettings {
             }
         }
         Ok(ScanSettings {
-            dir: args.dir.clone(),
+            source,
             pattern,
             fills,
             out: args.out.clone(),

@@ -5,7 +5,8 @@
 //! Paths in a manifest resolve against the manifest's own folder. So with `--out FILE` in a
 //! folder that holds DIR, the paths are written relative to FILE's folder (the manifest and
 //! the recordings can move together); otherwise (stdout, whose file is unknown, or a manifest
-//! written elsewhere) they are absolute, which resolve wherever the manifest is read.
+//! written elsewhere) they are absolute, which resolve wherever the manifest is read. The
+//! objects under an `s3://` prefix are written as their own `s3://BUCKET/KEY` URLs.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use rayon::prelude::*;
 
 use crate::Status;
 use crate::human;
+use crate::objects::ObjectUrl;
 use crate::scan::walk::{self, Entry};
-use crate::settings::ScanSettings;
+use crate::settings::{ScanSettings, ScanSource};
 use crate::validate::fields::REQUIRED;
 
 /// Paths matched in parallel at a time, then written in order; bounds what is held besides
@@ -49,8 +51,16 @@ pub fn command(settings: &ScanSettings) -> anyhow::Result<Status> {
         }
     }
 
-    let place = Place::of(&settings.dir, settings.out.as_deref())?;
-    let mut listing = walk::list_folder(&settings.dir);
+    let (place, mut listing) = match &settings.source {
+        ScanSource::Folder(dir) => {
+            let place = Place::of(dir, settings.out.as_deref())?;
+            (place, walk::list_folder(dir))
+        }
+        ScanSource::Objects { prefix, options } => {
+            let place = Place::of_objects(prefix, settings.out.as_deref())?;
+            (place, walk::list_objects(prefix, options)?)
+        }
+    };
     if let Some(own) = &place.own_file {
         // A manifest written into the folder scanned (by an earlier run) is not a recording.
         listing.entries.retain(|entry| &entry.path != own);
@@ -63,12 +73,15 @@ pub fn command(settings: &ScanSettings) -> anyhow::Result<Status> {
     let stderr = io::stderr();
     let mut errors = io::BufWriter::new(stderr.lock());
     let shown = |rel: &str| -> String {
-        let path = match (rel.is_empty(), settings.dir == Path::new(".")) {
-            (true, _) => settings.dir.clone(),
-            (false, true) => PathBuf::from(rel),
-            (false, false) => settings.dir.join(rel),
+        let path = match &settings.source {
+            ScanSource::Objects { prefix, .. } => format!("{prefix}{rel}"),
+            ScanSource::Folder(dir) => match (rel.is_empty(), dir == Path::new(".")) {
+                (true, _) => dir.display().to_string(),
+                (false, true) => rel.to_string(),
+                (false, false) => dir.join(rel).display().to_string(),
+            },
         };
-        human::one_line(&path.display().to_string()).into_owned()
+        human::one_line(&path).into_owned()
     };
     for unlisted in &listing.unlisted {
         let _ = writeln!(errors, "{}: {}", shown(&unlisted.path), unlisted.reason);
@@ -98,7 +111,10 @@ pub fn command(settings: &ScanSettings) -> anyhow::Result<Status> {
     if !(settings.quiet && status == Status::Success) {
         let mut summary = format!(
             "scanned {} ({}) in {}: {} matched, {} did not",
-            human::count_of(total, "file", "files"),
+            match &settings.source {
+                ScanSource::Folder(_) => human::count_of(total, "file", "files"),
+                ScanSource::Objects { .. } => human::count_of(total, "object", "objects"),
+            },
             human::bytes(bytes),
             shown(""),
             human::count(counts.matched),
@@ -188,6 +204,8 @@ enum Base {
     /// Relative to the manifest's folder: DIR's path from there (empty when it is that folder).
     Relative(String),
     Absolute(PathBuf),
+    /// `s3://BUCKET/PREFIX/`: each object's own URL, which upload reads as it is.
+    Url(String),
 }
 
 impl Place {
@@ -228,12 +246,41 @@ impl Place {
         })
     }
 
+    /// Where a manifest of the objects under `prefix` goes: its `file` values are the objects'
+    /// full `s3://` URLs, which resolve wherever the manifest is, whatever its `--base-dir`.
+    /// Its folder is checked before anything is listed.
+    fn of_objects(prefix: &ObjectUrl, out: Option<&Path>) -> anyhow::Result<Place> {
+        let dir = match out {
+            None => None,
+            Some(out) => {
+                let dir = match out.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                dir.canonicalize().with_context(|| {
+                    format!(
+                        "--out {}: cannot open its folder {}",
+                        out.display(),
+                        dir.display()
+                    )
+                })?;
+                Some(dir)
+            }
+        };
+        Ok(Place {
+            dir,
+            base: Base::Url(prefix.to_string()),
+            own_file: None,
+        })
+    }
+
     /// The `file` value of a path relative to DIR.
     fn file(&self, rel: &str) -> String {
         match &self.base {
             Base::Relative(prefix) if prefix.is_empty() => rel.to_string(),
             Base::Relative(prefix) => format!("{prefix}/{rel}"),
             Base::Absolute(dir) => dir.join(rel).to_string_lossy().into_owned(),
+            Base::Url(prefix) => format!("{prefix}{rel}"),
         }
     }
 }

@@ -92,13 +92,7 @@ pub fn sentence(url: &ObjectUrl, err: &object_store::Error) -> Problem {
                 .as_deref()
                 .is_some_and(|code| CREDENTIAL_CODES.contains(&code)) =>
         {
-            (
-                Kind::Store,
-                format!(
-                    "the object store refused the credentials for s3://{}{said}: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (and --source-endpoint, --source-region)",
-                    url.bucket
-                ),
-            )
+            (Kind::Store, refused_credentials(&url.bucket, &said))
         }
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
             let why = match said.is_empty() {
@@ -136,6 +130,74 @@ pub fn sentence(url: &ObjectUrl, err: &object_store::Error) -> Problem {
             ),
             None => (Kind::Passing, format!("cannot read {url}: {}", plain(err))),
         },
+    };
+    Problem {
+        kind,
+        message: crate::human::one_line(&message).into_owned(),
+    }
+}
+
+fn refused_credentials(bucket: &str, said: &str) -> String {
+    format!(
+        "the object store refused the credentials for s3://{bucket}{said}: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (and --source-endpoint, --source-region)"
+    )
+}
+
+/// The sentence for an error of listing the folder `prefix` (`s3://b/p/`, or `s3://b/` for
+/// the whole bucket): as [`sentence`], but a 404 is the bucket missing and a 403 is a refusal
+/// to list, which wants another permission than reading an object.
+pub fn listing(prefix: &ObjectUrl, err: &object_store::Error) -> Problem {
+    let answer = Answer::of(err);
+    let said = answer.said();
+    let (kind, message) = match (err, answer.status) {
+        (object_store::Error::InvalidPath { .. }, _) => (
+            Kind::Row,
+            format!(
+                "cannot list {prefix}: it holds a key that cannot be read here (with an empty, . or .. segment, or a control character): {}",
+                plain(err)
+            ),
+        ),
+        (_, Some(401 | 403))
+            if answer
+                .code
+                .as_deref()
+                .is_some_and(|code| CREDENTIAL_CODES.contains(&code)) =>
+        {
+            (Kind::Store, refused_credentials(&prefix.bucket, &said))
+        }
+        (_, Some(404)) => (
+            Kind::Missing,
+            match answer.code.as_deref() {
+                Some("NoSuchBucket") | None => format!("no such bucket s3://{}", prefix.bucket),
+                Some(_) => format!("cannot list {prefix}: HTTP 404{said}"),
+            },
+        ),
+        _ => {
+            let problem = sentence(prefix, err);
+            match problem.kind {
+                Kind::Denied => (
+                    Kind::Denied,
+                    format!(
+                        "access denied to list {prefix}{}: check the credentials' permissions (s3:ListBucket on the bucket) and the bucket policy",
+                        match said.is_empty() {
+                            true => format!(" (HTTP {})", answer.status.unwrap_or(403)),
+                            false => said,
+                        }
+                    ),
+                ),
+                Kind::Row if answer.status == Some(403) => (
+                    Kind::Denied,
+                    format!(
+                        "access denied to list {prefix}{said}: check the credentials' permissions (s3:ListBucket on the bucket) and the bucket policy"
+                    ),
+                ),
+                Kind::Store => return problem,
+                kind => match answer.status {
+                    Some(status) => (kind, format!("cannot list {prefix}: HTTP {status}{said}")),
+                    None => (kind, format!("cannot list {prefix}: {}", plain(err))),
+                },
+            }
+        }
     };
     Problem {
         kind,
@@ -334,6 +396,37 @@ mod tests {
         assert_eq!(
             problem.message,
             "cannot read s3://calls/2024/a.wav: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_listing_says_which_bucket_is_missing_and_which_permission_is_lacking() {
+        let prefix = ObjectUrl::parse_prefix("s3://calls/connect/").unwrap();
+        let generic = |code: u16, body: &str| object_store::Error::Generic {
+            store: "S3",
+            source: status(code, body),
+        };
+        let missing = "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
+        let problem = listing(&prefix, &generic(404, missing));
+        assert_eq!(problem.message, "no such bucket s3://calls");
+        assert_eq!(problem.kind, Kind::Missing);
+        let denied = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+        let problem = listing(&prefix, &generic(403, denied));
+        assert_eq!(
+            problem.message,
+            "access denied to list s3://calls/connect/: AccessDenied: Access Denied: check the credentials' permissions (s3:ListBucket on the bucket) and the bucket policy"
+        );
+        assert_eq!(problem.kind, Kind::Denied);
+        let refused = "<Error><Code>SignatureDoesNotMatch</Code></Error>";
+        assert_eq!(listing(&prefix, &generic(403, refused)).kind, Kind::Store);
+        let io = std::io::Error::from_raw_os_error(111);
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(io),
+        };
+        assert_eq!(
+            listing(&prefix, &err).message,
+            "cannot list s3://calls/connect/: connection refused"
         );
     }
 }

@@ -4,11 +4,14 @@
 //! upload streams its body; both through the `object_store` crate, which signs every request
 //! (SigV4) with credentials from the standard AWS environment.
 //!
+//! `scan s3://BUCKET/PREFIX/` lists the objects under a prefix ([`list`]).
+//!
 //! Only S3 and S3-compatible stores (MinIO, SeaweedFS, ...) are supported: `gs://` and `az://`
 //! would need object_store's other backends, which are not built in. A secret is never printed:
 //! the stores are never shown with `Debug`, and errors become sentences ([`error::sentence`]).
 
 mod error;
+mod list;
 mod url;
 
 use std::collections::HashMap;

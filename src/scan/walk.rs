@@ -56,6 +56,25 @@ pub fn list_folder(root: &Path) -> Listing {
     list(root, String::new())
 }
 
+/// Every object under an `s3://BUCKET/PREFIX/`, however deep, with paths relative to the
+/// prefix: the same listing as a folder's (see [`crate::objects`] for how it is read). `Err`
+/// is one sentence: the prefix cannot be listed at all (no such bucket, access denied, the
+/// store unreachable, credentials refused).
+pub fn list_objects(
+    prefix: &crate::objects::ObjectUrl,
+    options: &crate::objects::SourceOptions,
+) -> anyhow::Result<Listing> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let sources =
+        crate::objects::ObjectSources::new(options.clone(), crate::objects::Purpose::Check);
+    runtime
+        .block_on(sources.list_under(prefix))
+        .map_err(|problem| anyhow::anyhow!("{problem}"))
+}
+
 /// The folder `root/rel` and everything below it.
 fn list(root: &Path, rel: String) -> Listing {
     let dir = root.join(&rel);

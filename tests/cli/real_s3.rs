@@ -1085,3 +1085,185 @@ async fn objects_resume_after_kill_9_without_a_second_upload_of_any() {
         .count();
     assert_eq!(with_audio, 12, "each recording in one conversation only");
 }
+
+// ---- `voyc-import scan s3://BUCKET/PREFIX/`: the objects listed, the manifest uploaded ----
+
+/// Amazon Connect's layout: `CallRecordings/YYYY/MM/DD/<contact id>_<YYYYMMDD>T<HH:MM>_UTC.wav`.
+const CONNECT_PATTERN: &str = "{call_date:%Y/%m/%d}/{contact_id}_{*}T{call_time:%H:%M}_UTC.wav";
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn a_scanned_prefix_becomes_a_manifest_that_uploads_as_it_is_byte_exact() {
+    let s3 = seaweed();
+    let dest = "voyc-scan-dest";
+    let sandbox = s3.sandbox(dest, &[]);
+    let bucket = "voyc-scan-src";
+    let top = "connect/inst-1/CallRecordings";
+    let recordings = [
+        (
+            "2026/11/02/0f6a3c1e-7b2d-4c55-9e1a-2b7d9c4e8a01_20261102T09:15_UTC.wav",
+            41_000,
+        ),
+        (
+            "2026/11/02/5d2e9b40-1c3a-4f6e-8d7b-0a9c1e2f3b4c_20261102T16:40_UTC.wav",
+            57_000,
+        ),
+        (
+            "2026/11/03/a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d_20261103T08:05_UTC.wav",
+            33_000,
+        ),
+    ];
+    let mut contents = HashMap::new();
+    for (i, (rel, size)) in recordings.iter().enumerate() {
+        let bytes = crate::upload::wav(i, *size);
+        s3.put_source(&sandbox.http, bucket, &format!("{top}/{rel}"), &bytes)
+            .await;
+        contents.insert(format!("s3://{bucket}/{top}/{rel}"), bytes);
+    }
+    s3.put_source(
+        &sandbox.http,
+        bucket,
+        &format!("{top}/2026/11/03/readme.txt"),
+        b"not a call",
+    )
+    .await;
+    // An empty folder, as a console's "Create folder" leaves one: no object of the export.
+    let marker = sandbox
+        .http
+        .post(format!("{}/buckets/{bucket}/{top}/2026/11/04/", s3.filer))
+        .send()
+        .await
+        .expect("the filer answers");
+    // (409: made by an earlier run against the same SeaweedFS.)
+    assert!(
+        marker.status().is_success() || marker.status() == StatusCode::CONFLICT,
+        "{}",
+        marker.status()
+    );
+    // Beside the prefix, not under it: not listed.
+    s3.put_source(
+        &sandbox.http,
+        bucket,
+        "connect/inst-1/CallRecordings-old/2026/11/02/x_20261102T09:15_UTC.wav",
+        b"RIFF",
+    )
+    .await;
+
+    let corpus = Corpus::new(0, |_| 0);
+    let scan = |prefix: &str| {
+        voyc(corpus.path())
+            .args(["scan", prefix, "--pattern", CONNECT_PATTERN])
+            .args(["--set", "channel_id=support", "--set", "agent=connect"])
+            .args(["--out", "manifest.csv", "--source-endpoint", &s3.endpoint])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    };
+    // Without its trailing `/`, the prefix is the same folder.
+    for prefix in [
+        format!("s3://{bucket}/{top}/"),
+        format!("s3://{bucket}/{top}"),
+    ] {
+        let out = scan(&prefix);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "s3://{bucket}/{top}/2026/11/03/readme.txt: does not end with \"_UTC.wav\"\n\
+                 scanned 4 objects (127.9 KiB) in s3://{bucket}/{top}/: 3 matched, 1 did not; 3 rows written to manifest.csv\n"
+            ),
+            "{prefix}"
+        );
+        let manifest = std::fs::read_to_string(corpus.path().join("manifest.csv")).unwrap();
+        let mut expected = String::from("file,call_date,contact_id,call_time,channel_id,agent\n");
+        for (rel, day, id, time) in [
+            (
+                recordings[0].0,
+                "2026-11-02",
+                "0f6a3c1e-7b2d-4c55-9e1a-2b7d9c4e8a01",
+                "09:15:00",
+            ),
+            (
+                recordings[1].0,
+                "2026-11-02",
+                "5d2e9b40-1c3a-4f6e-8d7b-0a9c1e2f3b4c",
+                "16:40:00",
+            ),
+            (
+                recordings[2].0,
+                "2026-11-03",
+                "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+                "08:05:00",
+            ),
+        ] {
+            expected.push_str(&format!(
+                "s3://{bucket}/{top}/{rel},{day},{id},{time},support,connect\n"
+            ));
+        }
+        assert_eq!(manifest, expected, "{prefix}");
+    }
+
+    let out = upload(&corpus, &sandbox, &["--source-endpoint", &s3.endpoint]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert_eq!(report.len(), 3, "{report:?}");
+    for row in &report {
+        assert_eq!(row["status"], "uploaded", "{row:?}");
+        let expected = &contents[&row["file"]];
+        let stored = s3
+            .stored(&sandbox, dest, &key_for(&row["conversation_id"]))
+            .await;
+        assert!(
+            stored.as_deref() == Some(&expected[..]),
+            "{}: the server holds other bytes than the object's",
+            row["file"]
+        );
+        assert_eq!(row["sha256"], sha256_hex(expected));
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn a_scan_of_a_missing_bucket_or_with_wrong_keys_is_one_sentence_and_no_manifest() {
+    let s3 = seaweed();
+    let dir = Dir::new();
+    let scan = |prefix: &str| {
+        let mut cmd = voyc(dir.path());
+        cmd.args(["scan", prefix, "--pattern", CONNECT_PATTERN])
+            .args(["--out", "manifest.csv", "--source-endpoint", &s3.endpoint])
+            .arg("--quiet")
+            .timeout(Duration::from_secs(60));
+        cmd
+    };
+    let out = scan("s3://voyc-scan-no-such-bucket/connect/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no such bucket s3://voyc-scan-no-such-bucket\n"
+    );
+    assert!(!dir.join("manifest.csv").exists());
+
+    // A bucket that exists, so that it is the keys that are refused.
+    let bucket = "voyc-scan-keys";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    s3.put_source(&http, bucket, "connect/a.wav", b"RIFF").await;
+    let out = scan(&format!("s3://{bucket}/connect/"))
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: the object store refused the credentials for s3://voyc-scan-keys: SignatureDoesNotMatch"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    assert!(!stderr.contains(&secret) && !stderr.contains("not-the-secret"));
+    assert!(!dir.join("manifest.csv").exists());
+}

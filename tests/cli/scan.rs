@@ -294,8 +294,22 @@ fn usage_errors_name_the_flag_at_fault() {
         text(&out.stderr)
     };
     assert_eq!(
-        error(&["s3://bucket/exports/", "--pattern", "{agent}.wav"]),
-        "error: s3://bucket/exports/: s3:// sources are not supported yet; scan a local folder (object storage listing is planned)\n"
+        error(&["gs://bucket/exports/", "--pattern", "{agent}.wav"]),
+        "error: gs://bucket/exports/: gs:// is not supported: only s3:// (Amazon S3 and S3-compatible stores) is, yet; copy the recordings to S3 or to a local folder\n"
+    );
+    assert_eq!(
+        error(&["s3://bucket//exports/", "--pattern", "{agent}.wav"]),
+        "error: s3://bucket//exports/: an object key with an empty, . or .. segment (//, /./, /../) cannot be read here\n"
+    );
+    assert!(
+        error(&[
+            "s3://bucket/exports/",
+            "--pattern",
+            "{agent}.wav",
+            "--source-endpoint",
+            "http://minio.example.com:9000"
+        ])
+        .starts_with("error: --source-endpoint \"http://minio.example.com:9000\": plain http is allowed only to a loopback address"),
     );
     assert!(
         error(&["missing", "--pattern", "{agent}.wav"])
@@ -319,6 +333,35 @@ fn usage_errors_name_the_flag_at_fault() {
         error(&["calls", "--pattern", "{agent}.wav", "--out", "m.jsonl"]),
         "error: --out m.jsonl: scan writes a CSV manifest; give the file a .csv name\n"
     );
+}
+
+#[test]
+fn an_object_store_that_does_not_answer_is_one_sentence_and_no_manifest() {
+    let dir = Dir::new();
+    // A port nothing listens on (bound, then freed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = voyc(dir.path())
+        .args(["scan", "s3://recordings/connect/", "--pattern", PATTERN])
+        .args(["--set", "channel_id=1", "--out", "manifest.csv"])
+        .args(["--source-endpoint", &format!("http://127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "scan-test-secret-0123456789")
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: cannot list s3://recordings/connect/: cannot connect: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("scan-test-secret"), "{stderr}");
+    assert!(!dir.join("manifest.csv").exists(), "no manifest is written");
 }
 
 #[test]
