@@ -64,7 +64,7 @@ impl Problem {
     /// Credentials could not be had for `bucket`'s store.
     pub fn credentials(bucket: &str, err: &object_store::Error) -> Problem {
         Problem::config(format!(
-            "cannot get AWS credentials to read s3://{bucket}: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or run where a role provides them (AWS_WEB_IDENTITY_TOKEN_FILE, ECS, EC2 instance metadata)",
+            "cannot get AWS credentials to read s3://{bucket}: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) or AWS_PROFILE (a profile with keys in ~/.aws/credentials), or run where a role provides them (AWS_WEB_IDENTITY_TOKEN_FILE, ECS, EC2 instance metadata)",
             plain(err)
         ))
     }

@@ -12,6 +12,7 @@
 
 mod error;
 mod list;
+mod profile;
 mod url;
 
 use std::collections::HashMap;
@@ -36,7 +37,8 @@ pub struct SourceOptions {
     /// An S3-compatible server's URL, e.g. `http://127.0.0.1:8333`; `None`: AWS (or the
     /// endpoint `AWS_ENDPOINT_URL` names).
     pub endpoint: Option<reqwest::Url>,
-    /// The region to sign for; `None`: `AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`.
+    /// The region to sign for; `None`: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's, else
+    /// `us-east-1`.
     pub region: Option<String>,
 }
 
@@ -160,6 +162,26 @@ impl ObjectSources {
     fn build(&self, bucket: &str) -> Result<AmazonS3, Problem> {
         crate::upload::http::install_crypto_provider();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // Keys in the environment come first, then the shared files' profile, then the roles.
+        let needs_keys = builder
+            .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
+            .is_none()
+            && !skips_signature();
+        let found = profile::from_env(needs_keys).map_err(Problem::config)?;
+        if let Some(keys) = found.keys.filter(|_| needs_keys) {
+            builder = builder
+                .with_access_key_id(keys.access_key_id)
+                .with_secret_access_key(keys.secret_access_key);
+            if let Some(token) = keys.session_token {
+                builder = builder.with_token(token);
+            }
+        }
+        let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .any(|var| std::env::var_os(var).is_some());
+        if let Some(region) = found.region.filter(|_| !env_region) {
+            builder = builder.with_region(region);
+        }
         if let Some(region) = &self.options.region {
             builder = builder.with_region(region);
         }

@@ -23,7 +23,6 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::human::plural;
 use crate::manifest::{Manifest, Unreadable};
 use crate::objects::{self, ObjectSources, Purpose};
 pub use fields::Severity;
@@ -215,7 +214,7 @@ impl Summary {
 /// `12 rows checked: 7 problems in 6 rows, 0 warnings`.
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |n: u64, one: &str, many: &str| format!("{n} {}", plural(n, one, many));
+        let count = crate::human::count_of;
         let rows = self.rows + self.other_shard_rows;
         write!(f, "{} checked: ", count(rows, "row", "rows"))?;
         let row_errors = self.errors - self.manifest_errors;
@@ -226,8 +225,10 @@ impl fmt::Display for Summary {
             (m, 0) => write!(f, "{} in the manifest", count(m, "problem", "problems"))?,
             (m, r) => write!(
                 f,
-                "{} ({m} in the manifest, {r} {in_rows})",
-                count(m + r, "problem", "problems")
+                "{} ({} in the manifest, {} {in_rows})",
+                count(m + r, "problem", "problems"),
+                crate::human::count(m),
+                crate::human::count(r)
             )?,
         }
         write!(f, ", {}", count(self.warnings, "warning", "warnings"))

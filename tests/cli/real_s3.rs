@@ -986,6 +986,79 @@ async fn objects_in_a_bucket_are_validated_with_every_problem_on_its_line() {
 
 #[tokio::test]
 #[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn keys_from_an_aws_profile_read_objects_and_a_profile_without_keys_says_how_to_export_them()
+{
+    let s3 = seaweed();
+    let sandbox = s3.sandbox("voyc-objects-dest-p", &[]);
+    let bucket = "voyc-objects-src-p";
+    let corpus = corpus_in_bucket(&s3, &sandbox, bucket, 2).await;
+    let (key, secret) = (
+        std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+    );
+    let aws = corpus.path().join("aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = AKIAWRONG\naws_secret_access_key = wrong\n\n\
+             [archive]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile sso]\nsso_start_url = https://example.awsapps.com/start\n",
+    )
+    .unwrap();
+    let validate = |profile: &str| {
+        crate::util::voyc(corpus.path())
+            .args(["validate", "manifest.csv", "--base-dir"])
+            .arg(format!("s3://{bucket}/"))
+            .args(["--source-endpoint", &s3.endpoint])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+            .env("AWS_CONFIG_FILE", aws.join("config"))
+            .env("AWS_PROFILE", profile)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    };
+    let out = validate("archive");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "2 rows checked: all valid, 0 warnings"
+    );
+
+    // The default profile's keys are not the store's: refused, and neither secret shown.
+    let out = validate("default");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the object store refused the credentials"),
+        "{stderr}"
+    );
+
+    let out = validate("sso");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("AWS_PROFILE=sso: ")
+            && stderr.contains("aws configure export-credentials --profile sso --format env"),
+        "{stderr}"
+    );
+    for text in [&stderr, &String::from_utf8_lossy(&out.stdout)] {
+        assert!(
+            !text.contains(&secret) && !text.contains("wrong\n"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
 async fn objects_upload_byte_exact_from_one_bucket_to_another_and_a_rerun_finds_them_uploaded() {
     let s3 = seaweed();
     for style in ["post", "put"] {
