@@ -14,6 +14,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Times `$bin "${args[@]}"` three times: wall, CPU, $1 $2 a second, peak RSS.
+three_runs() {
+    for run in 1 2 3; do
+        /usr/bin/time -v "$bin" "${args[@]}" 2> "$dir/time.txt"
+        awk -F': ' -v files="$1" -v unit="$2" -v run="$run" '
+            /Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
+            /User time/ { user = $2 } /System time/ { sys = $2 }
+            /Maximum resident set size/ { kib = $2 }
+            END { printf "  run %d: %.2f s wall (%.2f s user, %.2f s system), %d %s/s, peak RSS %.1f MiB\n",
+                  run, s, user, sys, files / s, unit, kib / 1024 }' "$dir/time.txt"
+    done
+}
+
 if [ "${1:-}" = --s3 ]; then
     objects=${2:-20000}
     base=${BENCH_TMP:-/work/tmp}
@@ -54,15 +67,7 @@ PY
         --source-endpoint "$VOYC_TEST_S3_ENDPOINT")
     "$bin" "${args[@]}" 2> /dev/null
     echo "voyc-import scan s3://voyc-bench/connect/acme/CallRecordings/ --pattern '$pattern' ($objects objects in $(( (objects + 199) / 200 )) day folders, $(nproc) cores)"
-    for run in 1 2 3; do
-        /usr/bin/time -v "$bin" "${args[@]}" 2> "$dir/time.txt"
-        awk -F': ' -v files="$objects" -v run="$run" '
-            /Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
-            /User time/ { user = $2 } /System time/ { sys = $2 }
-            /Maximum resident set size/ { kib = $2 }
-            END { printf "  run %d: %.2f s wall (%.2f s user, %.2f s system), %d objects/s, peak RSS %.1f MiB\n",
-                  run, s, user, sys, files / s, kib / 1024 }' "$dir/time.txt"
-    done
+    three_runs "$objects" objects
     grep '^scanned' "$dir/time.txt" | sed 's/^/  /'
     echo "  manifest: $(wc -l < "$dir/manifest.csv") lines, $(du -h "$dir/manifest.csv" | cut -f1)"
     exit 0
@@ -102,15 +107,7 @@ pattern='{call_date:%Y/%m/%d}/{call_time:%H%M%S}_{agent}_{direction}.wav'
 args=(scan "$dir/tree" --pattern "$pattern" --set channel_id=42 --out "$dir/manifest.csv")
 "$bin" "${args[@]}" 2> /dev/null # warm the page cache
 echo "voyc-import scan TREE --pattern '$pattern' --set channel_id=42 --out manifest.csv ($files files, $(nproc) cores)"
-for run in 1 2 3; do
-    /usr/bin/time -v "$bin" "${args[@]}" 2> "$dir/time.txt"
-    awk -F': ' -v files="$files" -v run="$run" '
-        /Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
-        /User time/ { user = $2 } /System time/ { sys = $2 }
-        /Maximum resident set size/ { kib = $2 }
-        END { printf "  run %d: %.2f s wall (%.2f s user, %.2f s system), %d files/s, peak RSS %.1f MiB\n",
-              run, s, user, sys, files / s, kib / 1024 }' "$dir/time.txt"
-done
+three_runs "$files" files
 grep '^scanned' "$dir/time.txt" | sed 's/^/  /'
 # For reference: GNU find listing the same tree with sizes, on one core.
 /usr/bin/time -f "%e s wall, peak RSS %M KiB" find "$dir/tree" -type f -printf '%s %P\n' > /dev/null 2> "$dir/find.txt" \

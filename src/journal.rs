@@ -1926,13 +1926,10 @@ mod tests {
         );
         journal.close();
         let db = Connection::open(dir.path().join("j")).unwrap();
-        let conversations: Vec<String> = db
-            .prepare("SELECT conversation_id FROM conversations ORDER BY conversation_id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let conversations: Vec<String> = column(
+            &db,
+            "SELECT conversation_id FROM conversations ORDER BY conversation_id",
+        );
         // The row's own is in `rows`; the one it replaced is kept in `conversations`.
         assert_eq!(conversations, ["old"]);
     }
@@ -2189,6 +2186,16 @@ mod tests {
         CREATE TABLE unknown_conversations (destination INTEGER NOT NULL REFERENCES destinations(id),
             identity TEXT NOT NULL, reason TEXT NOT NULL, created_at TEXT NOT NULL);";
 
+    /// The first column of every row `sql` returns, as text.
+    fn column(db: &Connection, sql: &str) -> Vec<String> {
+        db.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     fn marks(path: &Path) -> (i32, i32) {
         let db = Connection::open(path).unwrap();
         let id = db
@@ -2390,21 +2397,9 @@ mod tests {
         assert_eq!(left[&id(1).hex()].without_audio, ["c-0"]);
         journal.close();
         let db = Connection::open(&path).unwrap();
-        let kept: Vec<String> = db
-            .prepare("SELECT conversation_id FROM conversations")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let kept: Vec<String> = column(&db, "SELECT conversation_id FROM conversations");
         assert_eq!(kept, ["c-0"], "the rows' own are in rows");
-        let order: Vec<String> = db
-            .prepare("SELECT file FROM rows ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let order: Vec<String> = column(&db, "SELECT file FROM rows ORDER BY id");
         assert_eq!(order.len(), 2);
     }
 

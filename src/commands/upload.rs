@@ -378,6 +378,24 @@ fn settled_in_pass_1(
         } => call1_endpoint(base_url, organisation).to_string(),
         Endpoint::Sandbox { .. } => bail!("a sandbox run has no earlier rows to settle"),
     };
+    announce(progress, shown, found, settings.concurrency, &destination);
+    let started = Instant::now();
+    let written = report.finish();
+    progress.finish();
+    match written {
+        Ok(counts) => finish(&settings.report, &counts, started.elapsed(), None, progress),
+        Err(unwritten) => Ok(report_not_written(settings, &unwritten, progress)),
+    }
+}
+
+/// What a run says as it starts sending: how many rows earlier runs uploaded, then the start.
+fn announce(
+    progress: &Progress,
+    shown: &str,
+    found: &Found,
+    concurrency: usize,
+    destination: &str,
+) {
     if found.already_uploaded > 0 {
         progress.say(&format!(
             "resuming: {} already uploaded",
@@ -386,19 +404,12 @@ fn settled_in_pass_1(
     }
     progress.start(&Start {
         manifest: shown,
-        rows: 0,
-        bytes: 0,
+        rows: found.to_send,
+        bytes: found.bytes_to_send,
         already_uploaded: found.already_uploaded,
-        concurrency: settings.concurrency,
-        destination: &destination,
+        concurrency,
+        destination,
     });
-    let started = Instant::now();
-    let written = report.finish();
-    progress.finish();
-    match written {
-        Ok(counts) => finish(&settings.report, &counts, started.elapsed(), None, progress),
-        Err(unwritten) => Ok(report_not_written(settings, &unwritten, progress)),
-    }
 }
 
 /// `--allow-empty` and a manifest with no rows: one line (none with `--quiet`), a report with
@@ -564,20 +575,7 @@ fn run(
         call_rate: CallRate::new(settings.max_rps),
     });
 
-    if found.already_uploaded > 0 {
-        progress.say(&format!(
-            "resuming: {} already uploaded",
-            human::count_of(found.already_uploaded, "row", "rows")
-        ));
-    }
-    progress.start(&Start {
-        manifest: shown,
-        rows: found.to_send,
-        bytes: found.bytes_to_send,
-        already_uploaded: found.already_uploaded,
-        concurrency,
-        destination: &destination_shown,
-    });
+    announce(&progress, shown, found, concurrency, &destination_shown);
     let started = Instant::now();
     let watcher = runtime.spawn(watch_outages(engine.clone(), progress.clone()));
 

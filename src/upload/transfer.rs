@@ -359,6 +359,19 @@ fn open_blocking(source: &Source) -> Result<Opened, Failure> {
     }
     // Overwritten with other bytes of the same size (and a restored time): at least its
     // start must still be audio.
+    still_audio(source, &first)?;
+    Ok(Opened {
+        reader: Reader::File {
+            file: tokio::fs::File::from_std(file),
+            recheck,
+        },
+        first: Bytes::from(first),
+    })
+}
+
+/// A recording's first bytes, read again for its upload, must still be audio (it may have been
+/// overwritten with other bytes of the same size since it was checked).
+fn still_audio(source: &Source, first: &[u8]) -> Result<(), Failure> {
     let head = &first[..first.len().min(SNIFF_LEN)];
     if sniff(head).is_none() {
         let why = format!(
@@ -367,13 +380,7 @@ fn open_blocking(source: &Source) -> Result<Opened, Failure> {
         );
         return Err(source.changed_failure("since it was checked", &why));
     }
-    Ok(Opened {
-        reader: Reader::File {
-            file: tokio::fs::File::from_std(file),
-            recheck,
-        },
-        first: Bytes::from(first),
-    })
+    Ok(())
 }
 
 /// What a failure to read an object means for its row: gone or replaced since it was
@@ -425,14 +432,7 @@ async fn open_object(
         let why = format!("{} bytes when checked, more now", source.size);
         return Err(source.changed_failure("since it was checked", &why));
     }
-    let head = &first[..first.len().min(SNIFF_LEN)];
-    if sniff(head).is_none() {
-        let why = format!(
-            "its first bytes are no longer audio; {}",
-            describe_start(head)
-        );
-        return Err(source.changed_failure("since it was checked", &why));
-    }
+    still_audio(source, &first)?;
     Ok(Opened {
         reader: Reader::Object(stream),
         first: first.freeze(),
