@@ -460,7 +460,6 @@ impl Engine {
                 }
             }
             tally.requests += 1;
-            let sent = self.clock.now();
             let failure = match self.client.call1(job.body.clone()).await {
                 Ok(response) => {
                     let now = self.clock.now();
@@ -472,7 +471,7 @@ impl Engine {
             };
             let now = self.clock.now();
             if failure.status == Some(429) {
-                self.call_rate.throttled(sent, now);
+                self.call_rate.throttled(now);
             }
             // Before any success, nothing listening is a wrong --base-url, not an outage.
             let trip = self.control.any_success() || !failure.unreachable;
