@@ -2,14 +2,17 @@
 //! `scripts/test.sh` starts (fake-gcs-server for `gs://`, Azurite for `az://`; SeaweedFS is the
 //! upload target through the sandbox, as in `real_s3`): a manifest of objects validates with a
 //! missing and a non-audio object reported on their lines, uploads byte for byte, a rerun
-//! uploads nothing, and `scan` of a prefix writes a manifest that uploads as it is. The objects
+//! uploads nothing, a run killed with SIGKILL resumes without a second upload, and `scan` of a
+//! prefix writes a manifest that uploads as it is. The objects
 //! are put with the emulator's own API, not through voyc-import.
 
 use std::collections::HashMap;
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::real_s3::{CONNECT_PATTERN, Seaweed, key_for, seaweed};
+use serde_json::json;
+
+use crate::real_s3::{CONNECT_PATTERN, Seaweed, conversations_created, key_for, seaweed};
 use crate::sandbox::sha256_hex;
 use crate::upload::{Corpus, wav};
 use crate::util::{show, voyc};
@@ -22,9 +25,24 @@ pub(crate) trait Source {
     /// Puts `contents` at `key` in `bucket`, making the bucket first if need be.
     async fn put(&self, bucket: &str, key: &str, contents: &[u8]);
 
+    /// The environment of a user reading from the emulator: each variable's value, or `None`
+    /// for one that must not be set.
+    fn environment(&self) -> Vec<(&'static str, Option<String>)>;
+
+    /// What `--source-endpoint` names.
+    fn endpoint(&self) -> &str;
+
     /// Points a `voyc-import` command at the emulator: its credentials in the environment and
     /// `--source-endpoint` (added after the command's own arguments).
-    fn reach(&self, cmd: &mut assert_cmd::Command);
+    fn reach(&self, cmd: &mut assert_cmd::Command) {
+        for (name, value) in self.environment() {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
+        cmd.args(["--source-endpoint", self.endpoint()]);
+    }
 
     /// What must never appear in an output (a key); `None` when the store has none.
     fn secret(&self) -> Option<&str>;
@@ -160,6 +178,83 @@ pub(crate) async fn objects_upload_byte_exact_and_a_rerun_uploads_nothing(source
         show(&out)
     );
     assert_eq!(sandbox.conversations().await.len(), 5, "no second call 1");
+}
+
+/// A run killed with SIGKILL mid-way (no report, the journal as it was) is resumed by the same
+/// command: every row ends uploaded, and each recording is in one conversation only.
+pub(crate) async fn objects_resume_after_kill_9_without_a_second_upload(source: &impl Source) {
+    let s3 = seaweed();
+    let scheme = source.scheme();
+    let dest = format!("voyc-{scheme}-kill-dest");
+    let sandbox = s3.sandbox(&dest, &["--latency-ms", "300"]);
+    let bucket = format!("voyc-{scheme}-kill");
+    let corpus = corpus_in(source, &bucket, 12).await;
+    let base = format!("{scheme}://{bucket}/");
+    let args = ["--base-dir", &base, "--concurrency", "3"];
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_voyc-import"));
+    first
+        .current_dir(corpus.path())
+        .env_remove("VOYC_ORG_ID")
+        .env_remove("VOYC_BASE_URL")
+        .env("VOYC_TOKEN", "sandbox-token");
+    for (name, value) in source.environment() {
+        match value {
+            Some(value) => first.env(name, value),
+            None => first.env_remove(name),
+        };
+    }
+    let mut child = first
+        .args([
+            "upload",
+            "manifest.csv",
+            "--org",
+            "118",
+            "--base-url",
+            &sandbox.url,
+        ])
+        .args(args)
+        .args(["--source-endpoint", source.endpoint()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start voyc-import upload");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conversations_created(&sandbox).await < 4 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "no rows started: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let mut rerun = corpus.upload_to(&sandbox.url);
+    rerun.args(args);
+    let out = run(source, rerun);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert!(
+        report
+            .iter()
+            .all(|r| r["status"] == "uploaded" || r["status"] == "already_uploaded"),
+        "{report:?}"
+    );
+    let on_server = s3
+        .assert_uploaded_rows_are_on_the_server(&sandbox, &dest, &corpus)
+        .await;
+    assert_eq!(on_server, 12);
+    let with_audio = sandbox
+        .conversations()
+        .await
+        .iter()
+        .filter(|c| c["uploaded"] == json!(true))
+        .count();
+    assert_eq!(with_audio, 12, "each recording in one conversation only");
 }
 
 /// `scan SCHEME://BUCKET/PREFIX/` lists the objects under the prefix (not those beside it),

@@ -125,13 +125,6 @@ impl Azurite {
             answer.text().await.unwrap_or_default()
         );
     }
-
-    /// The variables and flag of a user reading this account's blobs.
-    fn account_settings(&self, cmd: &mut assert_cmd::Command) {
-        without_azure_settings(cmd);
-        cmd.env("AZURE_STORAGE_ACCOUNT_NAME", &self.account)
-            .env("AZURE_STORAGE_ACCOUNT_KEY", &self.key);
-    }
 }
 
 impl Source for Azurite {
@@ -156,9 +149,16 @@ impl Source for Azurite {
         .await;
     }
 
-    fn reach(&self, cmd: &mut assert_cmd::Command) {
-        self.account_settings(cmd);
-        cmd.args(["--source-endpoint", &self.endpoint]);
+    fn environment(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut environment: Vec<(&'static str, Option<String>)> =
+            AZURE_SETTINGS.iter().map(|name| (*name, None)).collect();
+        environment.push(("AZURE_STORAGE_ACCOUNT_NAME", Some(self.account.clone())));
+        environment.push(("AZURE_STORAGE_ACCOUNT_KEY", Some(self.key.clone())));
+        environment
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     fn secret(&self) -> Option<&str> {
@@ -176,6 +176,12 @@ async fn azure_blobs_validate_with_every_problem_on_its_line() {
 #[ignore = "needs Azurite and SeaweedFS: run scripts/test.sh"]
 async fn azure_blobs_upload_byte_exact_and_a_rerun_uploads_nothing() {
     cloud_source::objects_upload_byte_exact_and_a_rerun_uploads_nothing(&azurite()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite and SeaweedFS: run scripts/test.sh"]
+async fn azure_blobs_resume_after_kill_9_without_a_second_upload() {
+    cloud_source::objects_resume_after_kill_9_without_a_second_upload(&azurite()).await;
 }
 
 #[tokio::test]

@@ -31,16 +31,6 @@ fn fake_gcs() -> FakeGcs {
     }
 }
 
-impl FakeGcs {
-    /// The emulator's credentials, and none of a real Google account the machine may have.
-    fn credentials(&self, cmd: &mut assert_cmd::Command) {
-        cmd.env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-            .env_remove("GOOGLE_SERVICE_ACCOUNT_KEY")
-            .env_remove("GOOGLE_BASE_URL")
-            .env("GOOGLE_SERVICE_ACCOUNT", &self.service_account);
-    }
-}
-
 impl Source for FakeGcs {
     fn scheme(&self) -> &'static str {
         "gs"
@@ -77,9 +67,17 @@ impl Source for FakeGcs {
         assert!(put.status().is_success(), "{}", put.status());
     }
 
-    fn reach(&self, cmd: &mut assert_cmd::Command) {
-        self.credentials(cmd);
-        cmd.args(["--source-endpoint", &self.endpoint]);
+    fn environment(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("GOOGLE_APPLICATION_CREDENTIALS", None),
+            ("GOOGLE_SERVICE_ACCOUNT_KEY", None),
+            ("GOOGLE_BASE_URL", None),
+            ("GOOGLE_SERVICE_ACCOUNT", Some(self.service_account.clone())),
+        ]
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     fn secret(&self) -> Option<&str> {
@@ -97,6 +95,12 @@ async fn gcs_objects_validate_with_every_problem_on_its_line() {
 #[ignore = "needs fake-gcs-server and SeaweedFS: run scripts/test.sh"]
 async fn gcs_objects_upload_byte_exact_and_a_rerun_uploads_nothing() {
     cloud_source::objects_upload_byte_exact_and_a_rerun_uploads_nothing(&fake_gcs()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs fake-gcs-server and SeaweedFS: run scripts/test.sh"]
+async fn gcs_objects_resume_after_kill_9_without_a_second_upload() {
+    cloud_source::objects_resume_after_kill_9_without_a_second_upload(&fake_gcs()).await;
 }
 
 #[tokio::test]
@@ -119,7 +123,12 @@ async fn the_service_account_file_alone_reaches_the_emulator_and_a_missing_one_i
     );
     // No --source-endpoint: the file's gcs_base_url names the emulator.
     let mut cmd = voyc(dir.path());
-    gcs.credentials(&mut cmd);
+    for (name, value) in gcs.environment() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
     let out = cmd
         .args(["validate", "calls.csv"])
         .timeout(Duration::from_secs(60))

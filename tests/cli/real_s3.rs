@@ -699,7 +699,7 @@ fn spawn_upload(corpus: &Corpus, base_url: &str, extra: &[&str]) -> std::process
 
 /// How many conversations call 1 created so far (from `/_sandbox/stats`, which does not ask
 /// the S3 server).
-async fn conversations_created(sandbox: &Sandbox) -> u64 {
+pub(crate) async fn conversations_created(sandbox: &Sandbox) -> u64 {
     let stats: Value = sandbox
         .http
         .get(format!("{}/_sandbox/stats", sandbox.url))
