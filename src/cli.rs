@@ -63,8 +63,8 @@ pub enum Command {
     Upload(Box<UploadArgs>),
     /// Run a local stand-in for Voyc's upload API and S3, with fault injection.
     Sandbox(SandboxArgs),
-    /// Write a manifest (CSV) for a folder of recordings (or an s3:// prefix), reading each call's
-    /// metadata from its file and folder names.
+    /// Write a manifest (CSV) for a folder of recordings (or an s3://, gs:// or az:// prefix),
+    /// reading each call's metadata from its file and folder names.
     Scan(ScanArgs),
     /// Join the reports of runs over parts of one manifest into one report, in manifest order,
     /// naming every row that is missing or repeated.
@@ -84,11 +84,11 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// The folder that holds the recordings, or s3://BUCKET/PREFIX/: every file (object) under it, however deep, is matched.
+    /// The folder that holds the recordings, or s3://BUCKET/PREFIX/ (gs://BUCKET/PREFIX/, az://CONTAINER/PREFIX/): every file (object) under it, however deep, is matched.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// S3-compatible server to list an s3:// DIR on, e.g. https://minio.example.com:9000 [default: AWS].
+    /// Server to list an s3://, gs:// or az:// DIR on: S3-compatible, a GCS emulator or an Azure blob endpoint, e.g. https://minio.example.com:9000 [default: the cloud's own].
     #[arg(help_heading = "Source", long, value_name = "URL")]
     pub source_endpoint: Option<String>,
 
@@ -150,11 +150,11 @@ pub struct ManifestArgs {
     #[arg(help_heading = "Manifest", long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Folder (or s3://BUCKET/PREFIX/) that relative audio paths resolve against [default: the manifest's folder].
+    /// Folder (or s3://BUCKET/PREFIX/, gs://..., az://...) that relative audio paths resolve against [default: the manifest's folder].
     #[arg(help_heading = "Manifest", long, value_name = "DIR")]
     pub base_dir: Option<PathBuf>,
 
-    /// S3-compatible server that s3:// audio paths are read from, e.g. https://minio.example.com:9000 [default: AWS].
+    /// Server that s3://, gs:// and az:// audio paths are read from: S3-compatible, a GCS emulator or an Azure blob endpoint, e.g. https://minio.example.com:9000 [default: the cloud's own].
     #[arg(help_heading = "Manifest", long, value_name = "URL")]
     pub source_endpoint: Option<String>,
 

@@ -141,8 +141,8 @@ pub struct ScanSettings {
 pub enum ScanSource {
     /// A local folder, as given (messages show the user's path).
     Folder(PathBuf),
-    /// `s3://BUCKET/PREFIX`: the objects under the prefix, its key empty (the whole bucket) or
-    /// ending in `/` (`s3://b/2024` is the folder `2024/`).
+    /// `s3://BUCKET/PREFIX` (or `gs://`, `az://`): the objects under the prefix, its key empty
+    /// (the whole bucket) or ending in `/` (`s3://b/2024` is the folder `2024/`).
     Objects {
         prefix: ObjectUrl,
         options: SourceOptions,

@@ -6,7 +6,7 @@
 //! folder that holds DIR, the paths are written relative to FILE's folder (the manifest and
 //! the recordings can move together); otherwise (stdout, whose file is unknown, or a manifest
 //! written elsewhere) they are absolute, which resolve wherever the manifest is read. The
-//! objects under an `s3://` prefix are written as their own `s3://BUCKET/KEY` URLs.
+//! objects under an `s3://` (`gs://`, `az://`) prefix are written as their own URLs.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -204,7 +204,7 @@ enum Base {
     /// Relative to the manifest's folder: DIR's path from there (empty when it is that folder).
     Relative(String),
     Absolute(PathBuf),
-    /// `s3://BUCKET/PREFIX/`: each object's own URL, which upload reads as it is.
+    /// `s3://BUCKET/PREFIX/` (or `gs://`, `az://`): each object's own URL, which upload reads as it is.
     Url(String),
 }
 
@@ -247,7 +247,7 @@ impl Place {
     }
 
     /// Where a manifest of the objects under `prefix` goes: its `file` values are the objects'
-    /// full `s3://` URLs, which resolve wherever the manifest is, whatever its `--base-dir`.
+    /// full URLs (`s3://`, `gs://`, `az://`), which resolve wherever the manifest is, whatever its `--base-dir`.
     /// Its folder is checked before anything is listed.
     fn of_objects(prefix: &ObjectUrl, out: Option<&Path>) -> anyhow::Result<Place> {
         let dir = match out {

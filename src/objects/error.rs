@@ -3,7 +3,7 @@
 //! what each means for the run: a problem of one row, of the store as a whole (credentials,
 //! configuration: stop at once), or a passing one (retry).
 
-use super::ObjectUrl;
+use super::{ObjectUrl, Scheme};
 use crate::upload::server_error::s3_error;
 
 /// What an error means for the run.
@@ -37,13 +37,18 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// S3 error codes that say the credentials themselves are wrong, whatever the object.
-const CREDENTIAL_CODES: [&str; 5] = [
+/// Error codes (S3's, Azure's) that say the credentials themselves are wrong, whatever the
+/// object. Azure has no permissions of a single blob: its `AuthorizationFailure` (Azurite's
+/// answer to a wrong key, Azure's to a firewall or a missing role) holds for every blob.
+const CREDENTIAL_CODES: [&str; 8] = [
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "ExpiredToken",
     "InvalidToken",
     "TokenRefreshRequired",
+    "AuthenticationFailed",
+    "InvalidAuthenticationInfo",
+    "AuthorizationFailure",
 ];
 
 impl Problem {
@@ -61,10 +66,24 @@ impl Problem {
         }
     }
 
-    /// Credentials could not be had for `bucket`'s store.
-    pub fn credentials(bucket: &str, err: &object_store::Error) -> Problem {
+    /// Credentials could not be had for the store of `top` (`s3://bucket`).
+    pub fn credentials(scheme: Scheme, top: &str, err: &object_store::Error) -> Problem {
+        let (cloud, what) = match scheme {
+            Scheme::S3 => (
+                "AWS",
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) or AWS_PROFILE (a profile with keys in ~/.aws/credentials), or run where a role provides them (AWS_WEB_IDENTITY_TOKEN_FILE, ECS, EC2 instance metadata)",
+            ),
+            Scheme::Gs => (
+                "Google Cloud",
+                "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file (or run gcloud auth application-default login), or run where the metadata server provides them (GCE, GKE, Cloud Run)",
+            ),
+            Scheme::Az => (
+                "Azure",
+                "set AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID, or run where a managed identity provides them",
+            ),
+        };
         Problem::config(format!(
-            "cannot get AWS credentials to read s3://{bucket}: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones) or AWS_PROFILE (a profile with keys in ~/.aws/credentials), or run where a role provides them (AWS_WEB_IDENTITY_TOKEN_FILE, ECS, EC2 instance metadata)",
+            "cannot get {cloud} credentials to read {top}: {}; {what}",
             plain(err)
         ))
     }
@@ -86,19 +105,22 @@ pub fn sentence(url: &ObjectUrl, err: &object_store::Error) -> Problem {
             Kind::Replaced,
             format!("{url} was replaced since it was checked (its ETag changed)"),
         ),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. }
+        // 401: the store did not take the credentials as anyone's.
+        E::Unauthenticated { .. } => (Kind::Store, refused_credentials(url, &said)),
+        E::PermissionDenied { .. }
             if answer
                 .code
                 .as_deref()
                 .is_some_and(|code| CREDENTIAL_CODES.contains(&code)) =>
         {
-            (Kind::Store, refused_credentials(&url.bucket, &said))
+            (Kind::Store, refused_credentials(url, &said))
         }
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+        E::PermissionDenied { .. } => {
             let why = match said.is_empty() {
                 true => format!(
-                    " (HTTP {}; a HEAD answer carries no reason): check the credentials' permissions (s3:GetObject) and the bucket policy",
-                    answer.status.unwrap_or(403)
+                    " (HTTP {}; a HEAD answer carries no reason): check {}",
+                    answer.status.unwrap_or(403),
+                    read_permission(url.scheme)
                 ),
                 false => said,
             };
@@ -106,20 +128,25 @@ pub fn sentence(url: &ObjectUrl, err: &object_store::Error) -> Problem {
         }
         _ => match answer.status {
             // A wrong region: AWS answers 301 (PermanentRedirect) or 400 (AuthorizationHeaderMalformed).
-            Some(301) | Some(307) => (
+            Some(301) | Some(307) if url.scheme == Scheme::S3 => (
                 Kind::Store,
                 format!(
                     "s3://{} is in another region than the one requests are signed for{said}: pass --source-region (or set AWS_REGION)",
                     url.bucket
                 ),
             ),
-            Some(400) if answer.code.as_deref() == Some("AuthorizationHeaderMalformed") => (
-                Kind::Store,
-                format!(
-                    "s3://{} wants requests signed for another region{said}: pass --source-region (or set AWS_REGION)",
-                    url.bucket
-                ),
-            ),
+            Some(400)
+                if url.scheme == Scheme::S3
+                    && answer.code.as_deref() == Some("AuthorizationHeaderMalformed") =>
+            {
+                (
+                    Kind::Store,
+                    format!(
+                        "s3://{} wants requests signed for another region{said}: pass --source-region (or set AWS_REGION)",
+                        url.bucket
+                    ),
+                )
+            }
             Some(status) if status == 429 || status >= 500 => (
                 Kind::Passing,
                 format!("the object store failed to answer for {url}: HTTP {status}{said}"),
@@ -137,10 +164,45 @@ pub fn sentence(url: &ObjectUrl, err: &object_store::Error) -> Problem {
     }
 }
 
-fn refused_credentials(bucket: &str, said: &str) -> String {
+/// The store refused the credentials it was given for `url`'s bucket.
+fn refused_credentials(url: &ObjectUrl, said: &str) -> String {
+    let check = match url.scheme {
+        Scheme::S3 => {
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (and --source-endpoint, --source-region)"
+        }
+        Scheme::Gs => "GOOGLE_APPLICATION_CREDENTIALS (and --source-endpoint)",
+        Scheme::Az => {
+            "AZURE_STORAGE_ACCOUNT_NAME with its key, SAS or service principal and its role (Storage Blob Data Reader), and --source-endpoint"
+        }
+    };
     format!(
-        "the object store refused the credentials for s3://{bucket}{said}: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (and --source-endpoint, --source-region)"
+        "the object store refused the credentials for {}://{}{said}: check {check}",
+        url.scheme, url.bucket
     )
+}
+
+/// What lets a reader read an object, in each cloud's terms.
+fn read_permission(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::S3 => "the credentials' permissions (s3:GetObject) and the bucket policy",
+        Scheme::Gs => "the credentials' permissions (storage.objects.get) on the bucket",
+        Scheme::Az => {
+            "the credentials' role (Storage Blob Data Reader) or the SAS's read permission"
+        }
+    }
+}
+
+/// What lets a reader list a bucket, in each cloud's terms.
+fn list_permission(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::S3 => {
+            "the credentials' permissions (s3:ListBucket on the bucket) and the bucket policy"
+        }
+        Scheme::Gs => "the credentials' permissions (storage.objects.list) on the bucket",
+        Scheme::Az => {
+            "the credentials' role (Storage Blob Data Reader) or the SAS's list permission"
+        }
+    }
 }
 
 /// The sentence for an error of listing the folder `prefix` (`s3://b/p/`, or `s3://b/` for
@@ -157,18 +219,24 @@ pub fn listing(prefix: &ObjectUrl, err: &object_store::Error) -> Problem {
                 plain(err)
             ),
         ),
-        (_, Some(401 | 403))
+        (_, Some(401)) => (Kind::Store, refused_credentials(prefix, &said)),
+        (_, Some(403))
             if answer
                 .code
                 .as_deref()
                 .is_some_and(|code| CREDENTIAL_CODES.contains(&code)) =>
         {
-            (Kind::Store, refused_credentials(&prefix.bucket, &said))
+            (Kind::Store, refused_credentials(prefix, &said))
         }
         (_, Some(404)) => (
             Kind::Missing,
             match answer.code.as_deref() {
-                Some("NoSuchBucket") | None => format!("no such bucket s3://{}", prefix.bucket),
+                Some("NoSuchBucket" | "ContainerNotFound") | None => format!(
+                    "no such {} {}://{}",
+                    prefix.scheme.bucket_word(),
+                    prefix.scheme,
+                    prefix.bucket
+                ),
                 Some(_) => format!("cannot list {prefix}: HTTP 404{said}"),
             },
         ),
@@ -178,17 +246,19 @@ pub fn listing(prefix: &ObjectUrl, err: &object_store::Error) -> Problem {
                 Kind::Denied => (
                     Kind::Denied,
                     format!(
-                        "access denied to list {prefix}{}: check the credentials' permissions (s3:ListBucket on the bucket) and the bucket policy",
+                        "access denied to list {prefix}{}: check {}",
                         match said.is_empty() {
                             true => format!(" (HTTP {})", answer.status.unwrap_or(403)),
                             false => said,
-                        }
+                        },
+                        list_permission(prefix.scheme)
                     ),
                 ),
                 Kind::Row if answer.status == Some(403) => (
                     Kind::Denied,
                     format!(
-                        "access denied to list {prefix}{said}: check the credentials' permissions (s3:ListBucket on the bucket) and the bucket policy"
+                        "access denied to list {prefix}{said}: check {}",
+                        list_permission(prefix.scheme)
                     ),
                 ),
                 Kind::Store => return problem,
@@ -205,8 +275,8 @@ pub fn listing(prefix: &ObjectUrl, err: &object_store::Error) -> Problem {
     }
 }
 
-/// What the store answered, as far as the error says: its HTTP status and S3's `<Code>` and
-/// `<Message>`.
+/// What the store answered, as far as the error says: its HTTP status and the `<Code>` and
+/// `<Message>` of its XML error (S3's, GCS's XML API's and Azure's have the same shape).
 #[derive(Debug, Default)]
 struct Answer {
     status: Option<u16>,
@@ -230,9 +300,11 @@ impl Answer {
                 && let Some(xml) = s3_error(text.as_bytes())
             {
                 answer.code = Some(xml.code).filter(|c| !c.is_empty());
-                // Without its full stop: a sentence of ours goes on after it.
-                answer.message =
-                    Some(xml.message.trim_end_matches('.').to_string()).filter(|m| !m.is_empty());
+                // Without Azure's request id and time, and without its full stop: a sentence of
+                // ours goes on after it.
+                let message = xml.message.split("RequestId:").next().unwrap_or_default();
+                answer.message = Some(message.trim_end().trim_end_matches('.').to_string())
+                    .filter(|m| !m.is_empty());
             }
             cause = current.source();
         }
@@ -427,6 +499,72 @@ mod tests {
         assert_eq!(
             listing(&prefix, &err).message,
             "cannot list s3://calls/connect/: connection refused"
+        );
+    }
+
+    #[test]
+    fn azure_and_google_errors_speak_of_their_own_cloud() {
+        let blob = ObjectUrl::parse("az://recordings/2024/a.wav").unwrap();
+        // Azure's message carries its request id and time on lines of their own.
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request.\nRequestId:5e1f\nTime:2026-12-03T18:00:00.000Z</Message></Error>";
+        let err = object_store::Error::PermissionDenied {
+            path: "2024/a.wav".into(),
+            source: status(403, body),
+        };
+        let problem = sentence(&blob, &err);
+        assert_eq!(problem.kind, Kind::Store);
+        assert_eq!(
+            problem.message,
+            "the object store refused the credentials for az://recordings: AuthenticationFailed: Server failed to authenticate the request: check AZURE_STORAGE_ACCOUNT_NAME with its key, SAS or service principal and its role (Storage Blob Data Reader), and --source-endpoint"
+        );
+        let err = object_store::Error::PermissionDenied {
+            path: "2024/a.wav".into(),
+            source: status(403, ""),
+        };
+        assert!(sentence(&blob, &err).message.ends_with(
+            "check the credentials' role (Storage Blob Data Reader) or the SAS's read permission"
+        ),);
+        let prefix = ObjectUrl::parse_prefix("az://recordings/2024/").unwrap();
+        let missing = "<Error><Code>ContainerNotFound</Code><Message>The specified container does not exist.\nRequestId:1</Message></Error>";
+        let err = object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: status(404, missing),
+        };
+        assert_eq!(
+            listing(&prefix, &err).message,
+            "no such container az://recordings"
+        );
+
+        let object = ObjectUrl::parse("gs://archive/a.wav").unwrap();
+        let err = object_store::Error::Unauthenticated {
+            path: "a.wav".into(),
+            source: status(401, ""),
+        };
+        let problem = sentence(&object, &err);
+        assert_eq!(problem.kind, Kind::Store);
+        assert!(
+            problem
+                .message
+                .starts_with("the object store refused the credentials for gs://archive: check GOOGLE_APPLICATION_CREDENTIALS"),
+            "{}",
+            problem.message
+        );
+        // A redirect is no region of S3's elsewhere.
+        let err = object_store::Error::Generic {
+            store: "GCS",
+            source: status(301, ""),
+        };
+        assert_eq!(
+            sentence(&object, &err).message,
+            "the object store refused gs://archive/a.wav: HTTP 301"
+        );
+        let credentials = Problem::credentials(Scheme::Gs, "gs://archive", &err);
+        assert!(
+            credentials
+                .message
+                .starts_with("cannot get Google Cloud credentials to read gs://archive: "),
+            "{}",
+            credentials.message
         );
     }
 }

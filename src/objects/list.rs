@@ -1,7 +1,8 @@
-//! The objects under an `s3://BUCKET/PREFIX/`, however deep, as `scan` lists a folder: each
-//! one's key relative to the prefix (`/` between its folders) and its size.
+//! The objects under an `s3://BUCKET/PREFIX/` (or `gs://`, `az://`), however deep, as `scan`
+//! lists a folder: each one's key relative to the prefix (`/` between its folders) and its size.
 //!
-//! The prefix is listed a folder at a time (ListObjectsV2 with the delimiter `/`), up to
+//! The prefix is listed a folder at a time (S3's and GCS's ListObjectsV2, Azure's List Blobs,
+//! with the delimiter `/`), up to
 //! [`LISTS_IN_FLIGHT`] folders at once, each one's pages in turn. A dated export
 //! (`2026/11/02/...`) so lists its days in parallel, where one listing of the whole prefix would
 //! be a single chain of pages; and a folder marker (the empty object `2026/11/02/` that
@@ -28,7 +29,7 @@ impl ObjectSources {
     /// sentence for the whole scan. A folder below that cannot be listed is in
     /// [`Listing::unlisted`], as an unreadable folder is in a local scan.
     pub async fn list_under(&self, prefix: &ObjectUrl) -> Result<Listing, Problem> {
-        let store = self.store(&prefix.bucket).await?;
+        let store = self.store(prefix.scheme, &prefix.bucket).await?;
         let top = prefix.key.trim_end_matches('/');
         let mut listing = Listing::default();
         let mut waiting: VecDeque<String> = VecDeque::from([String::new()]);
@@ -57,6 +58,7 @@ impl ObjectSources {
                 Ok(found) => found,
                 Err(e) => {
                     let url = ObjectUrl {
+                        scheme: prefix.scheme,
                         bucket: prefix.bucket.clone(),
                         key: match folder.is_empty() {
                             true => String::new(),
@@ -87,7 +89,7 @@ impl ObjectSources {
                 if path == rel {
                     continue;
                 }
-                let url = format!("s3://{}/{}", prefix.bucket, object.location.as_ref());
+                let url = format!("{}{}", prefix.top(), object.location.as_ref());
                 match ObjectUrl::parse(&url) {
                     Ok(_) => listing.entries.push(Entry {
                         path: path.to_string(),

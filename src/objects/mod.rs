@@ -1,18 +1,19 @@
-//! Recordings in object storage: a manifest's `file` may be `s3://BUCKET/KEY` (and
-//! `--base-dir s3://BUCKET/PREFIX/` makes relative paths keys under that prefix). Validation
-//! asks each object's HEAD (it exists, its size) and its first bytes (a ranged GET), and the
-//! upload streams its body; both through the `object_store` crate, which signs every request
-//! (SigV4) with credentials from the standard AWS environment.
+//! Recordings in object storage: a manifest's `file` may be `s3://BUCKET/KEY`,
+//! `gs://BUCKET/OBJECT` or `az://CONTAINER/BLOB` (and `--base-dir s3://BUCKET/PREFIX/` makes
+//! relative paths keys under that prefix). Validation asks each object's HEAD (it exists, its
+//! size) and its first bytes (a ranged GET), and the upload streams its body; both through the
+//! `object_store` crate, which authorizes every request with credentials from that cloud's
+//! usual environment ([`store`]).
 //!
-//! `scan s3://BUCKET/PREFIX/` lists the objects under a prefix ([`list`]).
+//! `scan s3://BUCKET/PREFIX/` (or `gs://`, `az://`) lists the objects under a prefix ([`list`]).
 //!
-//! Only S3 and S3-compatible stores (MinIO, SeaweedFS, ...) are supported: `gs://` and `az://`
-//! would need object_store's other backends, which are not built in. A secret is never printed:
-//! the stores are never shown with `Debug`, and errors become sentences ([`error::sentence`]).
+//! A secret is never printed: the stores are never shown with `Debug`, and errors become
+//! sentences ([`error::sentence`]).
 
 mod error;
 mod list;
 mod profile;
+mod store;
 mod url;
 
 use std::collections::HashMap;
@@ -22,30 +23,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as KeyPath;
-use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, RetryConfig,
-};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _};
 
 pub use error::{Kind, Problem};
-pub use url::{ObjectUrl, is_object_url};
+pub use url::{ObjectUrl, Scheme, is_object_url};
 
 /// How to reach the object stores: `--source-endpoint` and `--source-region`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourceOptions {
-    /// An S3-compatible server's URL, e.g. `http://127.0.0.1:8333`; `None`: AWS (or the
-    /// endpoint `AWS_ENDPOINT_URL` names).
+    /// The server objects are read from: an S3-compatible server's URL, e.g.
+    /// `http://127.0.0.1:8333`, a GCS emulator's, or an Azure account's blob endpoint; `None`:
+    /// the cloud itself (or the endpoint its environment names, e.g. `AWS_ENDPOINT_URL`).
     pub endpoint: Option<reqwest::Url>,
-    /// The region to sign for; `None`: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's, else
-    /// `us-east-1`.
+    /// The region to sign `s3://` requests for; `None`: `AWS_REGION`, `AWS_DEFAULT_REGION`,
+    /// the profile's, else `us-east-1`.
     pub region: Option<String>,
 }
 
 impl SourceOptions {
     /// The options as given on the command line, checked: an endpoint must be an `http(s)`
     /// URL, and plain `http` only to a loopback address (the requests are signed, not sent
-    /// in clear, but the recordings and the access key id would be).
+    /// in clear, but the recordings and the key id or token would be).
     pub fn new(endpoint: Option<&str>, region: Option<&str>) -> anyhow::Result<SourceOptions> {
         let endpoint = endpoint
             .map(|given| check_endpoint("--source-endpoint", given))
@@ -69,13 +68,13 @@ fn check_endpoint(flag: &str, given: &str) -> anyhow::Result<reqwest::Url> {
         "https" => {}
         "http" if crate::upload::http::is_loopback(&url) => {}
         "http" => anyhow::bail!(
-            "{flag} {given:?}: plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost): the recordings and the access key id would cross the network in clear; use https"
+            "{flag} {given:?}: plain http is allowed only to a loopback address (127.0.0.1, ::1, localhost): the recordings and the credentials' key id or token would cross the network in clear; use https"
         ),
         other => anyhow::bail!("{flag} {given:?}: expected an http or https URL, not {other}:"),
     }
     if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
         anyhow::bail!(
-            "{flag}: expected a plain server URL, without credentials or a query (credentials come from the AWS environment)"
+            "{flag}: expected a plain server URL, without credentials or a query (credentials come from the cloud's environment: AWS_*, GOOGLE_*, AZURE_*)"
         );
     }
     Ok(url)
@@ -112,14 +111,17 @@ pub enum Purpose {
 pub struct ObjectSources {
     options: SourceOptions,
     purpose: Purpose,
-    stores: Mutex<HashMap<String, Arc<AmazonS3>>>,
+    stores: Mutex<HashMap<(Scheme, String), Arc<dyn ObjectStore>>>,
 }
 
 impl std::fmt::Debug for ObjectSources {
     /// Bucket names only: a store's own `Debug` may show its credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let stores = self.stores.lock().expect("stores");
-        let mut buckets: Vec<&String> = stores.keys().collect();
+        let mut buckets: Vec<String> = stores
+            .keys()
+            .map(|(scheme, bucket)| format!("{scheme}://{bucket}"))
+            .collect();
         buckets.sort();
         f.debug_struct("ObjectSources")
             .field("options", &self.options)
@@ -127,10 +129,6 @@ impl std::fmt::Debug for ObjectSources {
             .finish()
     }
 }
-
-/// Requests each store retries by itself (connection errors, 5xx, throttling) before it says
-/// the request failed.
-const STORE_RETRIES: usize = 3;
 
 impl ObjectSources {
     pub fn new(options: SourceOptions, purpose: Purpose) -> ObjectSources {
@@ -143,92 +141,14 @@ impl ObjectSources {
 
     /// The store of a bucket; the first time, its credentials are fetched once, so that
     /// missing credentials are one clear error rather than one per row.
-    async fn store(&self, bucket: &str) -> Result<Arc<AmazonS3>, Problem> {
-        if let Some(store) = self.stores.lock().expect("stores").get(bucket) {
+    async fn store(&self, scheme: Scheme, bucket: &str) -> Result<Arc<dyn ObjectStore>, Problem> {
+        let id = (scheme, bucket.to_string());
+        if let Some(store) = self.stores.lock().expect("stores").get(&id) {
             return Ok(store.clone());
         }
-        let store = Arc::new(self.build(bucket)?);
-        if !skips_signature() {
-            store
-                .credentials()
-                .get_credential()
-                .await
-                .map_err(|e| Problem::credentials(bucket, &e))?;
-        }
+        let store = store::open(scheme, bucket, &self.options, self.purpose).await?;
         let mut stores = self.stores.lock().expect("stores");
-        Ok(stores.entry(bucket.to_string()).or_insert(store).clone())
-    }
-
-    fn build(&self, bucket: &str) -> Result<AmazonS3, Problem> {
-        crate::upload::http::install_crypto_provider();
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        // Keys in the environment come first, then the shared files' profile, then the roles.
-        let needs_keys = builder
-            .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
-            .is_none()
-            && !skips_signature();
-        let found = profile::from_env(needs_keys).map_err(Problem::config)?;
-        if let Some(keys) = found.keys.filter(|_| needs_keys) {
-            builder = builder
-                .with_access_key_id(keys.access_key_id)
-                .with_secret_access_key(keys.secret_access_key);
-            if let Some(token) = keys.session_token {
-                builder = builder.with_token(token);
-            }
-        }
-        let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .any(|var| std::env::var_os(var).is_some());
-        if let Some(region) = found.region.filter(|_| !env_region) {
-            builder = builder.with_region(region);
-        }
-        if let Some(region) = &self.options.region {
-            builder = builder.with_region(region);
-        }
-        let from_env = builder
-            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
-            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
-        let endpoint = match (&self.options.endpoint, from_env) {
-            (Some(url), _) => Some(url.clone()),
-            (None, Some(given)) => Some(
-                check_endpoint("AWS_ENDPOINT_URL", &given)
-                    .map_err(|e| Problem::config(format!("{e:#}")))?,
-            ),
-            (None, None) => None,
-        };
-        let mut client = ClientOptions::new()
-            .with_user_agent(reqwest::header::HeaderValue::from_static(concat!(
-                "voyc-import/",
-                env!("CARGO_PKG_VERSION")
-            )))
-            .with_connect_timeout(Duration::from_secs(10));
-        if let Some(url) = &endpoint {
-            let text = url.as_str().trim_end_matches('/').to_string();
-            builder = builder
-                .with_endpoint(text)
-                .with_virtual_hosted_style_request(false);
-            // Only a loopback endpoint may be plain http (checked above).
-            client = client.with_allow_http(url.scheme() == "http");
-        }
-        client = match self.purpose {
-            Purpose::Check => client.with_timeout(Duration::from_secs(60)),
-            Purpose::Upload { idle } => client.with_timeout_disabled().with_read_timeout(idle),
-        };
-        let retry = RetryConfig {
-            max_retries: STORE_RETRIES,
-            retry_timeout: Duration::from_secs(60),
-            ..RetryConfig::default()
-        };
-        builder
-            .with_client_options(client)
-            .with_retry(retry)
-            .build()
-            .map_err(|e| {
-                Problem::config(format!(
-                    "cannot set up access to s3://{bucket}: {}",
-                    error::plain(&e)
-                ))
-            })
+        Ok(stores.entry(id).or_insert(store).clone())
     }
 
     /// HEAD, then (when the size is one an upload takes) a GET of the first `head_len` bytes:
@@ -239,7 +159,7 @@ impl ObjectSources {
         head_len: usize,
         size_ok: impl Fn(u64) -> Result<(), String>,
     ) -> Result<Looked, Problem> {
-        let store = self.store(&url.bucket).await?;
+        let store = self.store(url.scheme, &url.bucket).await?;
         let key = url.key_path();
         let meta = match store.head(&key).await {
             Ok(meta) => meta,
@@ -289,7 +209,7 @@ impl ObjectSources {
         &self,
         object: &RemoteObject,
     ) -> Result<BoxStream<'static, Result<Bytes, Problem>>, Problem> {
-        let store = self.store(&object.url.bucket).await?;
+        let store = self.store(object.url.scheme, &object.url.bucket).await?;
         let options = GetOptions {
             if_match: object.etag.clone(),
             ..GetOptions::default()
@@ -304,12 +224,6 @@ impl ObjectSources {
             .map_err(move |e| Problem::from_store(&url, &e))
             .boxed())
     }
-}
-
-/// `AWS_SKIP_SIGNATURE=true`: a public bucket, read without credentials.
-fn skips_signature() -> bool {
-    std::env::var("AWS_SKIP_SIGNATURE")
-        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 impl ObjectUrl {

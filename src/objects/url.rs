@@ -1,56 +1,121 @@
-//! `s3://BUCKET/KEY` as a manifest or `--base-dir` writes it: parsed, checked, and joined
-//! with a relative path. The key is taken literally (as the AWS CLI does: `%20` is three
-//! characters, not a space).
+//! `s3://BUCKET/KEY`, `gs://BUCKET/OBJECT` and `az://CONTAINER/BLOB` as a manifest or
+//! `--base-dir` writes them: parsed, checked, and joined with a relative path. The key is
+//! taken literally (as the AWS CLI and gsutil do: `%20` is three characters, not a space).
 
 use std::fmt;
 
-/// An object's address: its bucket and key.
+/// Which object store a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// `s3://`: Amazon S3 and S3-compatible stores (MinIO, SeaweedFS, ...).
+    S3,
+    /// `gs://`: Google Cloud Storage.
+    Gs,
+    /// `az://`: Azure Blob Storage, the account from `AZURE_STORAGE_ACCOUNT_NAME`.
+    Az,
+}
+
+impl Scheme {
+    fn of(text: &str) -> Option<Scheme> {
+        match text.to_ascii_lowercase().as_str() {
+            "s3" => Some(Scheme::S3),
+            "gs" => Some(Scheme::Gs),
+            "az" => Some(Scheme::Az),
+            _ => None,
+        }
+    }
+
+    /// `s3`, `gs` or `az`: what goes before `://`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::S3 => "s3",
+            Scheme::Gs => "gs",
+            Scheme::Az => "az",
+        }
+    }
+
+    /// What the store calls the thing an object is in: a bucket, or (Azure) a container.
+    pub fn bucket_word(self) -> &'static str {
+        match self {
+            Scheme::S3 | Scheme::Gs => "bucket",
+            Scheme::Az => "container",
+        }
+    }
+
+    /// `s3://BUCKET/KEY`, as the messages show the form of a URL.
+    fn form(self) -> &'static str {
+        match self {
+            Scheme::S3 => "s3://BUCKET/KEY",
+            Scheme::Gs => "gs://BUCKET/OBJECT",
+            Scheme::Az => "az://CONTAINER/BLOB",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An object's address: its store, bucket (container) and key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectUrl {
+    pub scheme: Scheme,
     pub bucket: String,
     pub key: String,
 }
 
-/// Schemes of object stores that voyc-import knows of, and whether it reads them.
-const OTHER_SCHEMES: [&str; 7] = ["gs", "az", "azure", "abfs", "abfss", "http", "https"];
+/// Schemes of object stores that voyc-import knows of but does not read: such a value is an
+/// error on its row, never a local path.
+const OTHER_SCHEMES: [&str; 5] = ["azure", "abfs", "abfss", "http", "https"];
 
 /// Whether `text` is written as a URL of an object store (`s3://`, `gs://`, `az://`, ...)
 /// rather than a local path: such a value is never looked for on disk.
 pub fn is_object_url(text: &str) -> bool {
     match text.split_once("://") {
         Some((scheme, _)) => {
-            let scheme = scheme.to_ascii_lowercase();
-            scheme == "s3" || OTHER_SCHEMES.contains(&scheme.as_str())
+            Scheme::of(scheme).is_some()
+                || OTHER_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str())
         }
         None => false,
     }
 }
 
 impl ObjectUrl {
-    /// `s3://BUCKET/KEY`; `Err` says what is wrong, for the row's `file` column.
+    /// `s3://BUCKET/KEY` (or `gs://`, `az://`); `Err` says what is wrong, for the row's `file`
+    /// column.
     pub fn parse(text: &str) -> Result<ObjectUrl, String> {
-        let (bucket, key) = split(text)?;
-        check_key(&key)?;
+        let (scheme, bucket, key) = split(text)?;
+        check_key(scheme, &key)?;
         if key.ends_with('/') {
             return Err(
                 "names a folder (a prefix ending in /), not an object: name the recording itself"
                     .into(),
             );
         }
-        Ok(ObjectUrl { bucket, key })
+        Ok(ObjectUrl {
+            scheme,
+            bucket,
+            key,
+        })
     }
 
-    /// `s3://BUCKET/PREFIX/` for `--base-dir`: relative paths become keys under the prefix
+    /// `s3://BUCKET/PREFIX/` (or `gs://`, `az://`) for `--base-dir`: relative paths become keys under the prefix
     /// (which may be empty: the bucket's top).
     pub fn parse_prefix(text: &str) -> Result<ObjectUrl, String> {
-        let (bucket, mut key) = split(text)?;
+        let (scheme, bucket, mut key) = split(text)?;
         if !key.is_empty() {
             if !key.ends_with('/') {
                 key.push('/');
             }
-            check_key(&key[..key.len() - 1])?;
+            check_key(scheme, &key[..key.len() - 1])?;
         }
-        Ok(ObjectUrl { bucket, key })
+        Ok(ObjectUrl {
+            scheme,
+            bucket,
+            key,
+        })
     }
 
     /// The object a relative path names under this prefix: `./` and `a/..` folded away as a
@@ -64,47 +129,69 @@ impl ObjectUrl {
                 ".." => {
                     if parts.pop().is_none() {
                         return Err(format!(
-                            "climbs above the top of the bucket s3://{} (--base-dir)",
-                            self.bucket
+                            "climbs above the top of the {} {} (--base-dir)",
+                            self.scheme.bucket_word(),
+                            self.top()
                         ));
                     }
                 }
                 part => parts.push(part),
             }
         }
-        ObjectUrl::parse(&format!("s3://{}/{}", self.bucket, parts.join("/")))
+        ObjectUrl::parse(&format!("{}{}", self.top(), parts.join("/")))
+    }
+
+    /// The bucket's (container's) own URL: `s3://BUCKET/`.
+    pub fn top(&self) -> String {
+        format!("{}://{}/", self.scheme, self.bucket)
     }
 }
 
-fn split(text: &str) -> Result<(String, String), String> {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Err("expected s3://BUCKET/KEY".into());
+fn split(text: &str) -> Result<(Scheme, String, String), String> {
+    let Some((given, rest)) = text.split_once("://") else {
+        return Err("expected s3://BUCKET/KEY, gs://BUCKET/OBJECT or az://CONTAINER/BLOB".into());
     };
-    if !scheme.eq_ignore_ascii_case("s3") {
-        return Err(format!(
-            "{scheme}:// is not supported: only s3:// (Amazon S3 and S3-compatible stores) is, yet; copy the recordings to S3 or to a local folder"
-        ));
-    }
+    let Some(scheme) = Scheme::of(given) else {
+        let lower = given.to_ascii_lowercase();
+        return Err(match lower.as_str() {
+            "azure" | "abfs" | "abfss" => format!(
+                "{given}:// is not supported: write an Azure blob as az://CONTAINER/BLOB (the account from AZURE_STORAGE_ACCOUNT_NAME)"
+            ),
+            _ => format!(
+                "{given}:// is not supported: only s3:// (Amazon S3 and S3-compatible stores), gs:// (Google Cloud Storage) and az:// (Azure Blob Storage) are; copy the recordings to one of them or to a local folder"
+            ),
+        });
+    };
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err("expected s3://BUCKET/KEY: the bucket is missing".into());
+        return Err(format!(
+            "expected {}: the {} is missing",
+            scheme.form(),
+            scheme.bucket_word()
+        ));
     }
     let valid_bucket = bucket
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !valid_bucket || bucket.len() > 255 {
         return Err(format!(
-            "{:?} is not a bucket name: expected letters, digits, dots and hyphens",
-            crate::human::one_line(bucket)
+            "{:?} is not a {} name: expected letters, digits, dots and hyphens",
+            crate::human::one_line(bucket),
+            scheme.bucket_word()
         ));
     }
-    Ok((bucket.to_string(), key.to_string()))
+    Ok((scheme, bucket.to_string(), key.to_string()))
 }
 
 /// What object_store can address: no empty, `.` or `..` segment, no control character.
-fn check_key(key: &str) -> Result<(), String> {
+fn check_key(scheme: Scheme, key: &str) -> Result<(), String> {
     if key.is_empty() {
-        return Err("expected s3://BUCKET/KEY: the key is missing".into());
+        let what = match scheme {
+            Scheme::S3 => "key",
+            Scheme::Gs => "object name",
+            Scheme::Az => "blob name",
+        };
+        return Err(format!("expected {}: the {what} is missing", scheme.form()));
     }
     if key.chars().any(char::is_control) {
         return Err(
@@ -127,7 +214,7 @@ fn check_key(key: &str) -> Result<(), String> {
 
 impl fmt::Display for ObjectUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
+        write!(f, "{}://{}/{}", self.scheme, self.bucket, self.key)
     }
 }
 
@@ -177,15 +264,63 @@ mod tests {
     }
 
     #[test]
+    fn google_and_azure_urls_name_their_store() {
+        let gs = url("gs://call-archive/2024/05/a.wav");
+        assert_eq!(
+            (gs.scheme, gs.bucket.as_str(), gs.key.as_str()),
+            (Scheme::Gs, "call-archive", "2024/05/a.wav")
+        );
+        assert_eq!(gs.to_string(), "gs://call-archive/2024/05/a.wav");
+        let az = url("AZ://recordings/2024/a.wav");
+        assert_eq!(az.scheme, Scheme::Az);
+        assert_eq!(az.to_string(), "az://recordings/2024/a.wav");
+        // The same bucket and key in two stores are two objects.
+        assert_ne!(url("s3://b/k.wav"), url("gs://b/k.wav"));
+        assert_eq!(
+            ObjectUrl::parse("az://recordings").unwrap_err(),
+            "expected az://CONTAINER/BLOB: the blob name is missing"
+        );
+        assert_eq!(
+            ObjectUrl::parse("gs:///a.wav").unwrap_err(),
+            "expected gs://BUCKET/OBJECT: the bucket is missing"
+        );
+        let prefix = ObjectUrl::parse_prefix("az://recordings").unwrap();
+        assert_eq!(
+            prefix.join("2024/a.wav").unwrap().to_string(),
+            "az://recordings/2024/a.wav"
+        );
+        assert_eq!(
+            prefix.join("../a.wav").unwrap_err(),
+            "climbs above the top of the container az://recordings/ (--base-dir)"
+        );
+    }
+
+    #[test]
     fn other_stores_are_refused_with_what_is_supported() {
-        for text in ["gs://b/a.wav", "az://c/a.wav", "https://example.com/a.wav"] {
+        for text in ["https://example.com/a.wav", "http://127.0.0.1/a.wav"] {
             assert!(is_object_url(text), "{text}");
             let err = ObjectUrl::parse(text).unwrap_err();
-            assert!(err.contains("only s3://"), "{err}");
+            assert!(
+                err.contains("only s3:// (Amazon S3 and S3-compatible stores), gs://"),
+                "{err}"
+            );
+        }
+        for text in [
+            "azure://c/a.wav",
+            "abfss://c@acct.dfs.core.windows.net/a.wav",
+        ] {
+            assert!(is_object_url(text), "{text}");
+            let err = ObjectUrl::parse(text).unwrap_err();
+            assert!(
+                err.contains("write an Azure blob as az://CONTAINER/BLOB"),
+                "{err}"
+            );
         }
         assert!(!is_object_url("calls/a.wav"));
         assert!(!is_object_url("C:\\calls\\a.wav"));
-        assert!(is_object_url("s3://b/k"));
+        for text in ["s3://b/k", "gs://b/k", "az://c/k"] {
+            assert!(is_object_url(text), "{text}");
+        }
     }
 
     #[test]

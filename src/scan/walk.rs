@@ -1,7 +1,7 @@
 //! The files under a folder, listed in parallel: each one's path relative to the folder
 //! (folders joined with `/` on every system, as a pattern writes them) and its size. A source
-//! that lists objects (an `s3://` prefix) gives the same [`Listing`], so that matching and
-//! writing the manifest do not care where the names came from.
+//! that lists objects (an `s3://`, `gs://` or `az://` prefix) gives the same [`Listing`], so
+//! that matching and writing the manifest do not care where the names came from.
 //!
 //! Plain `std::fs::read_dir` on rayon's pool: each folder is read by one task, its sub-folders
 //! are spawned as tasks of their own, and the sizes of a folder's files are read in parallel
@@ -56,10 +56,10 @@ pub fn list_folder(root: &Path) -> Listing {
     list(root, String::new())
 }
 
-/// Every object under an `s3://BUCKET/PREFIX/`, however deep, with paths relative to the
-/// prefix: the same listing as a folder's (see [`crate::objects`] for how it is read). `Err`
-/// is one sentence: the prefix cannot be listed at all (no such bucket, access denied, the
-/// store unreachable, credentials refused).
+/// Every object under an `s3://BUCKET/PREFIX/` (or `gs://`, `az://`), however deep, with paths
+/// relative to the prefix: the same listing as a folder's (see [`crate::objects`] for how it is
+/// read). `Err` is one sentence: the prefix cannot be listed at all (no such bucket, access
+/// denied, the store unreachable, credentials refused).
 pub fn list_objects(
     prefix: &crate::objects::ObjectUrl,
     options: &crate::objects::SourceOptions,

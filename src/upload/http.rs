@@ -28,7 +28,7 @@ pub fn http_client(
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("voyc-import/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
-        // HTTP/1.1 as before object_store (which reads s3:// recordings) brought reqwest's
+        // HTTP/1.1 as before object_store (which reads s3://, gs:// and az:// recordings) brought reqwest's
         // HTTP/2 into the build: one connection per row in flight, not one multiplexed.
         .http1_only()
         .connect_timeout(timeout)

@@ -58,7 +58,7 @@ pub struct Job {
     pub size: u64,
     /// The file's modification time when it was checked.
     pub modified: Option<SystemTime>,
-    /// An object in a store (`s3://`) instead of a file, as checked.
+    /// An object in a store (`s3://`, `gs://`, `az://`) instead of a file, as checked.
     pub object: Option<crate::objects::RemoteObject>,
     /// The exact call-1 body.
     pub body: Bytes,

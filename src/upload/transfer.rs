@@ -47,7 +47,7 @@ pub struct Source {
     /// Its modification time when checked; `None` where the system gives none (then only the
     /// size is compared).
     pub modified: Option<SystemTime>,
-    /// An object in a store (`s3://`) rather than a file: `path` is then its URL.
+    /// An object in a store (`s3://`, `gs://`, `az://`) rather than a file: `path` is then its URL.
     pub object: Option<RemoteObject>,
 }
 
@@ -91,7 +91,7 @@ pub struct Uploader {
     timeout: Duration,
     /// `--bwlimit`, shared by every upload.
     bandwidth: Option<Arc<Bandwidth>>,
-    /// Where `s3://` rows are read from.
+    /// Where `s3://`, `gs://` and `az://` rows are read from.
     objects: Option<Arc<ObjectSources>>,
 }
 
@@ -105,7 +105,7 @@ impl Uploader {
         }
     }
 
-    /// `s3://` rows are read through `objects` (built on the runtime the uploads run on).
+    /// Object rows are read through `objects` (built on the runtime the uploads run on).
     pub fn with_objects(self, objects: ObjectSources) -> Uploader {
         Uploader {
             objects: Some(Arc::new(objects)),

@@ -53,7 +53,7 @@ pub struct CheckedRow {
     pub size: u64,
     /// When the file was last modified, as checked (where the system says).
     pub modified: Option<std::time::SystemTime>,
-    /// An object in a store (`s3://`), as checked; `path` is then its URL, for messages.
+    /// An object in a store (`s3://`, `gs://`, `az://`), as checked; `path` is then its URL, for messages.
     pub object: Option<crate::objects::RemoteObject>,
     pub format: AudioFormat,
     /// The exact JSON body of call 1: `serde_json::to_vec(&row.body)` is what is sent.
@@ -351,8 +351,9 @@ pub fn check_manifest_looking_ahead(
     Ok(summary)
 }
 
-/// The objects (`s3://`) of a pass: looked at a batch at a time, [`objects::IN_FLIGHT`] at
-/// once, on a runtime of their own that is started only if a row names an object.
+/// The objects (`s3://`, `gs://`, `az://`) of a pass: looked at a batch at a time,
+/// [`objects::IN_FLIGHT`] at once, on a runtime of their own that is started only if a row
+/// names an object.
 struct Objects<'a> {
     settings: &'a ManifestSettings,
     started: std::sync::OnceLock<Result<(tokio::runtime::Runtime, ObjectSources), String>>,

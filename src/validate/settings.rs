@@ -25,9 +25,11 @@ pub struct ManifestSettings {
     pub fills: Vec<(String, String)>,
     /// `--timestamp-column` and the date and time formats, and `--timezone`.
     pub times: TimeSettings,
-    /// `--base-dir s3://BUCKET/PREFIX/`: relative audio paths are keys under this prefix.
+    /// `--base-dir s3://BUCKET/PREFIX/` (or `gs://`, `az://`): relative audio paths are keys under
+    /// this prefix.
     pub remote_base: Option<ObjectUrl>,
-    /// `--source-endpoint` and `--source-region`: how `s3://` objects are reached.
+    /// `--source-endpoint` and `--source-region`: how `s3://`, `gs://` and `az://` objects are
+    /// reached.
     pub sources: SourceOptions,
     /// `upload --shard`: the rows of other shards have their fields checked, not their files.
     pub shard: Option<Shard>,
@@ -83,7 +85,7 @@ impl ManifestSettings {
         })
     }
 
-    /// With `s3://` objects reached as `sources` says.
+    /// With objects (`s3://`, `gs://`, `az://`) reached as `sources` says.
     pub fn with_sources(mut self, sources: SourceOptions) -> ManifestSettings {
         self.sources = sources;
         self
@@ -141,7 +143,7 @@ impl ManifestSettings {
         self.base_dir.join(file)
     }
 
-    /// Where a row's audio is: an `s3://` URL as written, a relative path under an `s3://`
+    /// Where a row's audio is: an object URL as written, a relative path under an object
     /// `--base-dir`, else a local path ([`ManifestSettings::resolve`]). `Err` says why the
     /// value names no object.
     pub fn locate(&self, file: &str) -> Result<Location, String> {

@@ -24,12 +24,12 @@ use crate::upload::Corpus;
 use crate::util::{Dir, show, voyc};
 
 /// Where the SeaweedFS of `scripts/test.sh` is.
-struct Seaweed {
-    endpoint: String,
+pub(crate) struct Seaweed {
+    pub(crate) endpoint: String,
     filer: String,
 }
 
-fn seaweed() -> Seaweed {
+pub(crate) fn seaweed() -> Seaweed {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!("{name} is not set: the real-S3 tests need SeaweedFS; run scripts/test.sh")
@@ -46,14 +46,19 @@ fn seaweed() -> Seaweed {
 
 impl Seaweed {
     /// A sandbox whose uploads go to `bucket` on this server.
-    fn sandbox(&self, bucket: &str, args: &[&str]) -> Sandbox {
+    pub(crate) fn sandbox(&self, bucket: &str, args: &[&str]) -> Sandbox {
         let mut all = vec!["--s3-endpoint", &self.endpoint, "--s3-bucket", bucket];
         all.extend_from_slice(args);
         Sandbox::start(&all)
     }
 
     /// The object's bytes as SeaweedFS's filer serves them; `None` when there is none.
-    async fn stored(&self, sandbox: &Sandbox, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    pub(crate) async fn stored(
+        &self,
+        sandbox: &Sandbox,
+        bucket: &str,
+        key: &str,
+    ) -> Option<Vec<u8>> {
         let response = sandbox
             .http
             .get(format!("{}/buckets/{bucket}/{key}", self.filer))
@@ -415,7 +420,7 @@ fn upload(corpus: &Corpus, sandbox: &Sandbox, extra: &[&str]) -> Output {
 
 /// The key call 1 gave a conversation: `uploads/{first byte of SHA-256(id), hex}/{id}`, as
 /// docs/sandbox.md says.
-fn key_for(conversation_id: &str) -> String {
+pub(crate) fn key_for(conversation_id: &str) -> String {
     let fan = Sha256::digest(conversation_id.as_bytes())[0];
     format!("uploads/{fan:02x}/{conversation_id}")
 }
@@ -424,7 +429,7 @@ impl Seaweed {
     /// Every row of the report whose status is `uploaded` or `already_uploaded` holds its
     /// file's exact bytes on the server, and the sandbox's inspection (HEAD and GET against the
     /// server) agrees with the report.
-    async fn assert_uploaded_rows_are_on_the_server(
+    pub(crate) async fn assert_uploaded_rows_are_on_the_server(
         &self,
         sandbox: &Sandbox,
         bucket: &str,
@@ -694,7 +699,7 @@ fn spawn_upload(corpus: &Corpus, base_url: &str, extra: &[&str]) -> std::process
 
 /// How many conversations call 1 created so far (from `/_sandbox/stats`, which does not ask
 /// the S3 server).
-async fn conversations_created(sandbox: &Sandbox) -> u64 {
+pub(crate) async fn conversations_created(sandbox: &Sandbox) -> u64 {
     let stats: Value = sandbox
         .http
         .get(format!("{}/_sandbox/stats", sandbox.url))
@@ -926,7 +931,7 @@ async fn objects_in_a_bucket_are_validated_with_every_problem_on_its_line() {
          s3://{bucket}/calls/0000.wav,1,2024-03-01,09:00:00,Ann\n\
          s3://{bucket}/calls/missing.wav,1,2024-03-01,09:00:00,Ann\n\
          calls/page.wav,1,2024-03-01,09:00:00,Ann\n\
-         gs://{bucket}/calls/0001.wav,1,2024-03-01,09:00:00,Ann\n"
+         https://{bucket}.example.com/calls/0001.wav,1,2024-03-01,09:00:00,Ann\n"
     );
     std::fs::write(corpus.path().join("bad.csv"), manifest).unwrap();
     let out = crate::util::voyc(corpus.path())
@@ -948,7 +953,7 @@ async fn objects_in_a_bucket_are_validated_with_every_problem_on_its_line() {
         [
             format!("bad.csv:3: file \"s3://{bucket}/calls/missing.wav\": no such object s3://{bucket}/calls/missing.wav").as_str(),
             "bad.csv:4: file \"calls/page.wav\": is not audio: its first bytes match no known audio format; it starts with text: \"<!DOCTYPE html><\"",
-            format!("bad.csv:5: file \"gs://{bucket}/calls/0001.wav\": gs:// is not supported: only s3:// (Amazon S3 and S3-compatible stores) is, yet; copy the recordings to S3 or to a local folder").as_str(),
+            format!("bad.csv:5: file \"https://{bucket}.example.com/calls/0001.wav\": https:// is not supported: only s3:// (Amazon S3 and S3-compatible stores), gs:// (Google Cloud Storage) and az:// (Azure Blob Storage) are; copy the recordings to one of them or to a local folder").as_str(),
         ],
         "{}",
         show(&out)
@@ -1162,7 +1167,8 @@ async fn objects_resume_after_kill_9_without_a_second_upload_of_any() {
 // ---- `voyc-import scan s3://BUCKET/PREFIX/`: the objects listed, the manifest uploaded ----
 
 /// Amazon Connect's layout: `CallRecordings/YYYY/MM/DD/<contact id>_<YYYYMMDD>T<HH:MM>_UTC.wav`.
-const CONNECT_PATTERN: &str = "{call_date:%Y/%m/%d}/{contact_id}_{*}T{call_time:%H:%M}_UTC.wav";
+pub(crate) const CONNECT_PATTERN: &str =
+    "{call_date:%Y/%m/%d}/{contact_id}_{*}T{call_time:%H:%M}_UTC.wav";
 
 #[tokio::test]
 #[ignore = "needs SeaweedFS: run scripts/test.sh"]

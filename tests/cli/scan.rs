@@ -294,8 +294,8 @@ fn usage_errors_name_the_flag_at_fault() {
         text(&out.stderr)
     };
     assert_eq!(
-        error(&["gs://bucket/exports/", "--pattern", "{agent}.wav"]),
-        "error: gs://bucket/exports/: gs:// is not supported: only s3:// (Amazon S3 and S3-compatible stores) is, yet; copy the recordings to S3 or to a local folder\n"
+        error(&["https://example.com/exports/", "--pattern", "{agent}.wav"]),
+        "error: https://example.com/exports/: https:// is not supported: only s3:// (Amazon S3 and S3-compatible stores), gs:// (Google Cloud Storage) and az:// (Azure Blob Storage) are; copy the recordings to one of them or to a local folder\n"
     );
     assert_eq!(
         error(&["s3://bucket//exports/", "--pattern", "{agent}.wav"]),
