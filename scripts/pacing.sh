@@ -6,7 +6,10 @@
 #      requests answered 429, and the rate the run settled at;
 #   3. a 40-second outage of the sandbox (every API and S3 request 503) mid-run: every row
 #      uploaded, exit 0, and how many requests met the outage;
-#   4. --bwlimit 4M: the upload rate of 8 files of 4 MiB.
+#   4. --bwlimit 4M: the upload rate of 8 files of 4 MiB;
+#   5. concurrency 32 against `sandbox --throttle-rate 0.1 --latency-ms 20` (a tenth of call 1s
+#      answered 429 at random, whatever the rate), and the same rows without it: random 429s
+#      must cost the run their own Retry-After waits, not most of its rate.
 # Prints the figures; fails only if a run loses a row, uploads one twice or exits non-zero.
 # --quick: smaller runs and a 5-second outage (a smoke test of the script itself).
 set -euo pipefail
@@ -14,9 +17,9 @@ cd "$(dirname "$0")/.."
 
 quick=${1:-}
 if [ "$quick" = --quick ]; then
-    rps_rows=60 limit_rows=120 outage_rows=120 outage_secs=5 big_files=2
+    rps_rows=60 limit_rows=120 outage_rows=120 outage_secs=5 big_files=2 noise_rows=300
 else
-    rps_rows=600 limit_rows=1200 outage_rows=800 outage_secs=40 big_files=8
+    rps_rows=600 limit_rows=1200 outage_rows=800 outage_secs=40 big_files=8 noise_rows=3000
 fi
 
 cargo build --release --quiet
@@ -110,4 +113,18 @@ start_sandbox
 secs=$(upload "$c" --concurrency 8 --bwlimit 4M)
 check_once "$big_files"
 echo "$big_files x 4 MiB in ${secs} s: $(python3 -c "print(f'{$big_files * 4 / $secs:.2f}')") MiB a second"
+stop_sandbox
+
+echo "== 5. concurrency 32, $noise_rows rows, 20 ms latency, with and without sandbox --throttle-rate 0.1"
+c=$(corpus "$noise_rows" 1024)
+start_sandbox --latency-ms 20
+plain=$(upload "$c" --concurrency 32)
+check_once "$noise_rows"
+stop_sandbox
+start_sandbox --latency-ms 20 --throttle-rate 0.1
+secs=$(upload "$c" --concurrency 32)
+calls=$(stat '["api_requests"]')
+check_once "$noise_rows"
+echo "without 429s: $noise_rows rows in ${plain} s; with a tenth of call 1s answered 429 at random: in ${secs} s ($calls call-1 requests)"
+grep -h "throttled:" "$work/upload.err" | sed 's/^/upload said: /' || true
 stop_sandbox
