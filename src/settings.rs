@@ -323,12 +323,21 @@ impl UploadSettings {
             .state_dir
             .clone()
             .filter(|dir| !dir.as_os_str().is_empty());
+        // VOYC_STATE_DIR set for the nightly runs does not stand in the way of a one-off run:
+        // `--journal` names the journal instead, and `--sandbox` has nothing to keep. Only
+        // `--state-dir` given with either is a contradiction.
+        let from_environment = state_dir.is_some()
+            && std::env::var_os("VOYC_STATE_DIR").map(PathBuf::from) == state_dir;
+        let state_dir = state_dir.filter(|_| {
+            !(from_environment
+                && (args.journal.is_some() || matches!(endpoint, Endpoint::Sandbox { .. })))
+        });
         let journal = match (&state_dir, &args.journal, &endpoint) {
             (Some(_), Some(_), _) => bail!(
-                "--journal and --state-dir (or VOYC_STATE_DIR) both say where the journal is: give one (--state-dir DIR keeps one journal for each destination in DIR)"
+                "--journal and --state-dir both say where the journal is: give one (--state-dir DIR keeps one journal for each destination in DIR)"
             ),
             (Some(_), None, Endpoint::Sandbox { .. }) => bail!(
-                "--state-dir (or VOYC_STATE_DIR) cannot be used with --sandbox: the in-process sandbox is a new destination every run, so there is nothing to keep between runs; to rehearse nights, start `voyc-import sandbox` and point --base-url at it"
+                "--state-dir cannot be used with --sandbox: the in-process sandbox is a new destination every run, so there is nothing to keep between runs; to rehearse nights, start `voyc-import sandbox` and point --base-url at it"
             ),
             (
                 Some(dir),

@@ -374,3 +374,45 @@ fn a_token_command_that_fails_is_a_usage_error_naming_its_exit_status_never_its_
         show(&out)
     );
 }
+
+#[test]
+fn voyc_state_dir_set_for_the_nights_leaves_a_sandbox_rehearsal_and_a_named_journal_alone() {
+    let dir = Dir::new();
+    recordings(&dir);
+    export(&dir, "night-1.csv", &[(0, "Ana"), (1, "Ben")]);
+    // The README's first command, in a shell where the nights' variable is exported.
+    let out = voyc(dir.path())
+        .env("VOYC_STATE_DIR", "state")
+        .args([
+            "upload",
+            "night-1.csv",
+            "--sandbox",
+            "--report",
+            "rehearsal.csv",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        !dir.path().join("state").exists(),
+        "a rehearsal keeps nothing"
+    );
+    // A run given --journal uses that journal, not the state folder.
+    let sandbox = Sandbox::start(&[]);
+    let out = night(&dir, &sandbox, "night-1.csv", "one-off.csv")
+        .env("VOYC_STATE_DIR", "state")
+        .args(["--journal", "one-off.journal"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(dir.path().join("one-off.journal").exists());
+    assert!(!dir.path().join("state").exists());
+    // --state-dir given with them is still a contradiction.
+    let out = voyc(dir.path())
+        .args(["upload", "night-1.csv", "--sandbox", "--state-dir", "state"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr_of(&out).contains("--state-dir cannot be used with --sandbox"));
+}
