@@ -7,8 +7,8 @@
 //! Call 1's rate also adapts to throttling, by measuring rather than guessing (as BBR does for
 //! TCP): from the first 429 on, it counts call 1s accepted and refused in each second, and paces
 //! call 1 at the most the server accepted in a second over the last [`FILTER`] seconds, raised by
-//! the share refused that does not depend on the rate. Every [`CYCLE`] seconds it probes a
-//! quarter higher for one second (a limit that was raised, or room it never used, shows as more
+//! the share refused that does not depend on the rate. Every 8 seconds ([`CYCLE`]) it probes
+//! 15% higher for one second (a limit that was raised, or room it never used, shows as more
 //! accepted) and then a little lower for one (the seconds below the limit show what share the
 //! server refuses at random, whatever the rate: its "noise"). So a limit is learned from what
 //! it accepts, with a few percent of 429s for the probes, and 429s that come at random (a limit
@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 pub const FILTER: usize = 10;
 /// The gains of one probing cycle, a second each: probe above what was accepted, drain the
 /// queue the probe built (and measure the noise below the limit), then cruise.
-const CYCLE: [f64; 8] = [1.25, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const CYCLE: [f64; 8] = [1.15, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// After the first 429, the rate doubles each second while what is accepted grows by a quarter
 /// (a run that was throttled at its start has learned little); two seconds without that
 /// growth end the start-up.
 const STARTUP_GAIN: f64 = 2.0;
 const STARTUP_STALLS: u32 = 2;
+/// A second of start-up with more than this share refused ends it at once.
+const OVERSHOOT: f64 = 1.0 / 3.0;
 /// A second with fewer answers than this says too little of the share refused to count.
 const NOISE_SAMPLE: u32 = 20;
 /// The noise is never taken to be more than this share (so the rate is at most doubled for it).
@@ -198,6 +200,7 @@ impl CallRate {
         };
         state.phase = phase;
         state.current.gain = gain;
+        state.current.level &= gain <= 1.0;
         state.learned = Some((f64::from(accepted) * gain).max(MIN_RATE));
     }
 
@@ -264,7 +267,10 @@ impl CallState {
                 } else {
                     *stalls += 1;
                 }
-                if *stalls < STARTUP_STALLS {
+                // Doubling that has a third refused went past a limit: no need to see it twice.
+                let answers = ended.accepted + ended.refused;
+                let over = answers >= NOISE_SAMPLE && ended.share_refused() > OVERSHOOT;
+                if *stalls < STARTUP_STALLS && !over {
                     return STARTUP_GAIN;
                 }
                 // Start-up overshot: what was accepted since is the limit, so the cycle starts
@@ -324,7 +330,8 @@ impl CallState {
 
 fn lowest_share<'a>(seconds: impl Iterator<Item = &'a Second>) -> f64 {
     seconds
-        .filter(|s| s.level && !s.overloaded && s.accepted + s.refused >= NOISE_SAMPLE)
+        .filter(|s| s.level && s.gain <= 1.0 && !s.overloaded)
+        .filter(|s| s.accepted + s.refused >= NOISE_SAMPLE)
         .map(Second::share_refused)
         .fold(None, |low: Option<f64>, share| {
             Some(low.map_or(share, |low| low.min(share)))
@@ -544,6 +551,29 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_that_is_raised_is_found_within_a_minute() {
+        let rate = CallRate::new(None);
+        let t0 = Instant::now();
+        // The pool could send 1,000 a second; the server accepts 20 a second for a minute,
+        // then 60.
+        answer_up_to(&rate, t0, 1000, 20);
+        let mut sent = 1000;
+        for second in 1..120 {
+            let limit = if second < 60 { 20 } else { 60 };
+            answer_up_to(&rate, t0 + secs(f64::from(second)), sent, limit);
+            rate.reserve(t0 + secs(f64::from(second + 1)));
+            sent = (rate.stats().rate.unwrap() as u32).min(1000);
+            if second == 59 {
+                assert!(sent <= 24, "{sent} a second against a limit of 20");
+            }
+        }
+        assert!(
+            (48..=70).contains(&sent),
+            "{sent} a second against a limit of 60"
+        );
+    }
+
+    #[test]
     fn a_share_refused_that_a_lower_rate_does_not_lower_is_not_taken_for_a_limit() {
         let rate = CallRate::new(None);
         let t0 = Instant::now();
@@ -571,7 +601,9 @@ mod tests {
             now = rate.reserve(now);
             rate.succeeded(now);
         }
-        assert_eq!(rate.stats().rate, Some(20.0));
+        // Never above it, whatever the successes; below it only in a drain second.
+        let learned = rate.stats().rate.unwrap();
+        assert!((20.0 * CYCLE[1]..=20.0).contains(&learned), "{learned}");
     }
 
     /// How the simulated server counts its limit.
@@ -646,7 +678,7 @@ mod tests {
                 }
             };
             sent += 1;
-            let early = go.as_secs_f64() < 10.0;
+            let early = go.as_secs_f64() < 60.0;
             sent_early += u64::from(early);
             let answered = go + secs(latency);
             if over || rng.f64() < noise {
@@ -681,7 +713,7 @@ mod tests {
                 let (share, early, settled) = simulate(window, limit, workers, latency, 600.0);
                 // The figures docs/upload.md quotes (`-- --nocapture`).
                 println!(
-                    "{window:?} window, limit {limit}/s, {workers} in flight, latency {latency}s: {:.2}% answered 429 ({:.1}% in the first 10 s), settled at {settled:.1}/s",
+                    "{window:?} window, limit {limit}/s, {workers} in flight, latency {latency}s: {:.2}% answered 429 ({:.1}% in the first minute), settled at {settled:.1}/s",
                     share * 100.0,
                     early * 100.0
                 );
