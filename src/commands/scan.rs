@@ -139,6 +139,17 @@ pub fn command(settings: &ScanSettings) -> anyhow::Result<Status> {
         }
         let _ = writeln!(errors, "{summary}");
     }
+    if total == 0 && unlisted == 0 {
+        // A mistyped prefix lists as an empty one (S3 has no folders to be missing): said even
+        // with --quiet, so that a nightly job does not upload nothing every night unseen.
+        let what = match &settings.source {
+            ScanSource::Folder(_) => "no files: if recordings were expected, check the folder",
+            ScanSource::Objects { .. } => {
+                "no objects: if recordings were expected, check the bucket and prefix (names are case-sensitive)"
+            }
+        };
+        let _ = writeln!(errors, "warning: {} holds {what}", shown(""));
+    }
     let _ = errors.flush();
     Ok(status)
 }

@@ -1345,4 +1345,14 @@ async fn a_scan_of_a_missing_bucket_or_with_wrong_keys_is_one_sentence_and_no_ma
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
     assert!(!stderr.contains(&secret) && !stderr.contains("not-the-secret"));
     assert!(!dir.join("manifest.csv").exists());
+
+    // A mistyped prefix lists as an empty one: said, even with --quiet.
+    let out = scan(&format!("s3://{bucket}/Connect/")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "warning: s3://{bucket}/Connect/ holds no objects: if recordings were expected, check the bucket and prefix (names are case-sensitive)\n"
+        )
+    );
 }

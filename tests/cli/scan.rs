@@ -443,3 +443,27 @@ fn names_with_commas_quotes_and_line_breaks_are_quoted_so_the_manifest_still_val
         show(&out)
     );
 }
+
+#[test]
+fn an_empty_folder_is_warned_about_even_with_quiet() {
+    let dir = Dir::new();
+    std::fs::create_dir(dir.join("tree")).unwrap();
+    let out = voyc(dir.path())
+        .args([
+            "scan",
+            "tree",
+            "--pattern",
+            PATTERN,
+            "--out",
+            "manifest.csv",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        text(&out.stderr),
+        "warning: tree holds no files: if recordings were expected, check the folder\n"
+    );
+    assert!(text(&std::fs::read(dir.join("manifest.csv")).unwrap()).starts_with("file,"));
+}
