@@ -460,18 +460,19 @@ impl Engine {
                 }
             }
             tally.requests += 1;
+            let sent = self.clock.now();
             let failure = match self.client.call1(job.body.clone()).await {
                 Ok(response) => {
                     let now = self.clock.now();
                     ticket.answered(now);
-                    self.call_rate.succeeded(now);
+                    self.call_rate.succeeded(sent, now);
                     break response;
                 }
                 Err(failure) => failure,
             };
             let now = self.clock.now();
             if failure.status == Some(429) {
-                self.call_rate.throttled(now);
+                self.call_rate.throttled(sent, now);
             }
             // Before any success, nothing listening is a wrong --base-url, not an outage.
             let trip = self.control.any_success() || !failure.unreachable;

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 /// How many of the last whole seconds the highest count accepted is taken from.
 pub const FILTER: usize = 10;
 /// The gains of one probing cycle, a second each: probe above what was accepted, drain the
-/// queue the probe built (and measure the noise below the limit), then cruise.
-const CYCLE: [f64; 8] = [1.15, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// queue the probe built, stay below the limit for a second that measures the noise (a limit
+/// refuses nothing there), then cruise.
+const CYCLE: [f64; 8] = [1.15, 0.9, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// After the first 429, the rate doubles each second while what is accepted grows by a quarter
 /// (a run that was throttled at its start has learned little); two seconds without that
 /// growth end the start-up.
@@ -39,7 +40,8 @@ const MAX_NOISE: f64 = 0.5;
 /// A second with this much more refused than the noise is a limit that came down: what it
 /// accepted replaces the older seconds' highest at once, instead of after [`FILTER`] seconds.
 const DROP_SHARE: f64 = 0.25;
-/// A probe refused no more than the noise and this share besides found room above the rate.
+/// A probe refused no more than the noise and this share besides, that had a tenth more
+/// accepted, found room above the rate.
 const ROOM: f64 = 0.05;
 /// The slowest call 1 is ever paced: one every ten seconds.
 pub const MIN_RATE: f64 = 0.1;
@@ -110,6 +112,10 @@ struct CallState {
     trim: f64,
     pace: Pace,
     phase: Phase,
+    /// The last slot handed out above what was accepted (a probe, start-up): the answers to
+    /// requests sent up to then say nothing of the noise. Workers reserve their slots ahead,
+    /// so a probe's requests go out for a while after its second.
+    high_until: Option<Instant>,
     /// The instant of the first answer: seconds are counted from it.
     origin: Option<Instant>,
     /// The second being counted, and the last [`FILTER`] whole ones, oldest first.
@@ -137,6 +143,7 @@ impl CallRate {
                 trim: 1.0,
                 pace: Pace::default(),
                 phase: Phase::Free,
+                high_until: None,
                 origin: None,
                 current: Second {
                     gain: 1.0,
@@ -156,25 +163,31 @@ impl CallRate {
         let mut state = self.state.lock().expect("call rate");
         state.roll(now);
         state.requests += 1;
-        match state.rate() {
+        let at = match state.rate() {
             Some(rate) => state.pace.reserve(now, 1.0, rate, Duration::ZERO),
             None => now,
+        };
+        if state.current.gain > 1.0 {
+            state.high_until = Some(state.high_until.map_or(at, |until| until.max(at)));
         }
+        at
     }
 
-    /// A call 1 succeeded at `now`.
-    pub fn succeeded(&self, now: Instant) {
+    /// A call 1 sent at `sent` succeeded at `now`.
+    pub fn succeeded(&self, sent: Instant, now: Instant) {
         let mut state = self.state.lock().expect("call rate");
         state.roll(now);
+        state.answered(sent);
         state.current.accepted += 1;
     }
 
-    /// A call 1 was answered 429 at `now`. (Its `Retry-After` is honoured by the row it
+    /// A call 1 sent at `sent` was answered 429 at `now`. (Its `Retry-After` is honoured by the row it
     /// answered, whose retry waits at least that long; holding every row for it would cost a
     /// quarter of the rate each time, and the rate already slows the others.)
-    pub fn throttled(&self, now: Instant) {
+    pub fn throttled(&self, sent: Instant, now: Instant) {
         let mut state = self.state.lock().expect("call rate");
         state.roll(now);
+        state.answered(sent);
         state.throttled += 1;
         state.current.refused += 1;
         if !matches!(state.phase, Phase::Free) {
@@ -219,6 +232,14 @@ impl CallState {
         match (self.cap, self.learned) {
             (Some(cap), Some(learned)) => Some(cap.min(learned)),
             (cap, learned) => cap.or(learned),
+        }
+    }
+
+    /// An answer to a request sent at `sent` is counted in this second: one sent above what
+    /// was accepted keeps it from measuring the noise.
+    fn answered(&mut self, sent: Instant) {
+        if self.high_until.is_some_and(|until| sent <= until) {
+            self.current.level = false;
         }
     }
 
@@ -304,9 +325,13 @@ impl CallState {
                     }
                 }
                 let sample = answers >= f64::from(NOISE_SAMPLE);
-                if ended.gain > 1.0 && sample && share <= noise + ROOM {
-                    // The probe was accepted as the seconds below it were: there is room above,
-                    // perhaps much (a limit raised, or a rate that 429s long held down).
+                let before = self.past.iter().filter(|s| s.index != ended.index);
+                let highest = before.map(|s| s.accepted).max().unwrap_or(0);
+                let more = f64::from(ended.accepted) >= 1.1 * f64::from(highest);
+                if ended.gain > 1.0 && sample && more && share <= noise + ROOM {
+                    // The probe was accepted as the seconds below it were, and more was accepted:
+                    // there is room above, perhaps much (a limit raised, or a rate that 429s
+                    // long held down).
                     let best = ended.accepted;
                     self.phase = Phase::Startup { best, stalls: 0 };
                     return STARTUP_GAIN;
@@ -321,8 +346,9 @@ impl CallState {
         }
     }
 
-    /// The share the server refuses whatever the rate: the lowest refused in a second that
-    /// did not probe above the limit, among those with enough answers to say.
+    /// The share the server refuses whatever the rate: the lowest refused in a second kept
+    /// below what was accepted (and not just after a probe), among those with enough answers
+    /// to say. A second at the limit is refused a little by the limit itself.
     fn noise(&self) -> f64 {
         lowest_share(self.past.iter())
     }
@@ -330,7 +356,7 @@ impl CallState {
 
 fn lowest_share<'a>(seconds: impl Iterator<Item = &'a Second>) -> f64 {
     seconds
-        .filter(|s| s.level && s.gain <= 1.0 && !s.overloaded)
+        .filter(|s| s.level && s.gain < 1.0 && !s.overloaded)
         .filter(|s| s.accepted + s.refused >= NOISE_SAMPLE)
         .map(Second::share_refused)
         .fold(None, |low: Option<f64>, share| {
@@ -475,9 +501,9 @@ mod tests {
         for i in 0..count {
             let at = from + secs(f64::from(i) / f64::from(count));
             if i % 10 < refused_in_ten {
-                rate.throttled(at);
+                rate.throttled(at, at);
             } else {
-                rate.succeeded(at);
+                rate.succeeded(at, at);
             }
         }
     }
@@ -490,7 +516,7 @@ mod tests {
         answer_second(&rate, t0, 40, 0);
         assert_eq!(rate.stats().rate, None);
         let now = t0 + secs(1.5);
-        rate.throttled(now);
+        rate.throttled(now, now);
         let learned = rate.stats().rate.unwrap();
         assert!((learned - 40.0 * CYCLE[1]).abs() < 1e-9, "{learned}");
         // From then on, at the learned pace.
@@ -506,7 +532,7 @@ mod tests {
         let t0 = Instant::now();
         // The server refused the run's 11th call 1, and then accepts whatever it is sent.
         answer_second(&rate, t0, 10, 0);
-        rate.throttled(t0 + secs(0.5));
+        rate.throttled(t0 + secs(0.5), t0 + secs(0.5));
         assert_eq!(rate.stats().rate, Some(20.0));
         let mut expected = 20.0;
         for second in 1..6 {
@@ -528,8 +554,8 @@ mod tests {
         for i in 0..sent {
             let at = from + secs(f64::from(i) / f64::from(sent));
             match i < limit {
-                true => rate.succeeded(at),
-                false => rate.throttled(at),
+                true => rate.succeeded(at, at),
+                false => rate.throttled(at, at),
             }
         }
     }
@@ -574,6 +600,38 @@ mod tests {
     }
 
     #[test]
+    fn refusals_of_a_probe_s_requests_answered_after_it_are_not_taken_for_noise() {
+        let rate = CallRate::new(None);
+        let t0 = Instant::now();
+        answer_second(&rate, t0, 100, 0);
+        rate.throttled(t0 + secs(1.5), t0 + secs(1.5));
+        for second in 1..8 {
+            answer_up_to(&rate, t0 + secs(f64::from(second)), 100, 100);
+        }
+        // Second 8 probes: 32 workers reserve their slots ahead, into the seconds after it,
+        // and the limit refuses a tenth of those.
+        rate.reserve(t0 + secs(8.0));
+        assert!(rate.stats().rate.unwrap() > 100.0, "second 8 probes");
+        let slots: Vec<Instant> = (0..300).map(|_| rate.reserve(t0 + secs(8.0))).collect();
+        for (i, &sent) in slots.iter().enumerate() {
+            let answered = sent + secs(0.05);
+            match i % 10 {
+                0 => rate.throttled(sent, answered),
+                _ => rate.succeeded(sent, answered),
+            }
+        }
+        // The drain seconds that held those answers measured no noise: the rate is not
+        // raised for one.
+        // (Two cruise seconds more, so that the first cycle's drain seconds have left the
+        // window and the probe's second is the only one that could measure the noise.)
+        answer_up_to(&rate, t0 + secs(11.0), 90, 100);
+        answer_up_to(&rate, t0 + secs(12.0), 90, 100);
+        rate.reserve(t0 + secs(13.0));
+        let learned = rate.stats().rate.unwrap();
+        assert!(learned <= 1.0 * 104.0 + 1e-9, "{learned}");
+    }
+
+    #[test]
     fn a_share_refused_that_a_lower_rate_does_not_lower_is_not_taken_for_a_limit() {
         let rate = CallRate::new(None);
         let t0 = Instant::now();
@@ -595,11 +653,11 @@ mod tests {
     fn max_rps_stays_the_ceiling_when_successes_raise_the_rate() {
         let rate = CallRate::new(Some(20.0));
         let t0 = Instant::now();
-        rate.throttled(t0);
+        rate.throttled(t0, t0);
         let mut now = t0;
         for _ in 0..10_000 {
             now = rate.reserve(now);
-            rate.succeeded(now);
+            rate.succeeded(now, now);
         }
         // Never above it, whatever the successes; below it only in a drain second.
         let learned = rate.stats().rate.unwrap();
@@ -684,9 +742,9 @@ mod tests {
             if over || rng.f64() < noise {
                 refused += 1;
                 refused_early += u64::from(early);
-                rate.throttled(t0 + answered);
+                rate.throttled(t0 + go, t0 + answered);
             } else {
-                rate.succeeded(t0 + answered);
+                rate.succeeded(t0 + go, t0 + answered);
                 if go.as_secs_f64() >= seconds / 2.0 {
                     accepted_late += 1;
                 }
