@@ -9,8 +9,9 @@
 //! call 1 at the most the server accepted in a second over the last [`FILTER`] seconds, raised by
 //! the share refused that does not depend on the rate. Every 8 seconds ([`CYCLE`]) it probes
 //! 15% higher for one second (a limit that was raised, or room it never used, shows as more
-//! accepted) and then a little lower for one (the seconds below the limit show what share the
-//! server refuses at random, whatever the rate: its "noise"). So a limit is learned from what
+//! accepted) and then a little lower for two (the second of them, below the limit and past the
+//! probe's requests, shows what share the server refuses at random, whatever the rate: its
+//! "noise"). So a limit is learned from what
 //! it accepts, with a few percent of 429s for the probes, and 429s that come at random (a limit
 //! shared with others, or the sandbox's `--throttle-rate`) cost the run almost nothing: a rate
 //! that is lowered does not lower them, so they are not taken for a limit. Time is given, not
