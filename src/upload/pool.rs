@@ -448,15 +448,25 @@ impl Engine {
             let Some(ticket) = admitted else {
                 return Err(self.stopped_waiting(job, None, "call 1").await);
             };
-            let slot = self.call_rate.reserve(self.clock.now());
-            if slot > self.clock.now() {
-                tokio::select! {
-                    biased;
-                    () = self.control.stopped() => {
-                        drop(ticket);
-                        return Err(self.stopped_waiting(job, None, "call 1").await);
+            // A slot, or an instant to ask again at (the next slot is far off at the rate in
+            // force now, which may rise meanwhile).
+            loop {
+                let (at, go) = match self.call_rate.reserve(self.clock.now()) {
+                    Ok(slot) => (slot, true),
+                    Err(again) => (again, false),
+                };
+                if at > self.clock.now() {
+                    tokio::select! {
+                        biased;
+                        () = self.control.stopped() => {
+                            drop(ticket);
+                            return Err(self.stopped_waiting(job, None, "call 1").await);
+                        }
+                        () = self.clock.sleep_until(at) => {}
                     }
-                    () = self.clock.sleep_until(slot) => {}
+                }
+                if go {
+                    break;
                 }
             }
             tally.requests += 1;

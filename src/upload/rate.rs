@@ -44,6 +44,8 @@ const DROP_SHARE: f64 = 0.25;
 /// A probe refused no more than the noise and this share besides, that had a tenth more
 /// accepted, found room above the rate.
 const ROOM: f64 = 0.05;
+/// How far ahead a call 1 may hold its slot.
+pub const HORIZON: Duration = Duration::from_millis(100);
 /// The slowest call 1 is ever paced: one every ten seconds.
 pub const MIN_RATE: f64 = 0.1;
 
@@ -158,20 +160,28 @@ impl CallRate {
         }
     }
 
-    /// The instant the next call 1 may be sent (`now` if it need not wait); it is counted as
-    /// sent then.
-    pub fn reserve(&self, now: Instant) -> Instant {
+    /// `Ok`: the instant the next call 1 may be sent (`now` if it need not wait), counted as
+    /// sent then. `Err`: the next slot is further away than [`HORIZON`] (or one slot at the
+    /// rate, if that is longer): ask again at that instant, for a slot at the rate in force
+    /// then. So workers do not hold slots reserved far ahead at a rate that has since risen.
+    pub fn reserve(&self, now: Instant) -> Result<Instant, Instant> {
         let mut state = self.state.lock().expect("call rate");
         state.roll(now);
-        state.requests += 1;
         let at = match state.rate() {
-            Some(rate) => state.pace.reserve(now, 1.0, rate, Duration::ZERO),
+            Some(rate) => {
+                let horizon = HORIZON.max(Duration::from_secs_f64(1.0 / rate));
+                if state.pace.next.is_some_and(|next| next > now + horizon) {
+                    return Err(now + horizon);
+                }
+                state.pace.reserve(now, 1.0, rate, Duration::ZERO)
+            }
             None => now,
         };
+        state.requests += 1;
         if state.current.gain > 1.0 {
             state.high_until = Some(state.high_until.map_or(at, |until| until.max(at)));
         }
-        at
+        Ok(at)
     }
 
     /// A call 1 sent at `sent` succeeded at `now`.
@@ -455,6 +465,17 @@ mod tests {
 
     use super::*;
 
+    /// A call 1's slot, asking again as told until one is given (as the pool does).
+    fn slot(rate: &CallRate, now: Instant) -> Instant {
+        let mut now = now;
+        loop {
+            match rate.reserve(now) {
+                Ok(at) => return at,
+                Err(again) => now = again,
+            }
+        }
+    }
+
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
     }
@@ -464,7 +485,7 @@ mod tests {
         let rate = CallRate::new(Some(20.0));
         let t0 = Instant::now();
         // A hundred workers ask at the same instant: they go one every 50 ms.
-        let slots: Vec<Instant> = (0..100).map(|_| rate.reserve(t0)).collect();
+        let slots: Vec<Instant> = (0..100).map(|_| slot(&rate, t0)).collect();
         assert_eq!(slots[0], t0);
         for pair in slots.windows(2) {
             let gap = pair[1] - pair[0];
@@ -479,20 +500,39 @@ mod tests {
     }
 
     #[test]
+    fn no_slot_is_held_far_ahead_at_a_rate_that_then_rises() {
+        let rate = CallRate::new(None);
+        let t0 = Instant::now();
+        // The run's 11th call 1 was refused: the rate starts at twice the 10 accepted.
+        answer_second(&rate, t0, 10, 0);
+        rate.throttled(t0 + secs(0.5), t0 + secs(0.5));
+        assert_eq!(rate.stats().rate, Some(20.0));
+        // 32 workers ask at once: two get slots within the horizon, the others are told to
+        // ask again then, rather than holding slots 1.6 s ahead.
+        let asked: Vec<Result<Instant, Instant>> =
+            (0..32).map(|_| rate.reserve(t0 + secs(0.5))).collect();
+        let given = asked.iter().filter(|answer| answer.is_ok()).count();
+        assert_eq!(given, 3, "{asked:?}");
+        assert!(asked.iter().all(|answer| match answer {
+            Ok(at) | Err(at) => *at <= t0 + secs(0.5) + HORIZON,
+        }));
+    }
+
+    #[test]
     fn an_idle_spell_does_not_save_up_a_burst() {
         let rate = CallRate::new(Some(10.0));
         let t0 = Instant::now();
-        rate.reserve(t0);
+        slot(&rate, t0);
         let later = t0 + secs(60.0);
-        assert_eq!(rate.reserve(later), later);
-        assert_eq!(rate.reserve(later), later + secs(0.1));
+        assert_eq!(slot(&rate, later), later);
+        assert_eq!(slot(&rate, later), later + secs(0.1));
     }
 
     #[test]
     fn without_max_rps_or_a_429_nothing_waits() {
         let rate = CallRate::new(None);
         let t0 = Instant::now();
-        assert!((0..1000).all(|_| rate.reserve(t0) == t0));
+        assert!((0..1000).all(|_| slot(&rate, t0) == t0));
         assert_eq!(rate.stats().rate, None);
     }
 
@@ -521,9 +561,9 @@ mod tests {
         let learned = rate.stats().rate.unwrap();
         assert!((learned - 40.0 * CYCLE[1]).abs() < 1e-9, "{learned}");
         // From then on, at the learned pace.
-        let first = rate.reserve(now);
+        let first = slot(&rate, now);
         assert_eq!(first, now);
-        let second = rate.reserve(now);
+        let second = slot(&rate, now);
         assert!(((second - first).as_secs_f64() - 1.0 / learned).abs() < 1e-6);
     }
 
@@ -539,7 +579,7 @@ mod tests {
         for second in 1..6 {
             let sent = rate.stats().rate.unwrap() as u32;
             answer_second(&rate, t0 + secs(f64::from(second)), sent, 0);
-            rate.reserve(t0 + secs(f64::from(second + 1)));
+            slot(&rate, t0 + secs(f64::from(second + 1)));
             expected *= 2.0;
             let learned = rate.stats().rate.unwrap();
             assert!(
@@ -570,7 +610,7 @@ mod tests {
         let mut sent = 1000;
         for second in 1..4 {
             answer_up_to(&rate, t0 + secs(f64::from(second)), sent, 100);
-            rate.reserve(t0 + secs(f64::from(second + 1)));
+            slot(&rate, t0 + secs(f64::from(second + 1)));
             sent = (rate.stats().rate.unwrap() as u32).min(1000);
         }
         let learned = rate.stats().rate.unwrap();
@@ -588,7 +628,7 @@ mod tests {
         for second in 1..120 {
             let limit = if second < 60 { 20 } else { 60 };
             answer_up_to(&rate, t0 + secs(f64::from(second)), sent, limit);
-            rate.reserve(t0 + secs(f64::from(second + 1)));
+            slot(&rate, t0 + secs(f64::from(second + 1)));
             sent = (rate.stats().rate.unwrap() as u32).min(1000);
             if second == 59 {
                 assert!(sent <= 24, "{sent} a second against a limit of 20");
@@ -609,13 +649,18 @@ mod tests {
         for second in 1..8 {
             answer_up_to(&rate, t0 + secs(f64::from(second)), 100, 100);
         }
-        // Second 8 probes: 32 workers reserve their slots ahead, into the seconds after it,
-        // and the limit refuses a tenth of those.
-        rate.reserve(t0 + secs(8.0));
+        // Second 8 probes, and its requests are answered 1.2 s later, in the seconds after
+        // it (a slow API with many rows in flight); the limit refuses a tenth of them.
+        slot(&rate, t0 + secs(8.0));
         assert!(rate.stats().rate.unwrap() > 100.0, "second 8 probes");
-        let slots: Vec<Instant> = (0..300).map(|_| rate.reserve(t0 + secs(8.0))).collect();
+        let mut slots = Vec::new();
+        let mut now = t0 + secs(8.0);
+        while now < t0 + secs(9.0) {
+            now = slot(&rate, now);
+            slots.push(now);
+        }
         for (i, &sent) in slots.iter().enumerate() {
-            let answered = sent + secs(0.05);
+            let answered = sent + secs(1.2);
             match i % 10 {
                 0 => rate.throttled(sent, answered),
                 _ => rate.succeeded(sent, answered),
@@ -627,7 +672,7 @@ mod tests {
         // window and the probe's second is the only one that could measure the noise.)
         answer_up_to(&rate, t0 + secs(11.0), 90, 100);
         answer_up_to(&rate, t0 + secs(12.0), 90, 100);
-        rate.reserve(t0 + secs(13.0));
+        slot(&rate, t0 + secs(13.0));
         let learned = rate.stats().rate.unwrap();
         assert!(learned <= 1.0 * 104.0 + 1e-9, "{learned}");
     }
@@ -642,7 +687,7 @@ mod tests {
         let mut count = 1000;
         for second in 1..60 {
             answer_second(&rate, t0 + secs(f64::from(second)), count, 1);
-            rate.reserve(t0 + secs(f64::from(second + 1)));
+            slot(&rate, t0 + secs(f64::from(second + 1)));
             count = (rate.stats().rate.unwrap() as u32).min(1000);
         }
         // The rate stays near what the run sent, not the 900 it was accepted, nor less.
@@ -657,7 +702,7 @@ mod tests {
         rate.throttled(t0, t0);
         let mut now = t0;
         for _ in 0..10_000 {
-            now = rate.reserve(now);
+            now = slot(&rate, now);
             rate.succeeded(now, now);
         }
         // Never above it, whatever the successes; below it only in a drain second.
@@ -713,7 +758,7 @@ mod tests {
             if at.as_secs_f64() > seconds {
                 break;
             }
-            let go = rate.reserve(t0 + at) - t0;
+            let go = slot(&rate, t0 + at) - t0;
             let over = match window {
                 Window::Fixed => {
                     if fixed.0 != go.as_secs() {
