@@ -21,8 +21,14 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How many of the last whole seconds the highest count accepted is taken from.
+/// How many of the last paced seconds the highest count accepted is taken from.
 pub const FILTER: usize = 10;
+/// A second answered fewer call 1s than this share of the rate in force was not paced: the
+/// pool had fewer rows ready than the rate allowed (as BBR says "application-limited"), so
+/// what it accepted says nothing of the limit but that it is at least that high.
+const PACED: f64 = 0.75;
+/// The most seconds kept, paced or not.
+const MEMORY: usize = 4 * FILTER;
 /// The gains of one probing cycle, a second each: probe above what was accepted, drain the
 /// queue the probe built, stay below the limit for a second that measures the noise (a limit
 /// refuses nothing there), then cruise.
@@ -86,11 +92,18 @@ struct Second {
     level: bool,
     /// A second in which a limit came down: its refusals are not noise.
     overloaded: bool,
+    /// The rate in force (0 if none).
+    rate: f64,
 }
 
 impl Second {
     fn share_refused(&self) -> f64 {
         f64::from(self.refused) / f64::from((self.accepted + self.refused).max(1))
+    }
+
+    /// The rate was reached: the pool had rows enough to send it.
+    fn paced(&self) -> bool {
+        self.rate > 0.0 && f64::from(self.accepted + self.refused) >= PACED * self.rate
     }
 }
 
@@ -153,7 +166,7 @@ impl CallRate {
                     level: true,
                     ..Second::default()
                 },
-                past: VecDeque::with_capacity(FILTER + 1),
+                past: VecDeque::with_capacity(MEMORY + 1),
                 requests: 0,
                 throttled: 0,
             }),
@@ -225,7 +238,8 @@ impl CallRate {
         state.phase = phase;
         state.current.gain = gain;
         state.current.level &= gain <= 1.0;
-        state.learned = Some((f64::from(accepted) * gain).max(MIN_RATE));
+        state.learn(now, (f64::from(accepted) * gain).max(MIN_RATE));
+        state.current.rate = state.rate().unwrap_or(0.0);
     }
 
     pub fn stats(&self) -> RateStats {
@@ -243,6 +257,22 @@ impl CallState {
         match (self.cap, self.learned) {
             (Some(cap), Some(learned)) => Some(cap.min(learned)),
             (cap, learned) => cap.or(learned),
+        }
+    }
+
+    /// Sets the rate 429s taught. The slots already handed out are spaced again at it: a slot
+    /// reserved at a rate that then rose (the run's first answer a 429, when nothing accepted
+    /// yet says more than the slowest rate) does not hold the next one back for seconds.
+    fn learn(&mut self, now: Instant, learned: f64) {
+        let old = self.rate();
+        self.learned = Some(learned);
+        if let (Some(old), Some(new), Some(next)) = (old, self.rate(), self.pace.next) {
+            // (Only a wait longer than a slot at the new rate: a rate that moves by a probe's
+            // gain keeps the spacing of the slots already given.)
+            let slot = HORIZON.max(Duration::from_secs_f64(1.0 / new));
+            if next > now + slot && new > old {
+                self.pace.next = Some(now + (next - now).mul_f64(old / new));
+            }
         }
     }
 
@@ -266,17 +296,25 @@ impl CallState {
         let ended = self.current;
         if ended.accepted + ended.refused > 0 {
             self.past.push_back(ended);
-            if self.past.len() > FILTER {
+            // The last FILTER paced seconds, and those not paced since the oldest of them: a
+            // spell of few rows ready (workers on long uploads, or waiting out retries) does
+            // not push out what the server was seen to accept.
+            let mut paced = 0;
+            let cut = self.past.iter().rposition(|second| {
+                paced += usize::from(second.paced());
+                paced == FILTER
+            });
+            self.past.drain(..cut.unwrap_or(0));
+            while self.past.len() > MEMORY {
                 self.past.pop_front();
             }
         }
-        self.past
-            .retain(|second| index - second.index <= FILTER as u64);
         let gain = self.next_gain(&ended, index);
         self.current = Second {
             index,
             gain,
             level: gain <= 1.0 && ended.gain <= 1.0,
+            rate: self.cap.unwrap_or(0.0),
             ..Second::default()
         };
         if matches!(self.phase, Phase::Free) {
@@ -285,7 +323,8 @@ impl CallState {
         let noise = self.noise();
         let highest = self.past.iter().map(|s| s.accepted).max().unwrap_or(0);
         let rate = f64::from(highest) * gain * self.trim / (1.0 - noise);
-        self.learned = Some(rate.max(MIN_RATE));
+        self.learn(now, rate.max(MIN_RATE));
+        self.current.rate = self.rate().unwrap_or(0.0);
     }
 
     /// Moves the phase on at the end of second `ended`, and says the gain of second `index`.
@@ -293,10 +332,11 @@ impl CallState {
         match &mut self.phase {
             Phase::Free => 1.0,
             Phase::Startup { best, stalls } => {
+                // (A second the pool did not fill is no stall: doubling was not tried.)
                 if f64::from(ended.accepted) >= 1.25 * f64::from(*best) && ended.accepted > 0 {
                     *best = ended.accepted;
                     *stalls = 0;
-                } else {
+                } else if ended.paced() {
                     *stalls += 1;
                 }
                 // Doubling that has a third refused went past a limit: no need to see it twice.
@@ -326,7 +366,7 @@ impl CallState {
                     if let Some(second) = self.past.back_mut() {
                         second.overloaded = true;
                     }
-                } else if ended.gain == 1.0 && ended.level {
+                } else if ended.gain == 1.0 && ended.level && ended.paced() {
                     // A cruise second refused more than the noise (and what chance gives a
                     // second of so few answers): the rate was over the limit by that much.
                     let chance = (noise * (1.0 - noise) / answers.max(1.0)).sqrt();
@@ -693,6 +733,54 @@ mod tests {
         // The rate stays near what the run sent, not the 900 it was accepted, nor less.
         let learned = rate.stats().rate.unwrap();
         assert!(learned >= 0.95 * 1000.0 * CYCLE[1], "{learned}");
+    }
+
+    #[test]
+    fn a_429_as_the_run_s_first_answer_holds_call_1_back_only_while_nothing_is_accepted() {
+        let rate = CallRate::new(None);
+        let t0 = Instant::now();
+        // The run's first answer is a 429: nothing accepted yet, so the slowest rate. Two
+        // workers take a slot at it, 10 s apart.
+        rate.throttled(t0, t0);
+        assert_eq!(rate.stats().rate, Some(MIN_RATE));
+        assert_eq!(slot(&rate, t0), t0);
+        assert!(slot(&rate, t0 + secs(0.1)) > t0 + secs(9.0));
+        // The requests already sent are accepted: 25 in the first second.
+        answer_second(&rate, t0, 25, 0);
+        // From the next second the rate is twice that, and a slot is given at once, not after
+        // the 20 s the two slots at the slowest rate reserved.
+        let now = t0 + secs(1.0);
+        let next = slot(&rate, now);
+        assert!((rate.stats().rate.unwrap() - 50.0).abs() < 1e-9);
+        assert!(
+            next <= now + secs(0.5),
+            "{:?} after the second began",
+            next - now
+        );
+    }
+
+    #[test]
+    fn a_spell_with_few_rows_ready_does_not_lower_the_rate() {
+        let rate = CallRate::new(None);
+        let t0 = Instant::now();
+        // A tenth refused at random, 100 call 1s a second for ten seconds...
+        answer_second(&rate, t0, 100, 1);
+        for second in 1..10 {
+            answer_second(&rate, t0 + secs(f64::from(second)), 100, 1);
+        }
+        slot(&rate, t0 + secs(10.0));
+        let before = rate.stats().rate.unwrap();
+        assert!(before >= 90.0, "{before}");
+        // ...then twenty seconds in which the pool had only 10 rows a second ready (its
+        // workers on long uploads, or waiting out retries), a tenth of them refused too.
+        for second in 10..30 {
+            answer_second(&rate, t0 + secs(f64::from(second)), 10, 1);
+        }
+        // When rows are ready again, they go at the rate the server was seen to accept,
+        // not at the 9 a second those quiet seconds had accepted.
+        slot(&rate, t0 + secs(30.0));
+        let after = rate.stats().rate.unwrap();
+        assert!(after >= 0.9 * before, "{after} a second after {before}");
     }
 
     #[test]
