@@ -303,39 +303,72 @@ pub fn check_manifest_looking_ahead(
     let mut more = manifest
         .read_rows(FIRST_BATCH_ROWS, &mut batch)
         .map_err(read_error)?;
+    // A pipeline of two stages: while one batch's verdicts go to `ahead` and `visit` (journal
+    // lookups, planning, the report), the next batch is examined and the one after it read,
+    // on another thread. Verdicts still reach `visit` in manifest order, and a batch's
+    // verdicts all reach it before a problem of the next batch's store stops the pass.
+    let mut ready: Option<Vec<Verdict>> = None;
     loop {
-        // Read the next batch while this one is checked: the reading is sequential.
-        let mut next = Vec::new();
-        let (examined, read) = rayon::join(
-            || {
-                let mut examined = batch
-                    .par_iter()
-                    .map(|raw| context.examine(raw))
-                    .collect::<Vec<Examined>>();
-                objects.look_at(&mut examined).map(|()| examined)
-            },
-            || {
-                more.then(|| {
-                    next.reserve(BATCH_ROWS);
-                    manifest.read_rows(BATCH_ROWS, &mut next)
-                })
-            },
-        );
-        let verdicts: Vec<Verdict> = examined?
-            .into_iter()
-            .map(|row| seen.conclude(&context, row))
-            .collect();
+        let batch_now = std::mem::take(&mut batch);
+        let reading = more;
+        let (examined, stopped) = std::thread::scope(|scope| {
+            let checking = scope.spawn(|| {
+                let mut next = Vec::new();
+                let (examined, read) = rayon::join(
+                    || {
+                        let mut examined = batch_now
+                            .par_iter()
+                            .map(|raw| context.examine(raw))
+                            .collect::<Vec<Examined>>();
+                        objects.look_at(&mut examined).map(|()| {
+                            examined
+                                .into_iter()
+                                .map(|row| seen.conclude(&context, row))
+                                .collect::<Vec<Verdict>>()
+                        })
+                    },
+                    || {
+                        reading.then(|| {
+                            next.reserve(BATCH_ROWS);
+                            manifest.read_rows(BATCH_ROWS, &mut next)
+                        })
+                    },
+                );
+                (examined, read, next)
+            });
+            let mut stopped = false;
+            if let Some(verdicts) = ready.take() {
+                ahead(&verdicts);
+                for verdict in verdicts {
+                    if emit(verdict, &mut summary).is_break() {
+                        stopped = true;
+                        break;
+                    }
+                }
+            }
+            let examined = checking
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (examined, stopped)
+        });
+        if stopped {
+            return Ok(summary);
+        }
+        let (examined, read, next) = examined;
+        ready = Some(examined?);
+        match read {
+            None => break,
+            Some(read) => more = read.map_err(read_error)?,
+        }
+        batch = next;
+    }
+    if let Some(verdicts) = ready.take() {
         ahead(&verdicts);
         for verdict in verdicts {
             if emit(verdict, &mut summary).is_break() {
                 return Ok(summary);
             }
         }
-        match read {
-            None => break,
-            Some(read) => more = read.map_err(read_error)?,
-        }
-        batch = next;
     }
     if summary.rows + summary.other_shard_rows == 0 {
         let message = match manifest.header() {
