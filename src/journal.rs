@@ -869,26 +869,20 @@ impl Journal {
             std::collections::HashMap::new();
         let mut last = None;
         let limit = i64::try_from(identities.len()).unwrap_or(i64::MAX) + 2 * NEIGHBOURS_SLACK;
-        reader.execute_batch("BEGIN")?;
-        let read = (|| -> anyhow::Result<()> {
-            let mut statement = reader.prepare_cached(NEXT_ROWS)?;
-            let mut rows = statement.query(params![from, self.destination_id, limit])?;
-            while let Some(row) = rows.next()? {
-                let mut identity = [0u8; 32];
-                let hex = row.get_ref(1)?.as_str()?;
-                if hex::decode_to_slice(hex, &mut identity).is_err()
-                    || !wanted.contains_key(&identity)
-                {
-                    continue;
-                }
-                let id: i64 = row.get(0)?;
-                last = Some(last.map_or(id, |last: i64| last.max(id)));
-                found.insert(identity, self.stored(StoredColumns::from_row(row, 2)?)?);
+        // One statement: one read transaction of its own.
+        let mut statement = reader.prepare_cached(NEXT_ROWS)?;
+        let mut rows = statement.query(params![from, self.destination_id, limit])?;
+        while let Some(row) = rows.next()? {
+            let mut identity = [0u8; 32];
+            let hex = row.get_ref(1)?.as_str()?;
+            if hex::decode_to_slice(hex, &mut identity).is_err() || !wanted.contains_key(&identity)
+            {
+                continue;
             }
-            Ok(())
-        })();
-        reader.execute_batch("COMMIT")?;
-        read?;
+            let id: i64 = row.get(0)?;
+            last = Some(last.map_or(id, |last: i64| last.max(id)));
+            found.insert(identity, self.stored(StoredColumns::from_row(row, 2)?)?);
+        }
         for (i, identity) in identities.iter().enumerate() {
             if let Some(stored) = found.get(&identity.0) {
                 answers[i] = Some(stored.clone());
@@ -2706,13 +2700,14 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let check = |identities: &[RowIdentity]| {
+        let check_on = |journal: &Journal, identities: &[RowIdentity]| {
             let answers = journal.lookup_many(identities).unwrap();
             assert_eq!(answers.len(), identities.len());
             for (identity, answer) in identities.iter().zip(answers) {
                 assert_eq!(answer, journal.lookup(identity).unwrap(), "{identity:?}");
             }
         };
+        let check = |identities: &[RowIdentity]| check_on(&journal, identities);
         let in_order: Vec<RowIdentity> = (0..rows).map(id).collect();
         // Batches one after the other, as a rerun asks, then one from the middle again.
         for batch in in_order.chunks(300) {
@@ -2733,10 +2728,7 @@ mod tests {
             .map(id)
             .chain((0..rows).map(|n| id(50_000 + n)))
             .collect();
-        let answers = other.lookup_many(&theirs).unwrap();
-        for (identity, answer) in theirs.iter().zip(answers) {
-            assert_eq!(answer, other.lookup(identity).unwrap(), "{identity:?}");
-        }
+        check_on(&other, &theirs);
     }
 
     #[test]
