@@ -771,13 +771,15 @@ impl Journal {
     pub fn lookup_many(&self, identities: &[RowIdentity]) -> anyhow::Result<Vec<Option<Stored>>> {
         use rayon::prelude::*;
         let mut answers = vec![None; identities.len()];
-        let mut known = vec![false; identities.len()];
         if identities.len() >= NEIGHBOURS_AT_LEAST {
             let reader = self.reader.lock().expect("journal reader");
-            self.read_neighbours(&reader, identities, &mut answers, &mut known)
+            self.read_neighbours(&reader, identities, &mut answers)
                 .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
         }
-        let mut order: Vec<usize> = (0..identities.len()).filter(|&i| !known[i]).collect();
+        // The read answers only rows it found: the rest are asked of the index.
+        let mut order: Vec<usize> = (0..identities.len())
+            .filter(|&i| answers[i].is_none())
+            .collect();
         if order.is_empty() {
             return Ok(answers);
         }
@@ -830,7 +832,6 @@ impl Journal {
         reader: &Connection,
         identities: &[RowIdentity],
         answers: &mut [Option<Stored>],
-        known: &mut [bool],
     ) -> anyhow::Result<()> {
         let mut place = self.neighbours.lock().expect("journal neighbours");
         if place.misses >= NEIGHBOURS_GIVE_UP {
@@ -886,7 +887,6 @@ impl Journal {
         for (i, identity) in identities.iter().enumerate() {
             if let Some(stored) = found.get(&identity.0) {
                 answers[i] = Some(stored.clone());
-                known[i] = true;
             }
         }
         // Mostly found: the next batch is read from where this one ended.
