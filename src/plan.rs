@@ -8,9 +8,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::journal::{EarlierUpload, Leftovers, RowIdentity, State, Stored, identity_path};
+use crate::journal::{
+    EarlierUpload, Journal, Leftovers, RowIdentity, State, Stored, identity_path,
+};
 use crate::outcome::{End, Outcome};
-use crate::validate::{CheckedRow, Problem, Verdict};
+use crate::validate::{CheckedRow, Problem, Unread, Verdict};
 
 /// What to do with one part of the manifest.
 #[derive(Debug)]
@@ -144,7 +146,7 @@ impl<L: Lookup> Planner<L> {
     }
 
     pub fn plan(&mut self, verdict: Verdict) -> Step {
-        let (row, problems) = match verdict {
+        let (mut row, problems) = match verdict {
             Verdict::Manifest(problem) | Verdict::Empty(problem) => {
                 return Step::Manifest(problem);
             }
@@ -174,8 +176,11 @@ impl<L: Lookup> Planner<L> {
                 limit,
             };
         }
-        let body = body_bytes(&row);
-        let (identity, stored) = self.find(&row, &body);
+        let (body, first) = match row.prepared.take().map(|prepared| *prepared) {
+            Some(Prepared { body, identity, .. }) => (body, Some(identity)),
+            None => (body_bytes(&row), None),
+        };
+        let (identity, stored) = self.find(&row, &body, first);
         let mut notes = warnings(&problems);
         if let Some(left) = self.leftovers.get(&identity.hex()) {
             notes.push(left.note());
@@ -235,8 +240,13 @@ impl<L: Lookup> Planner<L> {
     /// (`./a.wav` is `a.wav`) is looked up under that one, and keeps it if found, so that a
     /// journal written before still resumes (its uploaded rows stay uploaded, its targets and
     /// leftovers stay the row's). Paths that need no folding have one identity in both.
-    fn find(&mut self, row: &CheckedRow, body: &[u8]) -> (RowIdentity, Option<Stored>) {
-        let identity = identity_of(row, body);
+    fn find(
+        &mut self,
+        row: &CheckedRow,
+        body: &[u8],
+        first: Option<RowIdentity>,
+    ) -> (RowIdentity, Option<Stored>) {
+        let identity = first.unwrap_or_else(|| identity_of(row, body));
         if row.object.is_some() {
             let stored = self.lookup.row(&identity);
             return (identity, stored);
@@ -254,10 +264,74 @@ impl<L: Lookup> Planner<L> {
     }
 }
 
+/// A valid row's call-1 body as bytes, and the identity it is first looked up by, made once
+/// before the row is planned (see [`prepare`]); and, if it was looked up then, what the
+/// journal holds for it (see [`Prepared::unread`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    body: Bytes,
+    identity: RowIdentity,
+    found: Option<Option<Stored>>,
+}
+
+impl Prepared {
+    /// The bodies and identities of rows whose files are not read yet, and what `journal`
+    /// holds for each (all looked up at once); `None` for each if it cannot be read: their
+    /// files are then read, and the error seen when the rows are planned.
+    pub fn unread(journal: &Journal, rows: &[Unread<'_>]) -> Vec<Option<Prepared>> {
+        use rayon::prelude::*;
+        let made: Vec<(Bytes, RowIdentity)> = rows
+            .par_iter()
+            .map(|row| {
+                let body =
+                    Bytes::from(serde_json::to_vec(row.body).expect("a JSON object serialises"));
+                let identity = RowIdentity::of_row(row.file, row.size, &body);
+                (body, identity)
+            })
+            .collect();
+        let identities: Vec<RowIdentity> = made.iter().map(|(_, identity)| *identity).collect();
+        match journal.lookup_many(&identities) {
+            Ok(answers) => made
+                .into_iter()
+                .zip(answers)
+                .map(|((body, identity), found)| {
+                    Some(Prepared {
+                        body,
+                        identity,
+                        found: Some(found),
+                    })
+                })
+                .collect(),
+            Err(_) => rows.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// The journal has the row uploaded: it is not sent again, so its file need not be read.
+    pub fn settled(&self) -> bool {
+        matches!(&self.found, Some(Some(stored)) if stored.state == State::Uploaded)
+    }
+
+    /// What the journal held for the row when it was prepared, if it was asked then; the row
+    /// keeps its body and identity.
+    pub fn take_found(&mut self) -> Option<(RowIdentity, Option<Stored>)> {
+        let found = self.found.take()?;
+        Some((self.identity, found))
+    }
+}
+
 /// The identity the planner first looks a valid row up by (an object's, or the normalised
 /// path's), so that the journal can be asked for many rows at once before they are planned.
-pub fn first_identity(row: &CheckedRow) -> RowIdentity {
-    identity_of(row, &body_bytes(row))
+/// The row keeps it and its body's bytes, which the planner then takes instead of making them
+/// again.
+pub fn prepare(row: &mut CheckedRow) -> RowIdentity {
+    let body = body_bytes(row);
+    let identity = identity_of(row, &body);
+    row.prepared = Some(Box::new(Prepared {
+        body,
+        identity,
+        found: None,
+    }));
+    identity
 }
 
 fn identity_of(row: &CheckedRow, body: &[u8]) -> RowIdentity {
@@ -352,8 +426,9 @@ mod tests {
                 size: 10,
                 modified: None,
                 object: None,
-                format: AudioFormat::Wav,
+                format: Some(AudioFormat::Wav),
                 body,
+                prepared: None,
             },
             warnings: Vec::new(),
         }

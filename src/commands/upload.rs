@@ -26,7 +26,7 @@ use crate::human;
 use crate::journal::{Destination, EarlierUpload, Journal, RowIdentity, Stored};
 use crate::objects::{ObjectSources, Purpose};
 use crate::outcome::{End, Outcome};
-use crate::plan::{Lookup, Planner, Step, ToSend, first_identity};
+use crate::plan::{Lookup, Planner, Prepared, Step, ToSend, prepare};
 use crate::progress::{Mode, Progress, RowFailure, Start, Style, Summary};
 use crate::report::{Counts, Ending, ReportRow, ReportWriter, Unwritten, summary_line};
 use crate::secret::Token;
@@ -40,7 +40,7 @@ use crate::upload::pool::{Engine, Job, Pool, RunControl, StopReason, stopped_not
 use crate::upload::rate::CallRate;
 use crate::upload::retry::Backoff;
 use crate::upload::transfer::Uploader;
-use crate::validate::{Verdict, check_manifest_looking_ahead};
+use crate::validate::{Known, Unread, Verdict, check_manifest_looking_ahead};
 
 /// How far the feeder may run ahead of the oldest row not yet in the report: bounds the
 /// report's reorder buffer (a few hundred bytes a row) whatever the manifest's length.
@@ -161,100 +161,107 @@ fn upload(
     };
     let mut planner = Planner::new(settings.limit, lookup, leftovers)
         .reuploading_changed(settings.reupload_changed);
-    let look_ahead = |verdicts: &[Verdict]| {
+    let look_ahead = |verdicts: &mut [Verdict]| {
         if let Some(journal) = &earlier {
             look_up_batch(journal, verdicts, &looked_up);
         }
     };
+    // Files of rows the journal has uploaded are not read again.
+    let known = earlier
+        .as_ref()
+        .map(|journal| move |rows: &[Unread<'_>]| Prepared::unread(journal, rows));
+    let known = known.as_ref().map(|known| known as Known<'_>);
     // A manifest with no rows: with --allow-empty, a day without calls (said once at the end).
     let mut no_rows = None;
-    let summary = check_manifest_looking_ahead(&settings.manifest, today, look_ahead, |verdict| {
-        if control.is_stopping() {
-            return ControlFlow::Break(());
-        }
-        if let Verdict::Empty(problem) = &verdict
-            && settings.allow_empty
-        {
-            no_rows = Some(problem.clone());
-            return ControlFlow::Continue(());
-        }
-        // Another shard's row: its errors (below), never its warnings.
-        let own = !matches!(verdict, Verdict::OtherShard { .. });
-        for problem in verdict.problems().iter().filter(|_| own) {
-            let line = format!("{shown}:{}: {problem}", problem.line);
-            if problem.is_error() {
-                progress.failure(&line);
-            } else {
-                progress.warning(&line);
+    let summary =
+        check_manifest_looking_ahead(&settings.manifest, today, known, look_ahead, |verdict| {
+            if control.is_stopping() {
+                return ControlFlow::Break(());
             }
-        }
-        let step = planner.plan(verdict);
-        if !matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
-            seq += 1;
-        }
-        match &step {
-            Step::Manifest(problem) => found.manifest_errors += u64::from(problem.is_error()),
-            Step::OtherShard { problems } => {
-                found.other_shards += 1;
-                // With --skip-invalid another shard's row is that shard's business alone.
-                if !problems.is_empty() && !settings.skip_invalid {
-                    found.other_shards_invalid += 1;
-                    for problem in problems.iter() {
-                        progress.failure(&format!("{shown}:{}: {problem}", problem.line));
+            if let Verdict::Empty(problem) = &verdict
+                && settings.allow_empty
+            {
+                no_rows = Some(problem.clone());
+                return ControlFlow::Continue(());
+            }
+            // Another shard's row: its errors (below), never its warnings.
+            let own = !matches!(verdict, Verdict::OtherShard { .. });
+            for problem in verdict.problems().iter().filter(|_| own) {
+                let line = format!("{shown}:{}: {problem}", problem.line);
+                if problem.is_error() {
+                    progress.failure(&line);
+                } else {
+                    progress.warning(&line);
+                }
+            }
+            let step = planner.plan(verdict);
+            if !matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
+                seq += 1;
+            }
+            match &step {
+                Step::Manifest(problem) => found.manifest_errors += u64::from(problem.is_error()),
+                Step::OtherShard { problems } => {
+                    found.other_shards += 1;
+                    // With --skip-invalid another shard's row is that shard's business alone.
+                    if !problems.is_empty() && !settings.skip_invalid {
+                        found.other_shards_invalid += 1;
+                        for problem in problems.iter() {
+                            progress.failure(&format!("{shown}:{}: {problem}", problem.line));
+                        }
+                    }
+                }
+                Step::Invalid { .. } => found.invalid += 1,
+                Step::BeyondLimit { .. } => {
+                    found.valid += 1;
+                    found.beyond_limit += 1;
+                }
+                Step::AlreadyUploaded { row, notes, .. } => {
+                    found.valid += 1;
+                    found.already_uploaded += 1;
+                    if let Some(out) = &mut dry_run_out {
+                        let file = human::one_line(&row.file);
+                        let notes = match notes.is_empty() {
+                            true => String::new(),
+                            false => format!(" ({})", human::one_line(&notes.join("; "))),
+                        };
+                        let _ =
+                            writeln!(out, "{shown}:{}: {file}: already uploaded{notes}", row.line);
+                    }
+                }
+                Step::Send(ToSend { row, body, .. }) => {
+                    found.valid += 1;
+                    found.to_send += 1;
+                    found.bytes_to_send += row.size;
+                    if let Some(out) = &mut dry_run_out {
+                        // `manifest.csv:2: calls/0001.wav (23,456 bytes): {"channel_id":"42",...}`.
+                        let _ = writeln!(
+                            out,
+                            "{shown}:{}: {} ({} bytes): {}",
+                            row.line,
+                            human::one_line(&row.file),
+                            human::count(row.size),
+                            String::from_utf8_lossy(body)
+                        );
                     }
                 }
             }
-            Step::Invalid { .. } => found.invalid += 1,
-            Step::BeyondLimit { .. } => {
-                found.valid += 1;
-                found.beyond_limit += 1;
-            }
-            Step::AlreadyUploaded { row, notes, .. } => {
-                found.valid += 1;
-                found.already_uploaded += 1;
-                if let Some(out) = &mut dry_run_out {
-                    let file = human::one_line(&row.file);
-                    let notes = match notes.is_empty() {
-                        true => String::new(),
-                        false => format!(" ({})", human::one_line(&notes.join("; "))),
-                    };
-                    let _ = writeln!(out, "{shown}:{}: {file}: already uploaded{notes}", row.line);
+            if let Some(writer) = &mut spool {
+                let pushed = match step {
+                    Step::Send(_) => Err(()),
+                    settled => match settled.settled(seq - 1) {
+                        Some(outcome) => writer
+                            .push(outcome.seq, ReportRow::from(outcome))
+                            .map_err(drop),
+                        None => Ok(0),
+                    },
+                };
+                if pushed.is_err() {
+                    // Pass 2 writes the report (and says why, if it cannot).
+                    spool = None;
                 }
             }
-            Step::Send(ToSend { row, body, .. }) => {
-                found.valid += 1;
-                found.to_send += 1;
-                found.bytes_to_send += row.size;
-                if let Some(out) = &mut dry_run_out {
-                    // `manifest.csv:2: calls/0001.wav (23,456 bytes): {"channel_id":"42",...}`.
-                    let _ = writeln!(
-                        out,
-                        "{shown}:{}: {} ({} bytes): {}",
-                        row.line,
-                        human::one_line(&row.file),
-                        human::count(row.size),
-                        String::from_utf8_lossy(body)
-                    );
-                }
-            }
-        }
-        if let Some(writer) = &mut spool {
-            let pushed = match step {
-                Step::Send(_) => Err(()),
-                settled => match settled.settled(seq - 1) {
-                    Some(outcome) => writer
-                        .push(outcome.seq, ReportRow::from(outcome))
-                        .map_err(drop),
-                    None => Ok(0),
-                },
-            };
-            if pushed.is_err() {
-                // Pass 2 writes the report (and says why, if it cannot).
-                spool = None;
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
+            ControlFlow::Continue(())
+        })?;
     drop(planner);
     drop(earlier);
     if summary.stopped {
@@ -608,36 +615,43 @@ fn run(
         .reuploading_changed(settings.reupload_changed);
     // A row another run uploads after it was looked up is not sent twice: the claim, which
     // comes first, finds it uploaded.
-    let look_ahead = |verdicts: &[Verdict]| look_up_batch(&journal, verdicts, &looked_up);
-    let feed = check_manifest_looking_ahead(&settings.manifest, today, look_ahead, |verdict| {
-        let step = planner.plan(verdict);
-        if matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
-            return ControlFlow::Continue(());
-        }
-        if runtime
-            .block_on(window.acquire())
-            .map(|permit| permit.forget())
-            .is_err()
-        {
-            return ControlFlow::Break(());
-        }
-        let this = seq;
-        seq += 1;
-        let outcome = match step {
-            Step::Send(send) if control.is_stopping() => {
-                send.unsent(this, stopped_note(control.reason()))
-            }
-            Step::Send(send) => {
-                runtime.block_on(pool.submit(Job::new(this, send)));
+    let look_ahead = |verdicts: &mut [Verdict]| look_up_batch(&journal, verdicts, &looked_up);
+    let known = |rows: &[Unread<'_>]| Prepared::unread(&journal, rows);
+    let feed = check_manifest_looking_ahead(
+        &settings.manifest,
+        today,
+        Some(&known),
+        look_ahead,
+        |verdict| {
+            let step = planner.plan(verdict);
+            if matches!(step, Step::Manifest(_) | Step::OtherShard { .. }) {
                 return ControlFlow::Continue(());
             }
-            settled => settled
-                .settled(this)
-                .expect("a row settled without sending"),
-        };
-        let _ = outcomes.send(outcome);
-        ControlFlow::Continue(())
-    });
+            if runtime
+                .block_on(window.acquire())
+                .map(|permit| permit.forget())
+                .is_err()
+            {
+                return ControlFlow::Break(());
+            }
+            let this = seq;
+            seq += 1;
+            let outcome = match step {
+                Step::Send(send) if control.is_stopping() => {
+                    send.unsent(this, stopped_note(control.reason()))
+                }
+                Step::Send(send) => {
+                    runtime.block_on(pool.submit(Job::new(this, send)));
+                    return ControlFlow::Continue(());
+                }
+                settled => settled
+                    .settled(this)
+                    .expect("a row settled without sending"),
+            };
+            let _ = outcomes.send(outcome);
+            ControlFlow::Continue(())
+        },
+    );
     drop(planner);
     runtime.block_on(pool.wait());
     drop(pool);
@@ -734,16 +748,25 @@ type LookedUp = Rc<RefCell<HashMap<RowIdentity, Option<Stored>>>>;
 /// Looks a batch's valid rows up at once, in parallel, before they are planned. A row not
 /// found in advance (the journal could not be read) is asked again when planned, where its
 /// error is seen.
-fn look_up_batch(journal: &Journal, verdicts: &[Verdict], looked_up: &LookedUp) {
+fn look_up_batch(journal: &Journal, verdicts: &mut [Verdict], looked_up: &LookedUp) {
+    let mut looked_up = looked_up.borrow_mut();
+    looked_up.clear();
+    // Rows looked up before their files were read ([`Prepared::unread`]) are not asked again.
+    for verdict in verdicts.iter_mut() {
+        if let Verdict::Valid { row, .. } = verdict
+            && let Some((identity, found)) =
+                row.prepared.as_deref_mut().and_then(Prepared::take_found)
+        {
+            looked_up.insert(identity, found);
+        }
+    }
     let identities: Vec<RowIdentity> = verdicts
-        .par_iter()
+        .par_iter_mut()
         .filter_map(|verdict| match verdict {
-            Verdict::Valid { row, .. } => Some(first_identity(row)),
+            Verdict::Valid { row, .. } if row.prepared.is_none() => Some(prepare(row)),
             _ => None,
         })
         .collect();
-    let mut looked_up = looked_up.borrow_mut();
-    looked_up.clear();
     if let Ok(answers) = journal.lookup_many(&identities) {
         looked_up.extend(identities.into_iter().zip(answers));
     }

@@ -34,14 +34,17 @@ pub(crate) struct Inspection {
     /// Known whenever the file exists, even if it is not acceptable.
     pub id: Option<FileId>,
     /// Its size and format, or why it cannot be uploaded (a message for the `file` column).
-    pub outcome: Result<(u64, AudioFormat), String>,
+    /// The format is `None` when the first bytes were left to [`read_format`].
+    pub outcome: Result<(u64, Option<AudioFormat>), String>,
     /// When it was last modified, as checked: the upload checks it has not changed since.
     pub modified: Option<SystemTime>,
     /// An object in a store: which one, as checked (its ETag).
     pub object: Option<crate::objects::RemoteObject>,
 }
 
-pub(crate) fn inspect(path: &Path) -> Inspection {
+/// Checks the file at `path`: its metadata, then (with `head`) its first bytes; without it,
+/// a file its metadata accept is left for [`read_format`] to read.
+pub(crate) fn inspect(path: &Path, head: bool) -> Inspection {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) => {
@@ -60,7 +63,7 @@ pub(crate) fn inspect(path: &Path) -> Inspection {
     };
     Inspection {
         id: file_id(path, &meta),
-        outcome: check_file(path, &meta),
+        outcome: check_file(path, &meta, head),
         modified: meta.modified().ok(),
         object: None,
     }
@@ -133,7 +136,11 @@ fn normal_form(name: &str) -> &'static str {
     }
 }
 
-fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String> {
+fn check_file(
+    path: &Path,
+    meta: &Metadata,
+    head: bool,
+) -> Result<(u64, Option<AudioFormat>), String> {
     if meta.is_dir() {
         return Err(format!("is a folder, not a file ({})", shown(path)));
     }
@@ -146,10 +153,19 @@ fn check_file(path: &Path, meta: &Metadata) -> Result<(u64, AudioFormat), String
     }
     let size = meta.len();
     check_size(size)?;
+    match head {
+        true => Ok((size, Some(read_format(path)?))),
+        false => Ok((size, None)),
+    }
+}
+
+/// The checks on the first bytes of a file whose metadata passed [`inspect`]: it can be read,
+/// and is audio.
+pub(crate) fn read_format(path: &Path) -> Result<AudioFormat, String> {
     let mut head = [0u8; SNIFF_LEN];
     let read = read_head(path, &mut head)
         .map_err(|e| format!("cannot be read: {} ({})", io_text(&e), shown(path)))?;
-    Ok((size, check_head(&head[..read])?))
+    check_head(&head[..read])
 }
 
 /// The rule on an audio file's size, wherever it is (a local file, an object).
@@ -185,7 +201,7 @@ pub(crate) fn inspect_object(
     match looked {
         Ok(looked) => Inspection {
             id: Some(FileId::Object(looked.object.url.clone())),
-            outcome: check_head(&looked.head).map(|format| (looked.size, format)),
+            outcome: check_head(&looked.head).map(|format| (looked.size, Some(format))),
             modified: None,
             object: Some(looked.object),
         },
@@ -352,7 +368,7 @@ mod tests {
     const WAV: &[u8] = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00";
 
     fn error_for(path: &Path) -> String {
-        inspect(path).outcome.unwrap_err()
+        inspect(path, true).outcome.unwrap_err()
     }
 
     #[test]
@@ -375,9 +391,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
         fs::write(&path, WAV).unwrap();
-        let inspection = inspect(&path);
-        assert_eq!(inspection.outcome, Ok((WAV.len() as u64, AudioFormat::Wav)));
+        let inspection = inspect(&path, true);
+        assert_eq!(
+            inspection.outcome,
+            Ok((WAV.len() as u64, Some(AudioFormat::Wav)))
+        );
         assert!(inspection.id.is_some());
+    }
+
+    #[test]
+    fn a_file_left_unread_is_checked_by_its_metadata_and_read_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        fs::write(&path, b"not audio at all").unwrap();
+        assert_eq!(inspect(&path, false).outcome, Ok((16, None)));
+        assert!(read_format(&path).unwrap_err().starts_with("is not audio"));
+        // What the metadata say is still said without reading.
+        fs::write(&path, b"").unwrap();
+        assert_eq!(
+            inspect(&path, false).outcome,
+            Err("is empty (0 bytes)".into())
+        );
+        assert!(
+            inspect(dir.path(), false)
+                .outcome
+                .unwrap_err()
+                .starts_with("is a folder")
+        );
     }
 
     #[test]
@@ -387,7 +427,7 @@ mod tests {
             error_for(path),
             "no such file (looked in no/such/dir/a.wav)"
         );
-        assert!(inspect(path).id.is_none());
+        assert!(inspect(path, true).id.is_none());
     }
 
     #[cfg(unix)]
@@ -510,9 +550,9 @@ mod tests {
         fs::write(&path, WAV).unwrap();
         let other = dir.path().join("link.wav");
         fs::hard_link(&path, &other).unwrap();
-        let id = inspect(&path).id;
-        assert_eq!(inspect(&dir.path().join(".").join("a.wav")).id, id);
-        assert_eq!(inspect(&other).id, id);
+        let id = inspect(&path, true).id;
+        assert_eq!(inspect(&dir.path().join(".").join("a.wav"), true).id, id);
+        assert_eq!(inspect(&other, true).id, id);
     }
 
     #[test]

@@ -55,9 +55,14 @@ pub struct CheckedRow {
     pub modified: Option<std::time::SystemTime>,
     /// An object in a store (`s3://`, `gs://`, `az://`), as checked; `path` is then its URL, for messages.
     pub object: Option<crate::objects::RemoteObject>,
-    pub format: AudioFormat,
+    /// `None` when its first bytes were not read: the journal has the row uploaded (see
+    /// [`Known`]).
+    pub format: Option<AudioFormat>,
     /// The exact JSON body of call 1: `serde_json::to_vec(&row.body)` is what is sent.
     pub body: Map<String, Value>,
+    /// That body's bytes and the identity the row is first looked up by, when `upload` made
+    /// them before planning the row (with its journal look-ahead); `None` from validation.
+    pub prepared: Option<Box<crate::plan::Prepared>>,
 }
 
 /// One thing wrong with a manifest or a row, worded for a person.
@@ -235,6 +240,22 @@ impl fmt::Display for Summary {
     }
 }
 
+/// Asks `known` about the batch's rows whose files are unread, then reads the files of those
+/// it does not say are uploaded.
+fn learn(known: Known<'_>, examined: &mut [Examined]) {
+    let asked: Vec<usize> = (0..examined.len())
+        .filter(|&i| examined[i].unread().is_some())
+        .collect();
+    if !asked.is_empty() {
+        let rows: Vec<Unread<'_>> = asked.iter().filter_map(|&i| examined[i].unread()).collect();
+        let answers = known(&rows);
+        for (&i, prepared) in asked.iter().zip(answers) {
+            examined[i].prepared = prepared.map(Box::new);
+        }
+    }
+    examined.par_iter_mut().for_each(Examined::read_head);
+}
+
 /// Checks a whole manifest, streaming: each row's verdict goes to `visit` in manifest order,
 /// and `visit` may stop the pass early. Memory holds one batch of rows, and of each audio
 /// file only its first bytes. `today` decides which dates are in the future.
@@ -246,16 +267,34 @@ pub fn check_manifest(
     today: NaiveDate,
     visit: impl FnMut(Verdict) -> ControlFlow<()>,
 ) -> anyhow::Result<Summary> {
-    check_manifest_looking_ahead(settings, today, |_| {}, visit)
+    check_manifest_looking_ahead(settings, today, None, |_| {}, visit)
 }
+
+/// A row whose audio file is local, that is valid as far as its fields and its file's
+/// metadata tell, and whose file's first bytes are not read yet.
+pub struct Unread<'r> {
+    /// The path as written.
+    pub file: &'r str,
+    pub size: u64,
+    /// The call-1 body, whole.
+    pub body: &'r Map<String, Value>,
+}
+
+/// What `upload` knows of a batch's [`Unread`] rows before their files are read: for each, in
+/// order, what it made of the row (its identity, and the journal's state of it), or `None`.
+/// The row keeps it, and its file is read only if that does not say it is uploaded
+/// ([`crate::plan::Prepared::settled`]): a rerun does not open the files it sends nothing of.
+pub type Known<'k> = &'k (dyn Fn(&[Unread<'_>]) -> Vec<Option<crate::plan::Prepared>> + Sync);
 
 /// [`check_manifest`], showing `ahead` each batch of rows' verdicts (up to a few thousand)
 /// before the first of them goes to `visit`: to look the batch's rows up in the journal at
-/// once, say.
+/// once, say (and keep in each row what that made, for `visit`). With `known`, the rows'
+/// files are read only where it says they must be.
 pub fn check_manifest_looking_ahead(
     settings: &ManifestSettings,
     today: NaiveDate,
-    mut ahead: impl FnMut(&[Verdict]),
+    known: Option<Known<'_>>,
+    mut ahead: impl FnMut(&mut [Verdict]),
     mut visit: impl FnMut(Verdict) -> ControlFlow<()>,
 ) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
@@ -285,7 +324,8 @@ pub fn check_manifest_looking_ahead(
             return Ok(summary);
         }
     };
-    let (context, header_problems) = Context::new(settings, manifest.header(), today)?;
+    let (mut context, header_problems) = Context::new(settings, manifest.header(), today)?;
+    context.defer_heads = known.is_some();
     for problem in header_problems {
         if emit(Verdict::Manifest(problem), &mut summary).is_break() {
             return Ok(summary);
@@ -320,6 +360,9 @@ pub fn check_manifest_looking_ahead(
                             .par_iter()
                             .map(|raw| context.examine(raw))
                             .collect::<Vec<Examined>>();
+                        if let Some(known) = known {
+                            learn(known, &mut examined);
+                        }
                         objects.look_at(&mut examined).map(|()| {
                             examined
                                 .into_iter()
@@ -337,8 +380,8 @@ pub fn check_manifest_looking_ahead(
                 (examined, read, next)
             });
             let mut stopped = false;
-            if let Some(verdicts) = ready.take() {
-                ahead(&verdicts);
+            if let Some(mut verdicts) = ready.take() {
+                ahead(&mut verdicts);
                 for verdict in verdicts {
                     if emit(verdict, &mut summary).is_break() {
                         stopped = true;
@@ -362,8 +405,8 @@ pub fn check_manifest_looking_ahead(
         }
         batch = next;
     }
-    if let Some(verdicts) = ready.take() {
-        ahead(&verdicts);
+    if let Some(mut verdicts) = ready.take() {
+        ahead(&mut verdicts);
         for verdict in verdicts {
             if emit(verdict, &mut summary).is_break() {
                 return Ok(summary);

@@ -25,6 +25,9 @@ pub(crate) struct Context<'a> {
     layout: Option<Layout>,
     /// The header has an error, so no row may be valid.
     manifest_invalid: bool,
+    /// Leave the first bytes of an otherwise valid row's local file unread, for
+    /// [`Examined::read_head`] (see [`super::Known`]).
+    pub defer_heads: bool,
 }
 
 /// A CSV header after `--map`.
@@ -45,13 +48,16 @@ pub(crate) struct Examined {
     /// The body as far as it could be built (for JSONL hints and, if valid, for sending).
     pub body: Map<String, Value>,
     pub id: Option<FileId>,
-    accepted: Option<(std::path::PathBuf, u64, super::AudioFormat)>,
+    /// The file's path, size and format (`None` while its first bytes are unread).
+    accepted: Option<(std::path::PathBuf, u64, Option<super::AudioFormat>)>,
     modified: Option<std::time::SystemTime>,
     /// An object still to be looked at (its HEAD and first bytes), with the batch's others.
     pub remote: Option<crate::objects::ObjectUrl>,
     object: Option<crate::objects::RemoteObject>,
     /// A row of another shard (`upload --shard`): its file is not looked at.
     elsewhere: bool,
+    /// What `upload` made of the row before planning it (see [`super::Known`]).
+    pub prepared: Option<Box<crate::plan::Prepared>>,
 }
 
 impl<'a> Context<'a> {
@@ -75,6 +81,7 @@ impl<'a> Context<'a> {
             header: header.cloned(),
             layout,
             manifest_invalid: problems.iter().any(Problem::is_error),
+            defer_heads: false,
         };
         Ok((context, problems))
     }
@@ -97,6 +104,7 @@ impl<'a> Context<'a> {
             remote: None,
             object: None,
             elsewhere: false,
+            prepared: None,
         };
         let cells = match raw.cells(self.header.as_ref()) {
             Ok(cells) => cells,
@@ -178,7 +186,12 @@ impl<'a> Context<'a> {
             .elsewhere(row.file.as_deref().unwrap_or_default());
         match target.filter(|_| !row.elsewhere) {
             Some(Location::File(path)) => {
-                let inspection = files::inspect(&path);
+                // A row with an error already has its file read whole, so that all its
+                // problems are said at once.
+                let head = !self.defer_heads
+                    || self.manifest_invalid
+                    || row.problems.iter().any(Problem::is_error);
+                let inspection = files::inspect(&path, head);
                 row.inspected(path, inspection);
             }
             // Looked at with the rest of the batch's objects, many at a time.
@@ -367,12 +380,8 @@ impl Examined {
         self.object = inspection.object;
         match inspection.outcome {
             Ok((size, format)) => {
-                if let Some(warning) = extension_warning(self.file.as_deref(), format) {
-                    let file = self.file.clone();
-                    self.problems.push(Problem {
-                        value: file,
-                        ..Problem::new(self.line, Severity::Warning, Some("file"), warning)
-                    });
+                if let Some(format) = format {
+                    self.formatted(format);
                 }
                 self.accepted = Some((path, size, format));
             }
@@ -380,6 +389,58 @@ impl Examined {
                 let file = self.file.clone();
                 self.error(Some("file"), file, message);
             }
+        }
+    }
+
+    /// A local file whose first bytes are still to read: what the journal needs to know the
+    /// row by.
+    pub fn unread(&self) -> Option<super::Unread<'_>> {
+        match (&self.accepted, &self.file) {
+            (Some((_, size, None)), Some(file)) if self.object.is_none() => Some(super::Unread {
+                file,
+                size: *size,
+                body: &self.body,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Reads the first bytes left unread, unless what `upload` made of the row says they need
+    /// not be read: the journal has it uploaded, and nothing of it is sent again.
+    pub fn read_head(&mut self) {
+        if self
+            .prepared
+            .as_deref()
+            .is_some_and(crate::plan::Prepared::settled)
+        {
+            return;
+        }
+        let Some((path, _, None)) = &self.accepted else {
+            return;
+        };
+        match files::read_format(path) {
+            Ok(format) => {
+                self.formatted(format);
+                if let Some((_, _, unread)) = &mut self.accepted {
+                    *unread = Some(format);
+                }
+            }
+            Err(message) => {
+                self.accepted = None;
+                let file = self.file.clone();
+                self.error(Some("file"), file, message);
+            }
+        }
+    }
+
+    /// The file's format is known: a warning if its name says another.
+    fn formatted(&mut self, format: super::AudioFormat) {
+        if let Some(warning) = extension_warning(self.file.as_deref(), format) {
+            let file = self.file.clone();
+            self.problems.push(Problem {
+                value: file,
+                ..Problem::new(self.line, Severity::Warning, Some("file"), warning)
+            });
         }
     }
 
@@ -431,6 +492,7 @@ impl Examined {
                     object: self.object,
                     format,
                     body: self.body,
+                    prepared: self.prepared,
                 },
                 warnings: problems,
             },

@@ -135,7 +135,7 @@ fn a_clean_manifest_gives_valid_rows_in_order_and_a_clean_summary() {
         .map(|v| match v {
             Verdict::Valid { row, warnings } => {
                 assert!(warnings.is_empty());
-                assert_eq!(row.format, AudioFormat::Wav);
+                assert_eq!(row.format, Some(AudioFormat::Wav));
                 assert_eq!(row.size, WAV.len() as u64);
                 assert_eq!(row.path, f.dir.path().join("calls").join(&row.file[6..]));
                 row.line

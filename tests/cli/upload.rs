@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::util::{Dir, SandboxProcess, samples, sandbox_process, show, voyc};
+use crate::util::{Dir, SandboxProcess, samples, sandbox_process, show, untimed, voyc};
 use voyc_testkit::threaded::Scripted;
 
 const TOKEN: &str = "sandbox-token";
@@ -1271,6 +1271,52 @@ fn limit_uploads_only_the_first_rows_and_reports_the_rest_not_attempted() {
     );
     assert_eq!(corpus.report()[4]["notes"], "beyond --limit 2");
     assert_eq!(sandbox.conversations().len(), 2);
+}
+
+#[test]
+fn a_rerun_reads_no_file_of_a_row_already_uploaded_and_every_file_of_the_others() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(3, |_| 1_000);
+    assert_eq!(
+        corpus.upload(&sandbox).output().unwrap().status.code(),
+        Some(0)
+    );
+    // The first row's file, uploaded, is now the same size but not audio: the rerun sends
+    // nothing of it, so it does not open it, and the run goes on.
+    corpus.dir.write("calls/0000.wav", vec![b'x'; 1_000]);
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report = corpus.report();
+    assert!(
+        report.iter().all(|r| r["status"] == "already_uploaded"),
+        "{report:?}"
+    );
+    // `validate` still reads every file.
+    let validate = voyc(corpus.path())
+        .args(["validate", "manifest.csv"])
+        .output()
+        .unwrap();
+    assert_ne!(validate.status.code(), Some(0), "{}", show(&validate));
+    assert!(
+        String::from_utf8_lossy(&validate.stdout)
+            .contains("manifest.csv:2: file \"calls/0000.wav\": is not audio"),
+        "{}",
+        show(&validate)
+    );
+    // A new row's file is read: one that is not audio stops the run before anything is sent.
+    corpus.dir.write("calls/new.wav", vec![b'y'; 1_000]);
+    let manifest = std::fs::read_to_string(corpus.manifest()).unwrap()
+        + "calls/new.wav,support,2024-03-09,10:00:00,Agent 9,T-9\n";
+    corpus.dir.write("manifest.csv", manifest);
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let said = untimed(&out);
+    assert!(
+        said.contains("manifest.csv:5: file \"calls/new.wav\": is not audio"),
+        "{said}"
+    );
+    assert!(!said.contains("calls/0000.wav"), "{said}");
+    assert_eq!(sandbox.conversations().len(), 3);
 }
 
 #[test]
