@@ -5,9 +5,10 @@
 # to a spawned sandbox (uploads kept on /dev/shm when it has room), with the report and the
 # journal on disk. Prints files/s in ten equal windows of the upload phase (from the first upload
 # the sandbox counts to the last, sampled from its /_sandbox/stats twice a second), the client's
-# peak RSS, CPU and bytes written, the journal's and report's sizes, then the time of a rerun
-# that must find every row uploaded and send nothing, and the start-up of `--shard 1/4` when this
-# build has --shard. Fails if a row is missing or was uploaded twice. Needs python3.
+# peak RSS, CPU and bytes written, the client's and the sandbox's CPU a file in each window, the
+# journal's and report's sizes, then the time of a rerun that must find every row uploaded and
+# send nothing, and the start-up of `--shard 1/4` when this build has --shard. Fails if a row is
+# missing or was uploaded twice. Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,19 +67,39 @@ upload() {
 echo "scale: uploading $files files at concurrency $concurrency (sandbox data in $data)" >&2
 upload first &
 upload_pid=$!
-python3 - "$url" "$upload_pid" >"$work/samples" <<'EOF'
+python3 - "$url" "$upload_pid" "$sandbox_pid" >"$work/samples" <<'EOF'
 import json, os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-def running():
+url, pid, sandbox = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def stat(of):
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(f"/proc/{of}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return None
+def running():
+    fields = stat(pid)
+    return fields is not None and fields[0] != "Z"
+def cpu(of):
+    """User + system clock ticks of `of` and of its live descendants (the client under time)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := stat(entry)) is not None:
+            children.setdefault(int(fields[1]), []).append((int(entry), fields))
+    total, todo = 0, [of]
+    while todo:
+        for child, fields in children.get(todo.pop(), []):
+            total += int(fields[11]) + int(fields[12])
+            todo.append(child)
+    own = stat(of)
+    return total + (int(own[11]) + int(own[12]) if own else 0)
+# A process that has ended counts no more: each column keeps the most it has seen.
+client_ticks = sandbox_ticks = 0
 while True:
     alive = running()
     with urllib.request.urlopen(url + "/_sandbox/stats") as answer:
-        print(f"{time.time():.3f} {json.load(answer)['uploads']}", flush=True)
+        uploads = json.load(answer)['uploads']
+    client_ticks, sandbox_ticks = max(client_ticks, cpu(pid)), max(sandbox_ticks, cpu(sandbox))
+    print(f"{time.time():.3f} {uploads} {client_ticks} {sandbox_ticks}", flush=True)
     if not alive:
         break
     time.sleep(0.5)
@@ -106,24 +127,32 @@ fi
 python3 - "$work" "$files" "$concurrency" "$journal_bytes" "$report_bytes" "$shard" <<'EOF'
 import sys
 work, files, concurrency, journal, report, shard = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-samples = [tuple(map(float, line.split())) for line in open(f"{work}/samples")]
+import os
+rows = [tuple(map(float, line.split())) for line in open(f"{work}/samples")]
+samples = [(t, n) for t, n, _, _ in rows]
 start = next(t for t, n in samples if n > 0)
 # The last upload happened between the last sample short of all files and the first with all.
 end = next(t for t, n in samples if n >= files)
-def count_at(at):
-    """Uploads at time `at`, interpolated between samples."""
-    for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
-        if t0 <= at <= t1:
-            return n0 + (n1 - n0) * (at - t0) / (t1 - t0) if t1 > t0 else n1
-    return samples[-1][1]
+def at(when, column):
+    """A column of the samples at time `when`, interpolated between them."""
+    for r0, r1 in zip(rows, rows[1:]):
+        if r0[0] <= when <= r1[0]:
+            return r0[column] + (r1[column] - r0[column]) * (when - r0[0]) / (r1[0] - r0[0]) if r1[0] > r0[0] else r1[column]
+    return rows[-1][column]
 width = (end - start) / 10
-rates = [(count_at(start + (i + 1) * width) - count_at(start + i * width)) / width for i in range(10)]
+edges = [start + i * width for i in range(11)]
+rates = [(at(b, 1) - at(a, 1)) / width for a, b in zip(edges, edges[1:])]
+tick = os.sysconf("SC_CLK_TCK")
+def cpu_a_file(column):
+    return [1000 * (at(b, column) - at(a, column)) / tick / max(at(b, 1) - at(a, 1), 1) for a, b in zip(edges, edges[1:])]
 wall, rss, user, system, blocks = open(f"{work}/time.first").read().split()
 rerun = open(f"{work}/time.rerun").read().split()
 print(f"scale: {files:,} files of 1 KiB, concurrency {concurrency}: upload phase {end - start:.1f} s "
       f"({files / (end - start):,.0f} files/s), whole run {float(wall):.1f} s")
 print("files/s in ten windows of the upload phase: " + ", ".join(f"{r:,.0f}" for r in rates))
 print(f"last window against the first: {100 * (rates[-1] / rates[0] - 1):+.1f}%")
+print("CPU ms a file in the ten windows, client: " + ", ".join(f"{c:.3f}" for c in cpu_a_file(2))
+      + "; sandbox: " + ", ".join(f"{c:.3f}" for c in cpu_a_file(3)))
 print(f"client: peak RSS {int(rss) / 1024:.1f} MiB, CPU {float(user):.1f} s user + {float(system):.1f} s system "
       f"({1000 * (float(user) + float(system)) / files:.3f} ms a file), {int(blocks) * 512 / files:,.0f} bytes written to disk a file")
 print(f"journal {journal / 1e6:.1f} MB ({journal / files:.0f} bytes a row), report {report / 1e6:.1f} MB")
