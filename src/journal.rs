@@ -699,9 +699,14 @@ impl Journal {
     /// [`Change::Claim`] is committed, to learn whether it was taken, and while waiting for
     /// another run's row.
     pub fn claim_state(&self, identity: &RowIdentity) -> anyhow::Result<ClaimState> {
-        let stored = self.lookup(identity)?;
         let reader = self.reader.lock().expect("journal reader");
-        let mut statement = reader.prepare_cached(
+        // Both reads see one state of the journal (one read transaction): another run sharing
+        // it could otherwise move the row on between them.
+        let read = reader
+            .unchecked_transaction()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        let stored = self.lookup_on(&read, identity)?;
+        let mut statement = read.prepare_cached(
             "SELECT r.claimed_by, r.run, runs.id, runs.pid, runs.report, runs.lock
              FROM rows r LEFT JOIN runs ON runs.id = r.claimed_by
              WHERE r.destination = ?1 AND r.identity = ?2",
