@@ -16,7 +16,7 @@ for tool in wrk curl python3; do
 done
 
 cargo build --release --quiet
-bin=target/release/voyc-import
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/voyc-import
 work=$(mktemp -d "${TMPDIR:-/tmp}/voyc-bench-sandbox.XXXXXX")
 data=${SANDBOX_DATA:-$work}/voyc-bench-sandbox-data.$$
 pid=

@@ -13,7 +13,7 @@ dir=${BENCH_DIR:-/tmp/voyc-bench-$rows}
 [ -f "$dir/manifest.jsonl" ] || python3 scripts/gen_corpus.py "$dir" --rows "$rows"
 
 cargo build --release --quiet
-bin=target/release/voyc-import
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/voyc-import
 for manifest in "$dir/manifest.csv" "$dir/manifest.jsonl"; do
     "$bin" validate "$manifest" > /dev/null # warm the page cache
     echo "voyc-import validate $manifest ($rows rows, $(nproc) cores)"

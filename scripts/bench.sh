@@ -24,4 +24,4 @@ if ! "$venv/bin/python" -c 'import requests' 2>/dev/null; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'requests>=2.31,<3'
 fi
 
-exec "$venv/bin/python" scripts/bench.py --bin "target/$profile/voyc-import" "$@"
+exec "$venv/bin/python" scripts/bench.py --bin "${CARGO_TARGET_DIR:-$PWD/target}/$profile/voyc-import" "$@"

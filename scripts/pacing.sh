@@ -23,7 +23,7 @@ else
 fi
 
 cargo build --release --quiet
-bin=$PWD/target/release/voyc-import
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/voyc-import
 work=$(mktemp -d "${TMPDIR:-/tmp}/voyc-pacing.XXXXXX")
 pid=
 stop_sandbox() {

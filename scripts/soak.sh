@@ -31,7 +31,7 @@ done
 command -v python3 >/dev/null || { echo "soak: python3 is needed" >&2; exit 2; }
 
 if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
-bin=$PWD/target/$profile/voyc-import
+bin=${CARGO_TARGET_DIR:-$PWD/target}/$profile/voyc-import
 work=$(mktemp -d "${TMPDIR:-/tmp}/voyc-soak.XXXXXX")
 sandbox_pid=
 upload_pid=
