@@ -2647,20 +2647,23 @@ mod tests {
         assert_eq!(other.uploaded_file("calls/1.wav", 10).unwrap(), None);
     }
 
-    #[test]
-    fn finding_an_earlier_upload_of_a_file_is_an_index_search_not_a_scan() {
+    /// How SQLite plans `sql` with `params` on a new journal: one line a step.
+    fn query_plan(sql: &str, params: impl rusqlite::Params) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
         let reader = journal.reader.lock().unwrap();
-        let plan: Vec<String> = reader
-            .prepare(&format!("EXPLAIN QUERY PLAN {UPLOADED_FILE}"))
+        reader
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap()
-            .query_map(params![1, "calls/1.wav", 10, "9999"], |r| {
-                r.get::<_, String>(3)
-            })
+            .query_map(params, |r| r.get::<_, String>(3))
             .unwrap()
             .map(Result::unwrap)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn finding_an_earlier_upload_of_a_file_is_an_index_search_not_a_scan() {
+        let plan = query_plan(UPLOADED_FILE, params![1, "calls/1.wav", 10, "9999"]);
         assert!(
             plan.iter().any(|step| step
                 .contains("USING INDEX rows_uploaded_file (destination=? AND path=? AND size=?)")),
@@ -2738,16 +2741,7 @@ mod tests {
 
     #[test]
     fn reading_the_next_rows_follows_the_rowids_without_sorting_the_destination() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
-        let reader = journal.reader.lock().unwrap();
-        let plan: Vec<String> = reader
-            .prepare(&format!("EXPLAIN QUERY PLAN {NEXT_ROWS}"))
-            .unwrap()
-            .query_map(params![1, 1, 100], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let plan = query_plan(NEXT_ROWS, params![1, 1, 100]);
         assert!(
             plan.iter()
                 .any(|step| step.contains("USING INTEGER PRIMARY KEY (rowid>?)")),

@@ -178,7 +178,7 @@ impl<L: Lookup> Planner<L> {
         }
         let (body, first) = match row.prepared.take().map(|prepared| *prepared) {
             Some(Prepared { body, identity, .. }) => (body, Some(identity)),
-            None => (body_bytes(&row), None),
+            None => (body_bytes(&row.body), None),
         };
         let (identity, stored) = self.find(&row, &body, first);
         let mut notes = warnings(&problems);
@@ -283,8 +283,7 @@ impl Prepared {
         let made: Vec<(Bytes, RowIdentity)> = rows
             .par_iter()
             .map(|row| {
-                let body =
-                    Bytes::from(serde_json::to_vec(row.body).expect("a JSON object serialises"));
+                let body = body_bytes(row.body);
                 let identity = RowIdentity::of_row(row.file, row.size, &body);
                 (body, identity)
             })
@@ -324,7 +323,7 @@ impl Prepared {
 /// The row keeps it and its body's bytes, which the planner then takes instead of making them
 /// again.
 pub fn prepare(row: &mut CheckedRow) -> RowIdentity {
-    let body = body_bytes(row);
+    let body = body_bytes(&row.body);
     let identity = identity_of(row, &body);
     row.prepared = Some(Box::new(Prepared {
         body,
@@ -385,9 +384,9 @@ fn changed_note(earlier: &EarlierUpload, body: &[u8]) -> String {
     }
 }
 
-/// The exact bytes call 1 sends for a row.
-fn body_bytes(row: &CheckedRow) -> Bytes {
-    Bytes::from(serde_json::to_vec(&row.body).expect("a JSON object serialises"))
+/// The exact bytes call 1 sends for a row whose body is `body`.
+fn body_bytes(body: &serde_json::Map<String, serde_json::Value>) -> Bytes {
+    Bytes::from(serde_json::to_vec(body).expect("a JSON object serialises"))
 }
 
 /// `call_date "2024-13-01": not a valid date, ...; agent: required, but missing`.

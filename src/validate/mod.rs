@@ -243,12 +243,14 @@ impl fmt::Display for Summary {
 /// Asks `known` about the batch's rows whose files are unread, then reads the files of those
 /// it does not say are uploaded.
 fn learn(known: Known<'_>, examined: &mut [Examined]) {
-    let asked: Vec<usize> = (0..examined.len())
-        .filter(|&i| examined[i].unread().is_some())
-        .collect();
+    let (asked, rows): (Vec<usize>, Vec<Unread<'_>>) = examined
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| Some((i, row.unread()?)))
+        .unzip();
     if !asked.is_empty() {
-        let rows: Vec<Unread<'_>> = asked.iter().filter_map(|&i| examined[i].unread()).collect();
         let answers = known(&rows);
+        drop(rows);
         for (&i, prepared) in asked.iter().zip(answers) {
             examined[i].prepared = prepared.map(Box::new);
         }
