@@ -5,9 +5,12 @@
 //! sandbox is a new destination every run) and by a [`RowIdentity`] built from the path
 //! (normalised: `./a.wav` is `a.wav`), the file's size and the exact call-1 body — so moving the
 //! whole archive keeps identities, and changing a row's metadata makes it a new row. A row an
-//! earlier version journaled under the path as written is still found by that identity. An
-//! uploaded row also keeps its path, size and body, indexed by path and size, so that a
-//! re-export of the same recording with other metadata is found ([`Journal::uploaded_file`]).
+//! earlier version journaled under the path as written is still found by that identity. Rows
+//! are found by their path (an object's URL) and identity, one index in the order of the paths
+//! ([`RowIdentity::key`]), so the new rows of a sorted manifest share its pages. An uploaded
+//! row also keeps its size and body, so that a re-export of the same recording with other
+//! metadata is found by path and size ([`Journal::uploaded_file`]). A row's upload target is
+//! kept apart (`targets`), and deleted once the row is uploaded.
 //!
 //! Every state change is committed before the step that relies on it: "call 1 started"
 //! before call 1 is sent (a kill during call 1 stays explainable), "call 1 done" with the
@@ -25,8 +28,8 @@
 //! has failed, and when the run ends. Another run's live claim is never taken over: the row is
 //! left to it, and the run that found it waits and reports it as the holder left it.
 //!
-//! Tables (see docs/journal.md for queries): `destinations`, `rows`, `conversations`,
-//! `unknown_conversations`, `runs`, `meta`. The last two together account for every conversation
+//! Tables (see docs/journal.md for queries): `destinations`, `rows`, `targets`,
+//! `conversations`, `unknown_conversations`, `runs`, `meta`. The last two together account for every conversation
 //! without audio a run may leave: those whose id call 1 returned, and one line for each call 1
 //! that may have created a conversation whose id never reached us (an ambiguous failure, an
 //! answer that could not be used, a run that stopped during call 1). Reports are written at the
@@ -58,7 +61,14 @@ use crate::target::{ConversationId, UploadTarget};
 /// change rewrites a few pages near the end of the table instead of a random one of all of them;
 /// and `conversations` holds only the conversations a row has replaced. A journal of schema 3
 /// or before has its `rows` rebuilt in that order (one transaction) when first opened for a run.
-const SCHEMA_VERSION: &str = "4";
+/// 5: rows are found by destination, key and identity (`rows_key`, see [`RowIdentity::key`]):
+/// every row has its `path` (the key), and a new row lands in the index beside the rows of the
+/// paths next to its own, so the rows in flight together share its pages too (a hash-ordered
+/// index took one random page a row, which the commit and the checkpoint each wrote again).
+/// The key of a row journaled before cannot always be told from its file (an object under an
+/// object `--base-dir`): such rows have `keyed` NULL and are found by identity alone
+/// (`rows_before_5`, which holds only them) until their next change gives them their key.
+const SCHEMA_VERSION: &str = "5";
 
 /// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
 /// version), it tells our journals from any other SQLite database, so that a mistyped
@@ -67,12 +77,13 @@ const APPLICATION_ID: i32 = 0x566f_7963;
 
 /// The tables a journal holds: a database without marks (a journal of an earlier version)
 /// counts as ours only if it has no other, and has `meta`.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "conversations",
     "destinations",
     "meta",
     "rows",
     "runs",
+    "targets",
     "unknown_conversations",
 ];
 
@@ -96,7 +107,9 @@ const ROWS_COLUMNS: &str = "
     run               INTEGER,
     path              TEXT,
     size              INTEGER,
-    body              TEXT
+    body              TEXT,
+    keyed             INTEGER,
+    target_id         INTEGER
 ";
 
 /// The columns `rows` had before schema 4 (and has since, after `id`).
@@ -121,6 +134,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     conversation_id TEXT NOT NULL,
     identity        TEXT NOT NULL,
     created_at      TEXT NOT NULL,
+    path            TEXT,
     PRIMARY KEY (destination, conversation_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS unknown_conversations (
@@ -128,6 +142,10 @@ CREATE TABLE IF NOT EXISTS unknown_conversations (
     identity    TEXT NOT NULL,
     reason      TEXT NOT NULL,
     created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS targets (
+    id     INTEGER PRIMARY KEY,
+    target TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -148,6 +166,13 @@ fn schema() -> String {
 // scan of every row of the destination for each lookup, which made a run slower with every row
 // its journal held (100,000 rows: from 760 to 70 files a second).
 const UPLOADED_FILE: &str =
+    "SELECT conversation_id, bytes, sha256, file, body FROM rows INDEXED BY rows_key
+     WHERE destination = ?1 AND path = ?2 AND size = ?3 AND state = 'uploaded'
+       AND updated_at <= ?4
+     ORDER BY updated_at DESC LIMIT 1";
+
+/// [`UPLOADED_FILE`] in a journal of schema 3 or 4 (a `--dry-run` does not bring it up to date).
+const UPLOADED_FILE_BEFORE_5: &str =
     "SELECT conversation_id, bytes, sha256, file, body FROM rows INDEXED BY rows_uploaded_file
      WHERE destination = ?1 AND path = ?2 AND size = ?3 AND state = 'uploaded'
        AND updated_at <= ?4
@@ -157,15 +182,28 @@ const UPLOADED_FILE: &str =
 /// [`Journal::read_neighbours`]).
 // NOT INDEXED: SQLite would rather read the whole destination from the identity index and
 // sort it by rowid, for every batch.
-const NEXT_ROWS: &str = "SELECT id, identity, state, conversation_id,
-            CASE WHEN state = 'uploaded' THEN NULL ELSE target END,
+const NEXT_ROWS: &str = "SELECT id, identity, state, conversation_id, TARGET,
             target_expires_at, bytes, sha256, error
      FROM rows NOT INDEXED WHERE id >= ?1 AND destination = ?2 ORDER BY id LIMIT ?3";
 
-/// Made after the table is filled (a journal of schema 3 rebuilt): sorted, not row by row.
-const CLAIM_INDEX: &str = "CREATE UNIQUE INDEX IF NOT EXISTS rows_identity ON rows (destination, identity);
+/// A row's target as [`Journal::lookup_on`] reads it: none once uploaded (of no more use, and
+/// not parsed); a row of schema 5 keeps it in `targets`, one before in `rows.target`.
+fn target_column(keys: Keys) -> &'static str {
+    match keys {
+        Keys::Before5 => "CASE WHEN state = 'uploaded' THEN NULL ELSE target END",
+        Keys::Mixed | Keys::Keyed => {
+            "CASE WHEN state = 'uploaded' THEN NULL
+                  ELSE coalesce(target, (SELECT t.target FROM targets t WHERE t.id = target_id)) END"
+        }
+    }
+}
+
+/// Made after the table is filled (a journal of schema 4 or before brought up to date): sorted,
+/// not row by row. The two `_before_5` indexes hold only what was journaled before schema 5.
+const CLAIM_INDEX: &str = "CREATE UNIQUE INDEX IF NOT EXISTS rows_key ON rows (destination, path, identity);
+     CREATE UNIQUE INDEX IF NOT EXISTS rows_before_5 ON rows (destination, identity) WHERE keyed IS NULL;
      CREATE INDEX IF NOT EXISTS rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;
-     CREATE INDEX IF NOT EXISTS rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded';";
+     CREATE INDEX IF NOT EXISTS conversations_before_5 ON conversations (destination, identity) WHERE path IS NULL;";
 
 /// The most operations one transaction commits.
 const MAX_BATCH: usize = 4096;
@@ -206,9 +244,13 @@ impl Destination {
 }
 
 /// A row's identity: SHA-256 over its path (see [`identity_path`]), the file's size and the
-/// exact call-1 body (each length-prefixed, so no two inputs run together).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RowIdentity([u8; 32]);
+/// exact call-1 body (each length-prefixed, so no two inputs run together). It keeps the path
+/// it was made from (an object's URL), which orders the journal's rows ([`RowIdentity::key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RowIdentity {
+    hash: [u8; 32],
+    key: Arc<str>,
+}
 
 /// The path a row's identity is built from: the manifest's path with `.`, empty components
 /// (`a//b`) and `a/..` folded away and `/` between the parts, so that `calls/0001.wav`,
@@ -241,31 +283,48 @@ pub fn identity_path(file: &str) -> String {
 impl RowIdentity {
     /// The identity of a row whose path is `file` as the manifest writes it.
     pub fn of_row(file: &str, size: u64, body: &[u8]) -> RowIdentity {
-        RowIdentity::new(&identity_path(file), size, body)
+        let path = identity_path(file);
+        RowIdentity::hashed(&path, path.clone(), size, body)
     }
 
     /// The identity of a row whose audio is an object in a store: its URL, its ETag (a
     /// replaced object is another recording) and its size. No local path's identity can be
     /// the same: the URL and ETag are joined by a NUL, which no path holds.
     pub fn of_object(url: &str, etag: Option<&str>, size: u64, body: &[u8]) -> RowIdentity {
-        RowIdentity::new(&format!("{url}\0etag {}", etag.unwrap_or("")), size, body)
+        let name = format!("{url}\0etag {}", etag.unwrap_or(""));
+        RowIdentity::hashed(&name, url.to_string(), size, body)
     }
 
     /// Over `file` exactly as given: what voyc-import 0.1 keyed every row by, and still the
     /// identity of a row whose path needs no folding.
     pub fn new(file_as_written: &str, size: u64, body: &[u8]) -> RowIdentity {
+        RowIdentity::hashed(file_as_written, identity_path(file_as_written), size, body)
+    }
+
+    /// `key` must follow from `name` alone: one identity is always journaled under one key.
+    fn hashed(name: &str, key: String, size: u64, body: &[u8]) -> RowIdentity {
         let mut hasher = Sha256::new();
         hasher.update(b"voyc-import row v1\0");
-        hasher.update((file_as_written.len() as u64).to_le_bytes());
-        hasher.update(file_as_written.as_bytes());
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
         hasher.update(size.to_le_bytes());
         hasher.update((body.len() as u64).to_le_bytes());
         hasher.update(body);
-        RowIdentity(hasher.finalize().into())
+        RowIdentity {
+            hash: hasher.finalize().into(),
+            key: key.into(),
+        }
     }
 
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        hex::encode(self.hash)
+    }
+
+    /// What the journal keeps its rows in order of (`rows.path`, before the identity in its
+    /// unique index): the folded path, or an object's URL. A manifest sorted by path (as `scan`
+    /// writes it) then adds its new rows side by side in the index, not on a random page each.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -452,6 +511,31 @@ pub struct Journal {
     /// When it was opened: [`Journal::uploaded_file`] sees only rows uploaded before, so that
     /// both passes over a manifest plan the same.
     opened_at: String,
+    keys: Keys,
+}
+
+/// How a journal's rows are found by identity (see schema 5 at [`SCHEMA_VERSION`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keys {
+    /// A journal of schema 4 or before, opened for a dry run's lookups: by identity.
+    Before5,
+    /// By key and identity, then among the rows journaled before schema 5 by identity.
+    Mixed,
+    /// By key and identity: every row has its key.
+    Keyed,
+}
+
+fn keys_of(connection: &Connection) -> rusqlite::Result<Keys> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 5 {
+        return Ok(Keys::Before5);
+    }
+    let before: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM rows WHERE keyed IS NULL)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(if before { Keys::Mixed } else { Keys::Keyed })
 }
 
 /// A row an earlier run uploaded, found by its file: see [`Journal::uploaded_file`].
@@ -558,13 +642,16 @@ impl Journal {
             }
         };
 
+        let keys = keys_of(&writer)
+            .with_context(|| format!("cannot read the journal {}", path.display()))?;
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let rows = in_flight.clone();
+        let mixed = keys == Keys::Mixed;
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || write_loop(writer, destination_id, rx, &rows))
+            .spawn(move || write_loop(writer, destination_id, mixed, rx, &rows))
             .context("cannot start the journal's writer thread")?;
         Ok(Journal {
             path: path.to_path_buf(),
@@ -582,6 +669,7 @@ impl Journal {
             run_id,
             in_flight,
             opened_at,
+            keys,
         })
     }
 
@@ -613,6 +701,11 @@ impl Journal {
                 other => Err(other),
             })
             .with_context(|| format!("cannot read the journal {}", path.display()))?;
+        let keys = match known {
+            Some(_) => keys_of(&reader)
+                .with_context(|| format!("cannot read the journal {}", path.display()))?,
+            None => Keys::Keyed,
+        };
         Ok(known.map(|destination_id| Journal {
             path: path.to_path_buf(),
             destination_id,
@@ -625,6 +718,7 @@ impl Journal {
             run_id: 0,
             in_flight: Arc::new(AtomicUsize::new(0)),
             opened_at: now(),
+            keys,
         }))
     }
 
@@ -642,12 +736,15 @@ impl Journal {
     }
 
     /// The latest row uploaded to this destination, before this journal was opened, whose file
-    /// has this path ([`identity_path`]) and this size: the same recording, which a re-export
-    /// may list again with other metadata. `None` also for a journal of an earlier schema not
-    /// yet brought up to date (a `--dry-run`).
+    /// has this path (its key, [`RowIdentity::key`]) and this size: the same recording, which a
+    /// re-export may list again with other metadata. `None` also for a journal of schema 1 or 2
+    /// not yet brought up to date (a `--dry-run`).
     pub fn uploaded_file(&self, path: &str, size: u64) -> anyhow::Result<Option<EarlierUpload>> {
         let reader = self.reader.lock().expect("journal reader");
-        let statement = reader.prepare_cached(UPLOADED_FILE);
+        let statement = reader.prepare_cached(match self.keys {
+            Keys::Before5 => UPLOADED_FILE_BEFORE_5,
+            Keys::Mixed | Keys::Keyed => UPLOADED_FILE,
+        });
         let mut statement = match statement {
             Ok(statement) => statement,
             // A journal of schema 1 or 2 (opened for a dry run's lookups): nothing is known.
@@ -706,23 +803,23 @@ impl Journal {
             .unchecked_transaction()
             .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
         let stored = self.lookup_on(&read, identity)?;
-        let mut statement = read.prepare_cached(
-            "SELECT r.claimed_by, r.run, runs.id, runs.pid, runs.report, runs.lock
-             FROM rows r LEFT JOIN runs ON runs.id = r.claimed_by
-             WHERE r.destination = ?1 AND r.identity = ?2",
-        )?;
-        let claim = statement
-            .query_row(params![self.destination_id, identity.hex()], |r| {
-                Ok((
-                    r.get::<_, Option<i64>>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                ))
-            })
-            .optional()
+        let claim = self
+            .find(
+                &read,
+                "SELECT r.claimed_by, r.run, runs.id, runs.pid, runs.report, runs.lock
+                 FROM rows r LEFT JOIN runs ON runs.id = r.claimed_by",
+                identity,
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
             .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
         let holder = match claim {
             Some((Some(by), run, _, _, _, _)) if by == self.run_id && self.run_id != 0 => {
@@ -764,7 +861,15 @@ impl Journal {
     /// What the journal holds for a row at this destination.
     pub fn lookup(&self, identity: &RowIdentity) -> anyhow::Result<Option<Stored>> {
         let reader = self.reader.lock().expect("journal reader");
-        self.lookup_on(&reader, identity)
+        if self.keys != Keys::Mixed {
+            return self.lookup_on(&reader, identity);
+        }
+        // Both of `find`'s reads in one state of the journal: another run may give the row its
+        // key between them.
+        let read = reader
+            .unchecked_transaction()
+            .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
+        self.lookup_on(&read, identity)
     }
 
     /// What the journal holds for each of many rows, in their order. As [`Journal::lookup`]
@@ -788,7 +893,10 @@ impl Journal {
         if order.is_empty() {
             return Ok(answers);
         }
-        order.sort_unstable_by_key(|&i| identities[i].0);
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&identities[a], &identities[b]);
+            (a.key(), a.hash).cmp(&(b.key(), b.hash))
+        });
         let shares = rayon::current_num_threads().clamp(1, 4);
         let share = order.len().div_ceil(shares).max(64);
         let found = order
@@ -845,16 +953,11 @@ impl Journal {
         let from = match place.next {
             Some(id) => id,
             None => {
-                let mut anchor = reader.prepare_cached(
-                    "SELECT id FROM rows WHERE destination = ?1 AND identity = ?2",
-                )?;
                 let mut first = None;
                 for identity in identities.iter().take(NEIGHBOURS_ANCHORS) {
-                    first = anchor
-                        .query_row(params![self.destination_id, identity.hex()], |r| {
-                            r.get::<_, i64>(0)
-                        })
-                        .optional()?;
+                    first = self.find(reader, "SELECT r.id FROM rows r", identity, |r| {
+                        r.get::<_, i64>(0)
+                    })?;
                     if first.is_some() {
                         break;
                     }
@@ -869,14 +972,15 @@ impl Journal {
         let wanted: std::collections::HashMap<[u8; 32], usize> = identities
             .iter()
             .enumerate()
-            .map(|(i, identity)| (identity.0, i))
+            .map(|(i, identity)| (identity.hash, i))
             .collect();
         let mut found: std::collections::HashMap<[u8; 32], Stored> =
             std::collections::HashMap::new();
         let mut last = None;
         let limit = i64::try_from(identities.len()).unwrap_or(i64::MAX) + 2 * NEIGHBOURS_SLACK;
         // One statement: one read transaction of its own.
-        let mut statement = reader.prepare_cached(NEXT_ROWS)?;
+        let mut statement =
+            reader.prepare_cached(&NEXT_ROWS.replace("TARGET", target_column(self.keys)))?;
         let mut rows = statement.query(params![from, self.destination_id, limit])?;
         while let Some(row) = rows.next()? {
             let mut identity = [0u8; 32];
@@ -890,7 +994,7 @@ impl Journal {
             found.insert(identity, self.stored(StoredColumns::from_row(row, 2)?)?);
         }
         for (i, identity) in identities.iter().enumerate() {
-            if let Some(stored) = found.get(&identity.0) {
+            if let Some(stored) = found.get(&identity.hash) {
                 answers[i] = Some(stored.clone());
             }
         }
@@ -910,22 +1014,52 @@ impl Journal {
         reader: &Connection,
         identity: &RowIdentity,
     ) -> anyhow::Result<Option<Stored>> {
-        // An uploaded row's target is of no more use: not read, nor parsed.
-        let mut statement = reader.prepare_cached(
-            "SELECT state, conversation_id, CASE WHEN state = 'uploaded' THEN NULL ELSE target END,
-                    target_expires_at, bytes, sha256, error
-             FROM rows WHERE destination = ?1 AND identity = ?2",
-        )?;
-        let row = statement
-            .query_row(params![self.destination_id, identity.hex()], |r| {
-                StoredColumns::from_row(r, 0)
-            })
-            .optional()
+        let select = format!(
+            "SELECT state, conversation_id, {}, target_expires_at, bytes, sha256, error
+             FROM rows r",
+            target_column(self.keys)
+        );
+        let row = self
+            .find(reader, &select, identity, |r| StoredColumns::from_row(r, 0))
             .with_context(|| format!("cannot read the journal {}", self.path.display()))?;
         match row {
             Some(columns) => Ok(Some(self.stored(columns)?)),
             None => Ok(None),
         }
+    }
+
+    /// The row of `identity`: `select` (`SELECT … FROM rows r`) with the row's condition
+    /// added. By key and identity, and (for a journal with rows journaled before schema 5,
+    /// which the caller reads in one transaction) by identity among those.
+    fn find<T>(
+        &self,
+        reader: &Connection,
+        select: &str,
+        identity: &RowIdentity,
+        map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Option<T>> {
+        let hex = identity.hex();
+        if self.keys != Keys::Before5 {
+            let found = reader
+                .prepare_cached(&format!(
+                    "{select} WHERE r.destination = ?1 AND r.path = ?2 AND r.identity = ?3"
+                ))?
+                .query_row(params![self.destination_id, identity.key(), hex], &map)
+                .optional()?;
+            if found.is_some() || self.keys == Keys::Keyed {
+                return Ok(found);
+            }
+        }
+        let before_5 = match self.keys {
+            Keys::Before5 => "",
+            Keys::Mixed | Keys::Keyed => " AND r.keyed IS NULL",
+        };
+        reader
+            .prepare_cached(&format!(
+                "{select} WHERE r.destination = ?1 AND r.identity = ?2{before_5}"
+            ))?
+            .query_row(params![self.destination_id, hex], &map)
+            .optional()
     }
 
     fn stored(&self, columns: StoredColumns) -> anyhow::Result<Stored> {
@@ -975,13 +1109,30 @@ impl Journal {
         let reader = self.reader.lock().expect("journal reader");
         let mut by_row: std::collections::HashMap<String, Leftovers> =
             std::collections::HashMap::new();
-        let mut statement = reader.prepare(
-            "SELECT c.identity, c.conversation_id FROM conversations c
-             LEFT JOIN rows r ON r.destination = c.destination AND r.identity = c.identity
-             WHERE c.destination = ?1
-               AND (r.conversation_id IS NULL OR r.conversation_id <> c.conversation_id)
-             ORDER BY c.created_at",
-        )?;
+        // A conversation is the row's own when the row holds it: the row is found by its key,
+        // or, for a conversation journaled before schema 5 (no `path`), among the rows of then.
+        let mut statement = reader.prepare(match self.keys {
+            Keys::Before5 => {
+                "SELECT c.identity, c.conversation_id FROM conversations c
+                 LEFT JOIN rows r ON r.destination = c.destination AND r.identity = c.identity
+                 WHERE c.destination = ?1
+                   AND (r.conversation_id IS NULL OR r.conversation_id <> c.conversation_id)
+                 ORDER BY c.created_at"
+            }
+            Keys::Mixed | Keys::Keyed => {
+                "SELECT c.identity, c.conversation_id FROM conversations c
+                 WHERE c.destination = ?1
+                   AND NOT (c.path IS NOT NULL AND EXISTS (
+                     SELECT 1 FROM rows r WHERE r.destination = c.destination
+                       AND r.path = c.path AND r.identity = c.identity
+                       AND r.conversation_id = c.conversation_id))
+                   AND NOT (c.path IS NULL AND EXISTS (
+                     SELECT 1 FROM rows r WHERE r.destination = c.destination
+                       AND r.identity = c.identity AND r.keyed IS NULL
+                       AND r.conversation_id = c.conversation_id))
+                 ORDER BY c.created_at"
+            }
+        })?;
         let known = statement.query_map([self.destination_id], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
@@ -1010,7 +1161,7 @@ impl Journal {
     /// Records a change and waits until it is committed to disk.
     pub async fn record(
         &self,
-        identity: RowIdentity,
+        identity: &RowIdentity,
         file: &str,
         line: u64,
         change: Change,
@@ -1022,7 +1173,7 @@ impl Journal {
     /// disk. Lets a worker start its next row while its last change is being committed.
     pub fn begin(
         &self,
-        identity: RowIdentity,
+        identity: &RowIdentity,
         file: &str,
         line: u64,
         change: Change,
@@ -1037,7 +1188,7 @@ impl Journal {
 
     fn submit(
         &self,
-        identity: RowIdentity,
+        identity: &RowIdentity,
         file: &str,
         line: u64,
         change: Change,
@@ -1050,7 +1201,7 @@ impl Journal {
         writer
             .send(Op {
                 run: self.run_id,
-                identity,
+                identity: identity.clone(),
                 file: file.to_string(),
                 line,
                 change,
@@ -1249,7 +1400,7 @@ fn upgrade(connection: &mut Connection, path: &Path) -> anyhow::Result<()> {
             |r| r.get(0),
         )
         .optional()?;
-    if matches!(version.as_deref(), Some("1" | "2" | "3")) {
+    if matches!(version.as_deref(), Some("1" | "2" | "3" | "4")) {
         tx.execute_batch(&schema())?;
         migrate(&tx, path, version.as_deref())?;
         tx.execute_batch(&format!(
@@ -1260,10 +1411,11 @@ fn upgrade(connection: &mut Connection, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Brings the tables of a journal of schema `version` (1 to 3) to this one, within the caller's
+/// Brings the tables of a journal of schema `version` (1 to 4) to this one, within the caller's
 /// transaction; refuses a version this voyc-import does not know. Rows keep their states; the
 /// uploaded ones get the path and size they were uploaded with (their body was never kept,
-/// before schema 3), and `rows` is rebuilt in the order of schema 4.
+/// before schema 3), `rows` is rebuilt in the order of schema 4 (from 3 or before), and every
+/// row is found by identity until its next change gives it its key (schema 5).
 fn migrate(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,
@@ -1279,7 +1431,7 @@ fn migrate(
             add_what_was_uploaded(tx)?;
         }
         Some("2") => add_what_was_uploaded(tx)?,
-        Some("3") => {}
+        Some("3" | "4") => {}
         Some(SCHEMA_VERSION) | None => return Ok(()),
         Some(other) => bail!(
             "the journal {} has schema version {other}, which this voyc-import ({}) does not know; use a newer voyc-import or another --journal",
@@ -1287,20 +1439,35 @@ fn migrate(
             env!("CARGO_PKG_VERSION")
         ),
     }
-    // In the order of the old key (sorting them by time would cost more than it saves: these
-    // rows are settled). Dropping the table drops its indexes, which the caller makes again.
-    // `conversations` keeps only those no row holds.
-    tx.execute_batch(&format!(
-        "CREATE TABLE rows_v4 ({ROWS_COLUMNS});
-         INSERT INTO rows_v4 ({ROWS_DATA}) SELECT {ROWS_DATA} FROM rows;
-         DROP TABLE rows;
-         ALTER TABLE rows_v4 RENAME TO rows;
-         {CLAIM_INDEX}
-         DELETE FROM conversations WHERE EXISTS (
-           SELECT 1 FROM rows r WHERE r.destination = conversations.destination
-             AND r.identity = conversations.identity
-             AND r.conversation_id = conversations.conversation_id);"
-    ))?;
+    // Schema 5: no row has its key yet (`keyed` NULL), and the identity's index gives way
+    // to the key's (ALTER TABLE writes no row: the old ones read the column as NULL).
+    tx.execute_batch(
+        "ALTER TABLE conversations ADD COLUMN path TEXT;
+         DROP INDEX IF EXISTS rows_identity;
+         DROP INDEX IF EXISTS rows_uploaded_file;",
+    )?;
+    if version == Some("4") {
+        tx.execute_batch(&format!(
+            "ALTER TABLE rows ADD COLUMN keyed INTEGER;
+             ALTER TABLE rows ADD COLUMN target_id INTEGER;
+             {CLAIM_INDEX}"
+        ))?;
+    } else {
+        // In the order of the old key (sorting them by time would cost more than it saves:
+        // these rows are settled). Dropping the table drops its indexes, made again after.
+        // `conversations` keeps only those no row holds.
+        tx.execute_batch(&format!(
+            "CREATE TABLE rows_v4 ({ROWS_COLUMNS});
+             INSERT INTO rows_v4 ({ROWS_DATA}) SELECT {ROWS_DATA} FROM rows;
+             DROP TABLE rows;
+             ALTER TABLE rows_v4 RENAME TO rows;
+             {CLAIM_INDEX}
+             DELETE FROM conversations WHERE EXISTS (
+               SELECT 1 FROM rows r WHERE r.destination = conversations.destination
+                 AND r.identity = conversations.identity AND r.keyed IS NULL
+                 AND r.conversation_id = conversations.conversation_id);"
+        ))?;
+    }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
         [SCHEMA_VERSION],
@@ -1453,11 +1620,12 @@ fn connect(path: &Path) -> anyhow::Result<Connection> {
         .busy_timeout(std::time::Duration::from_secs(60))
         .context("cannot configure the journal")?;
     // For a new journal only (an existing one keeps its page size): every change rewrites
-    // whole pages in the WAL, and a row's changes land on pages of their own (identities are
-    // hashes), so smaller pages are fewer bytes written; 2 KiB rather than 1 KiB, where most
-    // rows holding a target would spill into overflow pages and the file grow threefold.
+    // whole pages in the WAL, so smaller pages are fewer bytes written. 1 KiB: targets are kept
+    // apart from their rows (see `drop_target`), so a row fits a page with its neighbours
+    // (scripts/journal-io.sh, 20,000 rows at concurrency 32: 5.2 KB written a row, 6.3 KB with
+    // 2 KiB pages).
     connection
-        .execute_batch("PRAGMA page_size = 2048;")
+        .execute_batch("PRAGMA page_size = 1024;")
         .context("cannot configure the journal")?;
     // WAL so lookups never wait for the writer; FULL so a committed change survives power loss.
     let mode: String = connection
@@ -1511,9 +1679,11 @@ fn now() -> String {
 /// The writer thread (group commit): gather the changes that arrive together, commit them as
 /// one transaction (one fsync), and only then answer each, so that no waiter hears "committed"
 /// before its change is on disk.
+/// `mixed`: the journal holds rows of before schema 5 (see [`Keys::Mixed`]).
 fn write_loop(
     mut connection: Connection,
     destination: i64,
+    mixed: bool,
     rx: mpsc::Receiver<Op>,
     in_flight: &AtomicUsize,
 ) {
@@ -1521,7 +1691,8 @@ fn write_loop(
     while let Ok(first) = rx.recv() {
         batch.push(first);
         gather(&rx, &mut batch, in_flight, GROUP_WINDOW);
-        let result = commit(&mut connection, destination, &batch).map_err(|err| format!("{err:#}"));
+        let result =
+            commit(&mut connection, destination, mixed, &batch).map_err(|err| format!("{err:#}"));
         for op in batch.drain(..) {
             op.done.send(result.clone());
         }
@@ -1552,16 +1723,63 @@ fn gather(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>, in_flight: &AtomicUsize,
     }
 }
 
-fn commit(connection: &mut Connection, destination: i64, batch: &[Op]) -> anyhow::Result<()> {
+fn commit(
+    connection: &mut Connection,
+    destination: i64,
+    mixed: bool,
+    batch: &[Op],
+) -> anyhow::Result<()> {
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let at = now();
     for op in batch {
+        if mixed {
+            give_key(&tx, destination, &op.identity)?;
+        }
         apply(&tx, destination, op, &at)?;
     }
     tx.commit()?;
     Ok(())
 }
 
+/// Before a change that replaces or clears a row's target: the old one is deleted from
+/// `targets`. Targets live apart from their rows so that a row holding one (a presigned form of
+/// about a kilobyte) does not split the page it shares with the rows in flight beside it, and
+/// the rows of a journal stay small once uploaded (a page keeps the room a row once took).
+fn drop_target(
+    tx: &rusqlite::Transaction<'_>,
+    destination: i64,
+    identity: &RowIdentity,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM targets WHERE id = (SELECT target_id FROM rows
+           WHERE destination = ?1 AND path = ?2 AND identity = ?3)",
+    )?
+    .execute(params![destination, identity.key(), identity.hex()])?;
+    Ok(())
+}
+
+/// A row journaled before schema 5 gets its key (and its replaced conversations the row's
+/// key) before its first change since: from then on it is found, and changed, by key.
+fn give_key(
+    tx: &rusqlite::Transaction<'_>,
+    destination: i64,
+    identity: &RowIdentity,
+) -> anyhow::Result<()> {
+    let hex = identity.hex();
+    tx.prepare_cached(
+        "UPDATE rows SET path = ?3, keyed = 1
+         WHERE destination = ?1 AND identity = ?2 AND keyed IS NULL",
+    )?
+    .execute(params![destination, hex, identity.key()])?;
+    tx.prepare_cached(
+        "UPDATE conversations SET path = ?3
+         WHERE destination = ?1 AND identity = ?2 AND path IS NULL",
+    )?
+    .execute(params![destination, hex, identity.key()])?;
+    Ok(())
+}
+
+// Every row written has its key (`path`) and `keyed` = 1; the conflicts are on `rows_key`.
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     destination: i64,
@@ -1569,19 +1787,21 @@ fn apply(
     at: &str,
 ) -> anyhow::Result<()> {
     let identity = op.identity.hex();
+    let key = op.identity.key();
     let line = i64::try_from(op.line).unwrap_or(i64::MAX);
     match &op.change {
         Change::Call1Started => {
-            keep_replaced_conversation(tx, destination, &identity, None, at)?;
+            keep_replaced_conversation(tx, destination, &op.identity, None, at)?;
+            drop_target(tx, destination, &op.identity)?;
             tx.prepare_cached(
-                "INSERT INTO rows (destination, identity, file, line, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5)
-                 ON CONFLICT (destination, identity) DO UPDATE SET
+                "INSERT INTO rows (destination, identity, file, line, state, updated_at, path, keyed)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5, ?6, 1)
+                 ON CONFLICT (destination, path, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'call1_started',
-                   conversation_id = NULL, target = NULL, target_expires_at = NULL,
+                   conversation_id = NULL, target = NULL, target_id = NULL, target_expires_at = NULL,
                    bytes = NULL, sha256 = NULL, error = NULL, updated_at = excluded.updated_at",
             )?
-            .execute(params![destination, identity, op.file, line, at])?;
+            .execute(params![destination, identity, op.file, line, at, key])?;
         }
         Change::Call1Done {
             conversation_id,
@@ -1590,15 +1810,19 @@ fn apply(
             let expires_at = target
                 .expires_at()
                 .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true));
-            keep_replaced_conversation(tx, destination, &identity, Some(conversation_id), at)?;
+            keep_replaced_conversation(tx, destination, &op.identity, Some(conversation_id), at)?;
+            drop_target(tx, destination, &op.identity)?;
+            tx.prepare_cached("INSERT INTO targets (target) VALUES (?1)")?
+                .execute([serde_json::to_string(target)?])?;
+            let target_id = tx.last_insert_rowid();
             tx.prepare_cached(
                 "INSERT INTO rows (destination, identity, file, line, state, conversation_id,
-                                   target, target_expires_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'call1_done', ?5, ?6, ?7, ?8)
-                 ON CONFLICT (destination, identity) DO UPDATE SET
+                                   target_id, target_expires_at, updated_at, path, keyed)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_done', ?5, ?6, ?7, ?8, ?9, 1)
+                 ON CONFLICT (destination, path, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'call1_done',
-                   conversation_id = excluded.conversation_id, target = excluded.target,
-                   target_expires_at = excluded.target_expires_at,
+                   conversation_id = excluded.conversation_id, target = NULL,
+                   target_id = excluded.target_id, target_expires_at = excluded.target_expires_at,
                    bytes = NULL, sha256 = NULL, error = NULL, updated_at = excluded.updated_at",
             )?
             .execute(params![
@@ -1607,9 +1831,10 @@ fn apply(
                 op.file,
                 line,
                 conversation_id.0,
-                serde_json::to_string(target)?,
+                target_id,
                 expires_at,
-                at
+                at,
+                key
             ])?;
         }
         Change::Uploaded {
@@ -1617,16 +1842,17 @@ fn apply(
             sha256,
             body,
         } => {
+            drop_target(tx, destination, &op.identity)?;
             tx.prepare_cached(
                 "INSERT INTO rows (destination, identity, file, line, state, bytes, sha256, updated_at,
-                                   path, size, body)
-                 VALUES (?1, ?2, ?3, ?4, 'uploaded', ?5, ?6, ?7, ?8, ?5, ?9)
-                 ON CONFLICT (destination, identity) DO UPDATE SET
+                                   path, size, body, keyed)
+                 VALUES (?1, ?2, ?3, ?4, 'uploaded', ?5, ?6, ?7, ?8, ?5, ?9, 1)
+                 ON CONFLICT (destination, path, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'uploaded',
-                   target = NULL, target_expires_at = NULL,
+                   target = NULL, target_id = NULL, target_expires_at = NULL,
                    bytes = excluded.bytes, sha256 = excluded.sha256, error = NULL,
                    updated_at = excluded.updated_at, claimed_by = NULL,
-                   path = excluded.path, size = excluded.size, body = excluded.body",
+                   size = excluded.size, body = excluded.body",
             )?
             .execute(params![
                 destination,
@@ -1636,19 +1862,19 @@ fn apply(
                 i64::try_from(*bytes).unwrap_or(i64::MAX),
                 sha256,
                 at,
-                identity_path(&op.file),
+                key,
                 String::from_utf8_lossy(body),
             ])?;
         }
         Change::Failed { error } => {
             tx.prepare_cached(
-                "INSERT INTO rows (destination, identity, file, line, state, error, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6)
-                 ON CONFLICT (destination, identity) DO UPDATE SET
+                "INSERT INTO rows (destination, identity, file, line, state, error, updated_at, path, keyed)
+                 VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6, ?7, 1)
+                 ON CONFLICT (destination, path, identity) DO UPDATE SET
                    file = excluded.file, line = excluded.line, state = 'failed',
                    error = excluded.error, updated_at = excluded.updated_at, claimed_by = NULL",
             )?
-            .execute(params![destination, identity, op.file, line, error, at])?;
+            .execute(params![destination, identity, op.file, line, error, at, key])?;
         }
         Change::MaybeConversation { reason } => {
             tx.prepare_cached(
@@ -1661,23 +1887,24 @@ fn apply(
         Change::NotStarted => {
             tx.prepare_cached(
                 "DELETE FROM rows
-                 WHERE destination = ?1 AND identity = ?2 AND state = 'call1_started'
+                 WHERE destination = ?1 AND path = ?4 AND identity = ?2 AND state = 'call1_started'
                    AND run = ?3 AND claimed_by = ?3",
             )?
-            .execute(params![destination, identity, op.run])?;
+            .execute(params![destination, identity, op.run, key])?;
         }
         // Taken if nobody holds the row, or this run does, or a run that has ended (its row of
         // `runs` is gone, see `Journal::is_alive`); never an uploaded row.
         Change::Claim => {
             tx.prepare_cached(
-                "INSERT INTO rows (destination, identity, file, line, state, updated_at, claimed_by, run)
-                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5, ?6, ?6)
-                 ON CONFLICT (destination, identity) DO UPDATE SET claimed_by = excluded.claimed_by
+                "INSERT INTO rows (destination, identity, file, line, state, updated_at, claimed_by, run,
+                                   path, keyed)
+                 VALUES (?1, ?2, ?3, ?4, 'call1_started', ?5, ?6, ?6, ?7, 1)
+                 ON CONFLICT (destination, path, identity) DO UPDATE SET claimed_by = excluded.claimed_by
                  WHERE rows.state <> 'uploaded'
                    AND (rows.claimed_by IS NULL OR rows.claimed_by = excluded.claimed_by
                         OR rows.claimed_by NOT IN (SELECT id FROM runs))",
             )?
-            .execute(params![destination, identity, op.file, line, at, op.run])?;
+            .execute(params![destination, identity, op.file, line, at, op.run, key])?;
         }
     }
     Ok(())
@@ -1691,17 +1918,23 @@ fn apply(
 fn keep_replaced_conversation(
     tx: &rusqlite::Transaction<'_>,
     destination: i64,
-    identity: &str,
+    identity: &RowIdentity,
     new: Option<&ConversationId>,
     at: &str,
 ) -> anyhow::Result<()> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO conversations (destination, conversation_id, identity, created_at)
-         SELECT destination, conversation_id, identity, ?4 FROM rows
-         WHERE destination = ?1 AND identity = ?2 AND conversation_id IS NOT NULL
+        "INSERT OR REPLACE INTO conversations (destination, conversation_id, identity, created_at, path)
+         SELECT destination, conversation_id, identity, ?4, path FROM rows
+         WHERE destination = ?1 AND path = ?5 AND identity = ?2 AND conversation_id IS NOT NULL
            AND conversation_id IS NOT ?3",
     )?
-    .execute(params![destination, identity, new.map(|id| &id.0), at])?;
+    .execute(params![
+        destination,
+        identity.hex(),
+        new.map(|id| &id.0),
+        at,
+        identity.key()
+    ])?;
     Ok(())
 }
 
@@ -1738,7 +1971,7 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
         for conversation in ["c-1", "c-2"] {
             journal
-                .record(id(1), "f", 2, done(conversation))
+                .record(&id(1), "f", 2, done(conversation))
                 .await
                 .unwrap();
         }
@@ -1747,16 +1980,16 @@ mod tests {
             sha256: "x".into(),
             body: bytes::Bytes::new(),
         };
-        journal.record(id(1), "f", 2, uploaded).await.unwrap();
+        journal.record(&id(1), "f", 2, uploaded).await.unwrap();
         for _ in 0..2 {
             let maybe = Change::MaybeConversation {
                 reason: "call 1 failed after it was sent".into(),
             };
-            journal.record(id(2), "g", 3, maybe).await.unwrap();
+            journal.record(&id(2), "g", 3, maybe).await.unwrap();
         }
         let still_uploading = done("c-3");
         journal
-            .record(id(3), "h", 4, still_uploading)
+            .record(&id(3), "h", 4, still_uploading)
             .await
             .unwrap();
 
@@ -1790,7 +2023,7 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(journal.record(identity, file, line, change))
+            .block_on(journal.record(&identity, file, line, change))
     }
 
     fn id(n: u64) -> RowIdentity {
@@ -1860,28 +2093,28 @@ mod tests {
             let journal = Journal::open(&path, &destination()).unwrap();
             assert_eq!(journal.lookup(&id(1)).unwrap(), None);
             journal
-                .record(id(1), "calls/1.wav", 2, Change::Call1Started)
+                .record(&id(1), "calls/1.wav", 2, Change::Call1Started)
                 .await
                 .unwrap();
             journal
-                .record(id(2), "calls/2.wav", 3, Change::Call1Started)
+                .record(&id(2), "calls/2.wav", 3, Change::Call1Started)
                 .await
                 .unwrap();
             journal
-                .record(id(2), "calls/2.wav", 3, done("c-2"))
+                .record(&id(2), "calls/2.wav", 3, done("c-2"))
                 .await
                 .unwrap();
             journal
-                .record(id(3), "calls/3.wav", 4, Change::Call1Started)
+                .record(&id(3), "calls/3.wav", 4, Change::Call1Started)
                 .await
                 .unwrap();
             journal
-                .record(id(3), "calls/3.wav", 4, done("c-3"))
+                .record(&id(3), "calls/3.wav", 4, done("c-3"))
                 .await
                 .unwrap();
             journal
                 .record(
-                    id(3),
+                    &id(3),
                     "calls/3.wav",
                     4,
                     Change::Uploaded {
@@ -1894,7 +2127,7 @@ mod tests {
                 .unwrap();
             journal
                 .record(
-                    id(4),
+                    &id(4),
                     "calls/4.wav",
                     5,
                     Change::Failed {
@@ -1944,7 +2177,7 @@ mod tests {
             let journal = Journal::open(&path, &destination()).unwrap();
             journal
                 .record(
-                    id(1),
+                    &id(1),
                     "f",
                     2,
                     Change::Uploaded {
@@ -1965,7 +2198,7 @@ mod tests {
         );
         assert!(
             lookups
-                .record(id(2), "f", 3, Change::Call1Started)
+                .record(&id(2), "f", 3, Change::Call1Started)
                 .await
                 .is_err()
         );
@@ -1983,19 +2216,19 @@ mod tests {
     async fn a_call_1_never_sent_is_taken_back() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
-        journal.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        journal.record(&id(1), "f", 2, Change::Claim).await.unwrap();
         journal
-            .record(id(1), "f", 2, Change::NotStarted)
+            .record(&id(1), "f", 2, Change::NotStarted)
             .await
             .unwrap();
         assert_eq!(journal.lookup(&id(1)).unwrap(), None);
         // Only a row still at call1_started is taken back.
         journal
-            .record(id(2), "f", 3, Change::Failed { error: "x".into() })
+            .record(&id(2), "f", 3, Change::Failed { error: "x".into() })
             .await
             .unwrap();
         journal
-            .record(id(2), "f", 3, Change::NotStarted)
+            .record(&id(2), "f", 3, Change::NotStarted)
             .await
             .unwrap();
         assert_eq!(
@@ -2010,7 +2243,7 @@ mod tests {
         let path = dir.path().join("run.journal");
         let journal = Journal::open(&path, &destination()).unwrap();
         journal
-            .record(id(1), "calls/1.wav", 2, Change::Call1Started)
+            .record(&id(1), "calls/1.wav", 2, Change::Call1Started)
             .await
             .unwrap();
         let other =
@@ -2040,13 +2273,13 @@ mod tests {
         let journal = Journal::open(&dir.path().join("j"), &destination()).unwrap();
         for conversation in ["old", "new"] {
             journal
-                .record(id(1), "calls/1.wav", 2, Change::Call1Started)
+                .record(&id(1), "calls/1.wav", 2, Change::Call1Started)
                 .await
                 .unwrap();
             assert_eq!(journal.lookup(&id(1)).unwrap().unwrap().target, None);
             journal
                 .record(
-                    id(1),
+                    &id(1),
                     "calls/1.wav",
                     2,
                     Change::Call1Done {
@@ -2059,7 +2292,7 @@ mod tests {
         }
         journal
             .record(
-                id(1),
+                &id(1),
                 "calls/1.wav",
                 2,
                 Change::Failed {
@@ -2084,6 +2317,45 @@ mod tests {
         );
         // The row's own is in `rows`; the one it replaced is kept in `conversations`.
         assert_eq!(conversations, ["old"]);
+        let targets: Vec<String> = column(&db, "SELECT target FROM targets");
+        assert_eq!(targets.len(), 1, "the replaced target is gone: {targets:?}");
+    }
+
+    #[tokio::test]
+    async fn a_target_is_kept_apart_from_its_row_and_deleted_once_the_row_is_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let journal = Journal::open(&path, &destination()).unwrap();
+        journal
+            .record(&id(1), "calls/1.wav", 2, done("c-1"))
+            .await
+            .unwrap();
+        let count = |sql: &str| -> i64 {
+            Connection::open(&path)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count("SELECT count(*) FROM targets"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM rows WHERE target IS NOT NULL"),
+            0
+        );
+        let uploaded = Change::Uploaded {
+            bytes: 1,
+            sha256: "a".into(),
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        journal
+            .record(&id(1), "calls/1.wav", 2, uploaded)
+            .await
+            .unwrap();
+        assert_eq!(journal.lookup(&id(1)).unwrap().unwrap().target, None);
+        assert_eq!(
+            count("SELECT count(*) FROM targets"),
+            0,
+            "an uploaded row's presigned target is not kept"
+        );
     }
 
     /// A change for `gather`, and where its answer would go.
@@ -2167,7 +2439,7 @@ mod tests {
         let journal = Journal::open(&path, &destination()).unwrap();
         // Others in flight that add nothing: the writer waits its window, then commits.
         let _others: Vec<InFlight> = (0..8).map(|_| journal.row_in_flight()).collect();
-        let pending = journal.begin(id(1), "f", 2, Change::Call1Started).unwrap();
+        let pending = journal.begin(&id(1), "f", 2, Change::Call1Started).unwrap();
         pending.committed().await.unwrap();
         let db = Connection::open(&path).unwrap();
         let state: String = db
@@ -2190,7 +2462,7 @@ mod tests {
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
                 .unwrap()
         };
-        assert_eq!(page_size(&fresh), 2048);
+        assert_eq!(page_size(&fresh), 1024);
         let old = dir.path().join("old");
         let db = Connection::open(&old).unwrap();
         db.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
@@ -2214,12 +2486,12 @@ mod tests {
                     for n in 0..50 {
                         let row = worker * 1000 + n;
                         journal
-                            .record(id(row), "f", row, Change::Call1Started)
+                            .record(&id(row), "f", row, Change::Call1Started)
                             .await
                             .unwrap();
                         journal
                             .record(
-                                id(row),
+                                &id(row),
                                 "f",
                                 row,
                                 Change::Uploaded {
@@ -2365,13 +2637,13 @@ mod tests {
         let path = dir.path().join("j");
         let a = Journal::open_for_run(&path, &destination(), Path::new("rA.csv")).unwrap();
         let b = Journal::open_for_run(&path, &destination(), Path::new("rB.csv")).unwrap();
-        a.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        a.record(&id(1), "f", 2, Change::Claim).await.unwrap();
         assert_eq!(
             a.claim_state(&id(1)).unwrap().holder,
             Holder::Me { fresh: true },
             "a new row's claim is its call 1 started"
         );
-        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        b.record(&id(1), "f", 2, Change::Claim).await.unwrap();
         let seen = b.claim_state(&id(1)).unwrap();
         let Holder::Other(holder) = seen.holder else {
             panic!("{seen:?}");
@@ -2379,13 +2651,13 @@ mod tests {
         assert!(holder.describe().ends_with("report rA.csv)"), "{holder:?}");
         assert!(b.is_alive(&holder));
         // B's stop takes back only what B's own claim created.
-        b.record(id(1), "f", 2, Change::NotStarted).await.unwrap();
+        b.record(&id(1), "f", 2, Change::NotStarted).await.unwrap();
         assert!(a.lookup(&id(1)).unwrap().is_some());
 
         // A row A uploaded is released, and nobody can claim it again.
-        a.record(id(2), "g", 3, Change::Claim).await.unwrap();
+        a.record(&id(2), "g", 3, Change::Claim).await.unwrap();
         a.record(
-            id(2),
+            &id(2),
             "g",
             3,
             Change::Uploaded {
@@ -2396,16 +2668,16 @@ mod tests {
         )
         .await
         .unwrap();
-        b.record(id(2), "g", 3, Change::Claim).await.unwrap();
+        b.record(&id(2), "g", 3, Change::Claim).await.unwrap();
         let seen = b.claim_state(&id(2)).unwrap();
         assert_eq!(seen.holder, Holder::Nobody);
         assert_eq!(seen.stored.unwrap().state, State::Uploaded);
 
         // A dies (kill -9): its claim stands until a run finds its lock free.
-        a.record(id(3), "h", 4, done("c-3")).await.unwrap();
+        a.record(&id(3), "h", 4, done("c-3")).await.unwrap();
         a.die();
         assert!(!b.is_alive(&holder), "a free lock is a dead run");
-        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        b.record(&id(1), "f", 2, Change::Claim).await.unwrap();
         let seen = b.claim_state(&id(1)).unwrap();
         assert_eq!(seen.holder, Holder::Me { fresh: false }, "taken over");
         assert_eq!(seen.stored.unwrap().state, State::Call1Started);
@@ -2416,7 +2688,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let a = Journal::open(&path, &destination()).unwrap();
-        a.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        a.record(&id(1), "f", 2, Change::Claim).await.unwrap();
         a.die();
         // Runs killed before they were recorded: an old lock is removed, a new one left (its
         // run may be about to lock it).
@@ -2430,7 +2702,7 @@ mod tests {
         let b = Journal::open(&path, &destination()).unwrap();
         assert!(!stale.exists());
         std::fs::remove_file(&new).expect("a new lock is left alone");
-        b.record(id(1), "f", 2, Change::Claim).await.unwrap();
+        b.record(&id(1), "f", 2, Change::Claim).await.unwrap();
         assert_eq!(
             b.claim_state(&id(1)).unwrap().holder,
             Holder::Me { fresh: false }
@@ -2458,7 +2730,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         drop(Journal::open(&path, &destination()).unwrap());
-        assert_eq!(marks(&path), (APPLICATION_ID, 4));
+        assert_eq!(marks(&path), (APPLICATION_ID, 5));
     }
 
     #[test]
@@ -2478,7 +2750,7 @@ mod tests {
             State::Uploaded
         );
         drop(journal);
-        assert_eq!(marks(&path), (APPLICATION_ID, 4));
+        assert_eq!(marks(&path), (APPLICATION_ID, 5));
     }
 
     /// A journal as schema 3 left it: `rows` keyed by identity, every conversation listed.
@@ -2502,7 +2774,7 @@ mod tests {
                  reason TEXT NOT NULL, created_at TEXT NOT NULL);
              CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, lock TEXT NOT NULL,
                  pid INTEGER NOT NULL, report TEXT NOT NULL, started_at TEXT NOT NULL);
-             {CLAIM_INDEX}
+             {INDEXES_V3_V4}
              INSERT INTO meta VALUES ('schema_version', '3');
              INSERT INTO destinations (label, base_url, organisation, created_at)
                VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
@@ -2523,13 +2795,186 @@ mod tests {
         .unwrap();
     }
 
+    /// The indexes of schemas 3 and 4, as they shipped.
+    const INDEXES_V3_V4: &str = "
+        CREATE UNIQUE INDEX rows_identity ON rows (destination, identity);
+        CREATE INDEX rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;
+        CREATE INDEX rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded';";
+
+    /// An object's row as a journal of schema 4 kept it: under the path the manifest wrote
+    /// (relative to an object `--base-dir`), which is not the key it has now (the URL).
+    fn object_row() -> RowIdentity {
+        RowIdentity::of_object("s3://b/calls/3.wav", Some("e"), 3, b"{}")
+    }
+
+    /// A journal as schema 4 left it: rows found by identity, a call 1 done, two uploaded rows
+    /// (one an object's), and the conversations rows replaced.
+    fn journal_of_version_4(path: &Path) {
+        let rows_v4 = "CREATE TABLE rows (id INTEGER PRIMARY KEY, destination INTEGER NOT NULL,
+            identity TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL, state TEXT NOT NULL,
+            conversation_id TEXT, target TEXT, target_expires_at TEXT, bytes INTEGER, sha256 TEXT,
+            error TEXT, updated_at TEXT NOT NULL, claimed_by INTEGER, run INTEGER, path TEXT,
+            size INTEGER, body TEXT);";
+        let db = Connection::open(path).unwrap();
+        db.execute_batch(&format!(
+            "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL;
+             PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 4;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
+                 base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
+             {rows_v4}
+             CREATE TABLE conversations (destination INTEGER NOT NULL, conversation_id TEXT NOT NULL,
+                 identity TEXT NOT NULL, created_at TEXT NOT NULL,
+                 PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
+             CREATE TABLE unknown_conversations (destination INTEGER NOT NULL, identity TEXT NOT NULL,
+                 reason TEXT NOT NULL, created_at TEXT NOT NULL);
+             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, lock TEXT NOT NULL,
+                 pid INTEGER NOT NULL, report TEXT NOT NULL, started_at TEXT NOT NULL);
+             {INDEXES_V3_V4}
+             INSERT INTO meta VALUES ('schema_version', '4');
+             INSERT INTO destinations (label, base_url, organisation, created_at)
+               VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes,
+                               sha256, updated_at, path, size, body)
+               VALUES (1, '{one}', 'calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a',
+                       '2024-05-01T12:00:00.000Z', 'calls/1.wav', 1, '{{}}');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, target,
+                               updated_at)
+               VALUES (1, '{two}', 'calls/2.wav', 3, 'call1_done', 'c-2', '{target}',
+                       '2024-05-01T12:00:01.000Z');
+             INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes,
+                               sha256, updated_at, path, size, body)
+               VALUES (1, '{object}', 'calls/3.wav', 4, 'uploaded', 'c-3', 3, 'b',
+                       '2024-05-01T12:00:02.000Z', 'calls/3.wav', 3, '{{}}');
+             INSERT INTO unknown_conversations VALUES (1, '{two}', 'a timeout', 'x');
+             INSERT INTO conversations VALUES (1, 'c-0', '{one}', 'x'), (1, 'c-1b', '{two}', 'x');",
+            one = id(1).hex(),
+            two = id(2).hex(),
+            object = object_row().hex(),
+            target = serde_json::to_string(&target()).unwrap(),
+        ))
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_journal_of_schema_4_resumes_and_each_row_is_found_by_its_key_once_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        journal_of_version_4(&path);
+        // A dry run reads it as it is.
+        let lookups = Journal::open_for_lookups(&path, &destination())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            lookups.lookup(&id(2)).unwrap().unwrap().state,
+            State::Call1Done
+        );
+        assert!(lookups.uploaded_file("calls/1.wav", 1).unwrap().is_some());
+        drop(lookups);
+        assert_eq!(
+            marks(&path),
+            (APPLICATION_ID, 4),
+            "a dry run changes nothing"
+        );
+
+        Journal::bring_up_to_date(&path).unwrap();
+        assert_eq!(marks(&path), (APPLICATION_ID, 5));
+        let journal = Journal::open(&path, &destination()).unwrap();
+        assert_eq!(journal.keys, Keys::Mixed);
+        assert_eq!(
+            journal.lookup(&id(1)).unwrap().unwrap().state,
+            State::Uploaded
+        );
+        let resumable = journal.lookup(&id(2)).unwrap().unwrap();
+        assert_eq!(
+            resumable.target,
+            Some(target()),
+            "the target to resume with"
+        );
+        assert_eq!(
+            journal.lookup(&object_row()).unwrap().unwrap().state,
+            State::Uploaded,
+            "found by identity, though its key is not the path it was kept under"
+        );
+        assert!(journal.uploaded_file("calls/1.wav", 1).unwrap().is_some());
+        let left = journal.leftovers().unwrap();
+        assert_eq!(left[&id(1).hex()].without_audio, ["c-0"]);
+        assert_eq!(left[&id(2).hex()].without_audio, ["c-1b"]);
+        assert_eq!(left[&id(2).hex()].unknown, 1);
+
+        // Its next changes give each row its key, and make no second row.
+        let uploaded = Change::Uploaded {
+            bytes: 2,
+            sha256: "c".into(),
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        journal
+            .record(&id(2), "calls/2.wav", 3, uploaded)
+            .await
+            .unwrap();
+        journal
+            .record(&object_row(), "calls/3.wav", 4, Change::Claim)
+            .await
+            .unwrap();
+        let row_two = journal.lookup(&id(2)).unwrap().unwrap();
+        assert_eq!(
+            (row_two.state, row_two.conversation_id),
+            (State::Uploaded, Some(ConversationId("c-2".into())))
+        );
+        assert_eq!(
+            journal.lookup(&object_row()).unwrap().unwrap().state,
+            State::Uploaded,
+            "an uploaded row is never claimed"
+        );
+        let left = journal.leftovers().unwrap();
+        assert_eq!(
+            left[&id(2).hex()].without_audio,
+            ["c-1b"],
+            "still not the row's own"
+        );
+        journal.close();
+        let db = Connection::open(&path).unwrap();
+        let rows: Vec<String> = column(
+            &db,
+            "SELECT coalesce(path, '-') || ' ' || coalesce(keyed, '-') FROM rows ORDER BY id",
+        );
+        assert_eq!(
+            rows,
+            ["calls/1.wav -", "calls/2.wav 1", "s3://b/calls/3.wav 1"],
+            "one row each; the changed ones under their keys"
+        );
+        let conversations: Vec<String> = column(
+            &db,
+            "SELECT conversation_id || ' ' || coalesce(path, '-') FROM conversations ORDER BY 1",
+        );
+        assert_eq!(conversations, ["c-0 -", "c-1b calls/2.wav"]);
+        drop(db);
+
+        // A run after finds them all by their keys, and the rest as before.
+        let journal = Journal::open(&path, &destination()).unwrap();
+        for identity in [id(1), id(2), object_row()] {
+            assert_eq!(
+                journal.lookup(&identity).unwrap().unwrap().state,
+                State::Uploaded
+            );
+        }
+        assert_eq!(
+            journal
+                .uploaded_file("s3://b/calls/3.wav", 3)
+                .unwrap()
+                .unwrap()
+                .file,
+            "calls/3.wav"
+        );
+    }
+
     #[test]
     fn a_journal_of_schema_3_is_rebuilt_and_resumes_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         journal_of_version_3(&path);
         Journal::bring_up_to_date(&path).unwrap();
-        assert_eq!(marks(&path), (APPLICATION_ID, 4));
+        assert_eq!(marks(&path), (APPLICATION_ID, 5));
         let journal = Journal::open(&path, &destination()).unwrap();
         let uploaded = journal.lookup(&id(1)).unwrap().unwrap();
         assert_eq!(uploaded.state, State::Uploaded);
@@ -2563,7 +3008,7 @@ mod tests {
         let path = dir.path().join("j");
         journal_of_version_1(&path);
         Journal::bring_up_to_date(&path).unwrap();
-        assert_eq!(marks(&path), (APPLICATION_ID, 4));
+        assert_eq!(marks(&path), (APPLICATION_ID, 5));
         let lookups = Journal::open_for_lookups(&path, &destination())
             .unwrap()
             .unwrap();
@@ -2598,7 +3043,7 @@ mod tests {
         let path = dir.path().join("j");
         let journal = Journal::open(&path, &destination()).unwrap();
         journal
-            .record(id(1), "./calls//1.wav", 2, done("c-1"))
+            .record(&id(1), "./calls//1.wav", 2, done("c-1"))
             .await
             .unwrap();
         let uploaded = Change::Uploaded {
@@ -2607,7 +3052,7 @@ mod tests {
             body: bytes::Bytes::from_static(br#"{"agent":"a"}"#),
         };
         journal
-            .record(id(1), "./calls//1.wav", 2, uploaded)
+            .record(&id(1), "./calls//1.wav", 2, uploaded)
             .await
             .unwrap();
         // Not before it was opened: this run's own uploads are not earlier ones.
@@ -2665,8 +3110,33 @@ mod tests {
     fn finding_an_earlier_upload_of_a_file_is_an_index_search_not_a_scan() {
         let plan = query_plan(UPLOADED_FILE, params![1, "calls/1.wav", 10, "9999"]);
         assert!(
-            plan.iter().any(|step| step
-                .contains("USING INDEX rows_uploaded_file (destination=? AND path=? AND size=?)")),
+            plan.iter()
+                .any(|step| step.contains("USING INDEX rows_key (destination=? AND path=?)")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_row_is_found_by_its_key_and_one_of_before_schema_5_by_its_identity_among_those() {
+        let select = "SELECT r.id FROM rows r";
+        let plan = query_plan(
+            &format!("{select} WHERE r.destination = ?1 AND r.path = ?2 AND r.identity = ?3"),
+            params![1, "calls/1.wav", "ab"],
+        );
+        assert!(
+            plan.iter().any(|step| step.contains(
+                "USING COVERING INDEX rows_key (destination=? AND path=? AND identity=?)"
+            )),
+            "{plan:?}"
+        );
+        let plan = query_plan(
+            &format!("{select} WHERE r.destination = ?1 AND r.identity = ?2 AND r.keyed IS NULL"),
+            params![1, "ab"],
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step
+                    .contains("USING INDEX rows_before_5 (destination=? AND identity=?)")),
             "{plan:?}"
         );
     }
@@ -2684,7 +3154,7 @@ mod tests {
             if n % 3 == 0 {
                 let theirs = if n % 2 == 0 { id(n) } else { id(50_000 + n) };
                 other
-                    .record(theirs, "calls/x.wav", n, Change::Call1Started)
+                    .record(&theirs, "calls/x.wav", n, Change::Call1Started)
                     .await
                     .unwrap();
             }
@@ -2704,7 +3174,7 @@ mod tests {
                 },
             };
             journal
-                .record(id(n), "calls/x.wav", n, change)
+                .record(&id(n), "calls/x.wav", n, change)
                 .await
                 .unwrap();
         }
@@ -2824,12 +3294,12 @@ mod tests {
                     while row < rows {
                         let identity = id(row);
                         journal
-                            .record(identity, "calls/x.wav", row, Change::Call1Started)
+                            .record(&identity, "calls/x.wav", row, Change::Call1Started)
                             .await
                             .unwrap();
                         journal
                             .record(
-                                identity,
+                                &identity,
                                 "calls/x.wav",
                                 row,
                                 Change::Call1Done {
@@ -2841,7 +3311,7 @@ mod tests {
                             .unwrap();
                         journal
                             .record(
-                                identity,
+                                &identity,
                                 "calls/x.wav",
                                 row,
                                 Change::Uploaded {

@@ -103,7 +103,8 @@ pub trait Lookup {
     fn row(&mut self, identity: &RowIdentity) -> Option<Stored>;
 
     /// The latest row an earlier run uploaded to this destination whose file has this path
-    /// ([`identity_path`]) and size (see [`crate::journal::Journal::uploaded_file`]).
+    /// (a row's key, [`RowIdentity::key`]: the folded path, or an object's URL) and size (see
+    /// [`crate::journal::Journal::uploaded_file`]).
     fn uploaded_file(&mut self, _path: &str, _size: u64) -> Option<EarlierUpload> {
         None
     }
@@ -191,10 +192,7 @@ impl<L: Lookup> Planner<L> {
             }
             // Nothing known of this row: the same recording may have been uploaded under other
             // metadata (a re-export with a corrected field), which is not sent again by default.
-            None if let Some(earlier) = self
-                .lookup
-                .uploaded_file(&identity_path(&row.file), row.size) =>
-            {
+            None if let Some(earlier) = self.earlier_upload(&row, &identity) => {
                 let changed = changed_note(&earlier, &body);
                 let conversation = earlier
                     .stored
@@ -235,6 +233,24 @@ impl<L: Lookup> Planner<L> {
 }
 
 impl<L: Lookup> Planner<L> {
+    /// The latest upload of the row's file ([`Lookup::uploaded_file`]), found by the row's key;
+    /// an object's row journaled before schema 5 also by its path as written (what it was
+    /// kept under then: an object under an object `--base-dir` is named by its relative path).
+    fn earlier_upload(
+        &mut self,
+        row: &CheckedRow,
+        identity: &RowIdentity,
+    ) -> Option<EarlierUpload> {
+        if let Some(earlier) = self.lookup.uploaded_file(identity.key(), row.size) {
+            return Some(earlier);
+        }
+        let path = identity_path(&row.file);
+        if path == identity.key() {
+            return None;
+        }
+        self.lookup.uploaded_file(&path, row.size)
+    }
+
     /// The row's identity and what the journal holds for it. A journal of voyc-import 0.1 keyed
     /// rows by the path as written: a row this version does not know under its normalised path
     /// (`./a.wav` is `a.wav`) is looked up under that one, and keeps it if found, so that a
@@ -288,7 +304,8 @@ impl Prepared {
                 (body, identity)
             })
             .collect();
-        let identities: Vec<RowIdentity> = made.iter().map(|(_, identity)| *identity).collect();
+        let identities: Vec<RowIdentity> =
+            made.iter().map(|(_, identity)| identity.clone()).collect();
         match journal.lookup_many(&identities) {
             Ok(answers) => made
                 .into_iter()
@@ -314,7 +331,7 @@ impl Prepared {
     /// keeps its body and identity.
     pub fn take_found(&mut self) -> Option<(RowIdentity, Option<Stored>)> {
         let found = self.found.take()?;
-        Some((self.identity, found))
+        Some((self.identity.clone(), found))
     }
 }
 
@@ -327,7 +344,7 @@ pub fn prepare(row: &mut CheckedRow) -> RowIdentity {
     let identity = identity_of(row, &body);
     row.prepared = Some(Box::new(Prepared {
         body,
-        identity,
+        identity: identity.clone(),
         found: None,
     }));
     identity

@@ -323,17 +323,18 @@ impl Engine {
                         sha256: uploaded.sha256.clone(),
                         body: job.body.clone(),
                     };
-                    let commit = match self
-                        .journal
-                        .begin(job.identity, &job.file, job.line, change)
-                    {
-                        Ok(pending) => Some(pending),
-                        Err(err) => {
-                            tally.notes.push(journal_lost_note(&err));
-                            self.control.stop(StopReason::Journal(format!("{err:#}")));
-                            None
-                        }
-                    };
+                    let commit =
+                        match self
+                            .journal
+                            .begin(&job.identity, &job.file, job.line, change)
+                        {
+                            Ok(pending) => Some(pending),
+                            Err(err) => {
+                                tally.notes.push(journal_lost_note(&err));
+                                self.control.stop(StopReason::Journal(format!("{err:#}")));
+                                None
+                            }
+                        };
                     return RowEnd::Uploaded {
                         conversation,
                         uploaded,
@@ -521,7 +522,7 @@ impl Engine {
         // The upload starts while this is committed; its last byte waits for it.
         match self
             .journal
-            .begin(job.identity, &job.file, job.line, change)
+            .begin(&job.identity, &job.file, job.line, change)
         {
             Ok(pending) => Ok((response, shared(pending))),
             Err(err) => Err(self.journal_broke(err, Some(response.conversation_id.clone()))),
@@ -677,7 +678,7 @@ impl Engine {
         for change in changes {
             if let Err(err) = self
                 .journal
-                .record(identity, &job.file, job.line, change)
+                .record(&identity, &job.file, job.line, change)
                 .await
             {
                 self.control.stop(StopReason::Journal(format!("{err:#}")));
@@ -811,7 +812,7 @@ impl Engine {
         let change = Change::MaybeConversation { reason };
         if let Err(err) = self
             .journal
-            .begin(job.identity, &job.file, job.line, change)
+            .begin(&job.identity, &job.file, job.line, change)
         {
             self.control.stop(StopReason::Journal(format!("{err:#}")));
         }
@@ -819,7 +820,7 @@ impl Engine {
 
     async fn record(&self, job: &Job, change: Change) -> anyhow::Result<()> {
         self.journal
-            .record(job.identity, &job.file, job.line, change)
+            .record(&job.identity, &job.file, job.line, change)
             .await
     }
 
@@ -887,7 +888,7 @@ impl Engine {
                 Some(pending) => Ok(pending),
                 None => self
                     .journal
-                    .begin(job.identity, &job.file, job.line, Change::Claim),
+                    .begin(&job.identity, &job.file, job.line, Change::Claim),
             };
             let state = match pending {
                 Ok(pending) => match pending.committed().await {
@@ -1156,7 +1157,7 @@ impl Pool {
             match self
                 .engine
                 .journal
-                .begin(job.identity, &job.file, job.line, Change::Claim)
+                .begin(&job.identity, &job.file, job.line, Change::Claim)
             {
                 Ok(pending) => Some(pending),
                 Err(err) => {
@@ -1179,7 +1180,7 @@ impl Pool {
             let (Some(permit), Some(claim)) = (permit.filter(|_| !control.is_stopping()), claim)
             else {
                 let _ = engine.journal.begin(
-                    job.identity,
+                    &job.identity,
                     &job.file,
                     job.line,
                     Change::NotStarted,
@@ -1430,7 +1431,7 @@ mod tests {
             .engine
             .journal
             .record(
-                job0.identity,
+                &job0.identity,
                 &job0.file,
                 job0.line,
                 Change::Call1Done {
@@ -1789,7 +1790,7 @@ mod tests {
         setup
             .engine
             .journal
-            .record(job0.identity, &job0.file, job0.line, Change::Call1Started)
+            .record(&job0.identity, &job0.file, job0.line, Change::Call1Started)
             .await
             .unwrap();
         let row = settle(&setup.engine, &job(&setup, 0)).await;
