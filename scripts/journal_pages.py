@@ -39,7 +39,9 @@ def setup(db, variant):
         db.execute("CREATE INDEX rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded'")
     if 'noclaimidx' not in variant and 'pathidx' not in variant:
         db.execute("CREATE INDEX rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL")
-    if 'side' in variant:
+    if 'tside' in variant:
+        db.execute("CREATE TABLE targets (id INTEGER PRIMARY KEY, target TEXT)")
+    elif 'side' in variant:
         db.execute("CREATE TABLE targets (id INTEGER PRIMARY KEY, row INTEGER, target TEXT)")
         db.execute("CREATE TABLE bodies (id INTEGER PRIMARY KEY, row INTEGER, body TEXT)")
 
@@ -73,7 +75,11 @@ def op(db, variant, stage, n, at):
         r = rid()
         db.execute("""INSERT OR REPLACE INTO conversations SELECT destination, conversation_id, identity, ? FROM rows
           WHERE id=? AND conversation_id IS NOT NULL AND conversation_id IS NOT ?""", (at, r, f"c-{n}"))
-        if 'side' in variant:
+        if 'tside' in variant:
+            t = db.execute("INSERT INTO targets (target) VALUES (?)", (TARGET,)).lastrowid
+            db.execute("UPDATE rows SET state='call1_done', conversation_id=?, target=?, target_expires_at=?, updated_at=? WHERE id=?",
+                       (f"c-{n}", t, "2026-12-03T18:40:00Z", at, r))
+        elif 'side' in variant:
             db.execute("UPDATE rows SET state='call1_done', conversation_id=?, target_expires_at=?, updated_at=? WHERE id=?",
                        (f"c-{n}", "2026-12-03T18:40:00Z", at, r))
             db.execute("INSERT INTO targets (row, target) VALUES (?, ?)", (r, TARGET))
@@ -82,7 +88,9 @@ def op(db, variant, stage, n, at):
                        (f"c-{n}", TARGET, "2026-12-03T18:40:00Z", at, r))
     else:
         r = rid()
-        if 'side' in variant:
+        if 'tside' in variant:
+            db.execute("DELETE FROM targets WHERE id = (SELECT target FROM rows WHERE id = ?)", (r,))
+        if 'side' in variant and 'tside' not in variant:
             db.execute("""UPDATE rows SET state='uploaded', target_expires_at=NULL, bytes=1068, sha256=?, updated_at=?,
                claimed_by=NULL, path=?, size=1068 WHERE id=?""", ("b" * 64, at, f, r))
             db.execute("INSERT INTO bodies (row, body) VALUES (?, ?)", (r, BODY))

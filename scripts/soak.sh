@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/soak.sh [--quick] [--only soak|torture] [--files N] [--kills N] [--concurrency N] [--max-bytes B] [--torture-ttl SECS] [--seed S] [--keep]
+# Usage: scripts/soak.sh [--quick] [--only soak|torture] [--files N] [--kills N] [--concurrency N] [--max-bytes B] [--torture-ttl SECS] [--seed S] [--upgrade-from BIN] [--keep]
 # The soak, then the kill -9 torture, of `voyc-import upload` against a spawned sandbox with every
 # fault on at once; each checked through the sandbox's inspection endpoint, the report and the
 # journal by scripts/soak_check.py, which prints one line of figures and fails on a lost row, a
@@ -7,12 +7,14 @@
 # (log-uniform sizes, random bytes; about 4.6 GB, 3x that in free disk), concurrency 32, 20 kills,
 # release build. --quick (CI): 300 files of 1 KiB–256 KiB, 4 kills, the debug build. --only runs
 # one of the two (the torture alone paces its kills by an estimate, 9 ms a file, instead of the
-# soak's measured time). Needs python3.
+# soak's measured time). --upgrade-from BIN: the torture's first half of runs (up to --kills / 2,
+# each killed) are BIN's, an earlier build, and the rest this build's, which brings the journal
+# BIN left (rows caught at every step) up to date and finishes the import. Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=5000 kills=20 concurrency=32 max_bytes=$((8 << 20)) seed=${SOAK_SEED:-$RANDOM} keep= profile=release
-torture_ttl=30 only=
+torture_ttl=30 only= upgrade_from=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) files=300 kills=4 max_bytes=$((256 << 10)) profile=debug ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
         --max-bytes) max_bytes=$2; shift ;;
         --torture-ttl) torture_ttl=$2; shift ;;
         --seed) seed=$2; shift ;;
+        --upgrade-from) upgrade_from=$2; shift ;;
         --only) only=$2; shift; [ "$only" = soak ] || [ "$only" = torture ] || { sed -n 2p "$0" >&2; exit 2; } ;;
         --keep) keep=1 ;;
         *) sed -n 2p "$0" >&2; exit 2 ;;
@@ -73,7 +76,11 @@ stop_sandbox() {
 
 # The upload command of phase $1, in the background; sets $upload_pid.
 start_upload() {
-    VOYC_TOKEN=sandbox-token "$bin" upload "$work/corpus/manifest.csv" --org "$org" --base-url "$url" \
+    local with=$bin
+    if [ -n "$upgrade_from" ] && [ "$1" = torture ] && [ "$runs" -le $((kills / 2)) ]; then
+        with=$upgrade_from
+    fi
+    VOYC_TOKEN=sandbox-token "$with" upload "$work/corpus/manifest.csv" --org "$org" --base-url "$url" \
         --concurrency "$concurrency" --retries 10 --quiet \
         --report "$work/$1/report.csv" --journal "$work/$1/journal" 2>>"$work/$1/stderr" &
     upload_pid=$!
@@ -133,6 +140,7 @@ fi
 # pace and the rows the journal says are uploaded) shared by the kills still to come: they land
 # anywhere in a run (pass 1, call 1, mid-upload, between commits) and all along the import.
 mkdir -p "$work/torture"
+[ -z "$upgrade_from" ] || echo "torture: runs 1 to $((kills / 2)) with $upgrade_from, then this build" >&2
 start_sandbox torture "$((seed + 1))" "$torture_ttl"
 RANDOM=$seed
 touch "$work/torture/kills.jsonl"
