@@ -68,6 +68,8 @@ use crate::target::{ConversationId, UploadTarget};
 /// The key of a row journaled before cannot always be told from its file (an object under an
 /// object `--base-dir`): such rows have `keyed` NULL and are found by identity alone
 /// (`rows_before_5`, which holds only them) until their next change gives them their key.
+/// A row's target is kept in `targets` (see `drop_target`); one journaled before stays in
+/// `rows.target`. Nothing is rewritten when a journal of schema 4 is brought to 5.
 const SCHEMA_VERSION: &str = "5";
 
 /// `PRAGMA application_id` of every journal: "Voyc" in ASCII. With `user_version` (the schema
