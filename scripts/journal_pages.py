@@ -7,8 +7,9 @@ them one step (claim, call 1 done with a target, uploaded with a body). The WAL 
 (autocheckpoint off) and each frame's page mapped to its B-tree with dbstat; bytes are 4 KiB
 blocks, the checkpoint's once per 16,000 frames. VARIANT: base (schema 4), noclaimidx (no
 rows_claimed), pathidx (one unique index on destination, path, identity instead of the identity
-and uploaded-file indexes), side (targets and bodies in tables of their own), p1k / p4k (page
-size); join them with commas. A model, not the program: compare its totals with
+and uploaded-file indexes), side (targets and bodies in tables of their own), tside (targets
+alone in a table of their own, deleted once uploaded: schema 5 is pathidx,tside,p1k), bside
+(bodies appended to a table of their own), p1k / p4k (page size); join them with commas. A model, not the program: compare its totals with
 scripts/journal-io.sh before trusting its split.
 """
 import collections, json, os, random, shutil, sqlite3, struct, sys, tempfile
@@ -39,6 +40,8 @@ def setup(db, variant):
         db.execute("CREATE INDEX rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded'")
     if 'noclaimidx' not in variant and 'pathidx' not in variant:
         db.execute("CREATE INDEX rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL")
+    if 'bside' in variant:
+        db.execute("CREATE TABLE bodies (id INTEGER PRIMARY KEY, body TEXT)")
     if 'tside' in variant:
         db.execute("CREATE TABLE targets (id INTEGER PRIMARY KEY, target TEXT)")
     elif 'side' in variant:
@@ -95,7 +98,11 @@ def op(db, variant, stage, n, at):
                claimed_by=NULL, path=?, size=1068 WHERE id=?""", ("b" * 64, at, f, r))
             db.execute("INSERT INTO bodies (row, body) VALUES (?, ?)", (r, BODY))
         else:
-            if pathidx:
+            if 'bside' in variant:
+                b = db.execute("INSERT INTO bodies (body) VALUES (?)", (BODY,)).lastrowid
+                db.execute("""UPDATE rows SET state='uploaded', target=NULL, target_expires_at=NULL, bytes=1068, sha256=?, updated_at=?,
+                   claimed_by=NULL, size=1068, body=? WHERE id=?""", ("b" * 64, at, b, r))
+            elif pathidx:
                 db.execute("""UPDATE rows SET state='uploaded', target=NULL, target_expires_at=NULL, bytes=1068, sha256=?, updated_at=?,
                    claimed_by=NULL, size=1068, body=? WHERE id=?""", ("b" * 64, at, BODY, r))
             else:
