@@ -1375,6 +1375,104 @@ fn a_rerun_of_a_finished_import_uploads_nothing_and_exits_0() {
     assert_eq!(sandbox.conversations().len(), 5);
 }
 
+/// Puts a journal of this version back in the layout voyc-import wrote before schema 5:
+/// rows found by identity, a target in its row, a path for uploaded rows only.
+fn as_schema_4(journal: &Path) {
+    let db = rusqlite::Connection::open(journal).unwrap();
+    db.execute_batch(
+        "BEGIN;
+         CREATE TABLE rows_v4 (id INTEGER PRIMARY KEY, destination INTEGER NOT NULL,
+             identity TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
+             state TEXT NOT NULL, conversation_id TEXT, target TEXT, target_expires_at TEXT,
+             bytes INTEGER, sha256 TEXT, error TEXT, updated_at TEXT NOT NULL,
+             claimed_by INTEGER, run INTEGER, path TEXT, size INTEGER, body TEXT);
+         INSERT INTO rows_v4 SELECT id, destination, identity, file, line, state, conversation_id,
+             (SELECT t.target FROM targets t WHERE t.id = target_id), target_expires_at, bytes,
+             sha256, error, updated_at, claimed_by, run,
+             CASE WHEN state = 'uploaded' THEN path END, size, body FROM rows;
+         DROP TABLE rows;
+         ALTER TABLE rows_v4 RENAME TO rows;
+         DROP TABLE targets;
+         DROP INDEX conversations_before_5;
+         ALTER TABLE conversations DROP COLUMN path;
+         CREATE UNIQUE INDEX rows_identity ON rows (destination, identity);
+         CREATE INDEX rows_claimed ON rows (claimed_by) WHERE claimed_by IS NOT NULL;
+         CREATE INDEX rows_uploaded_file ON rows (destination, path, size) WHERE state = 'uploaded';
+         UPDATE meta SET value = '4' WHERE key = 'schema_version';
+         PRAGMA user_version = 4;
+         COMMIT;",
+    )
+    .unwrap();
+}
+
+fn schema_of(journal: &Path) -> i64 {
+    rusqlite::Connection::open(journal)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn an_import_journaled_by_the_version_before_resumes_and_sends_only_what_it_did_not() {
+    let sandbox = Sandbox::start(&[]);
+    let corpus = Corpus::new(3, |i| 1_000 + i);
+    assert_eq!(
+        corpus.upload(&sandbox).output().unwrap().status.code(),
+        Some(0)
+    );
+    let journal = corpus.path().join("manifest.report.csv.journal");
+    as_schema_4(&journal);
+    // One row more, and one re-exported with other metadata.
+    corpus.dir.write("calls/new.wav", wav(9, 1_500));
+    let manifest = std::fs::read_to_string(corpus.manifest())
+        .unwrap()
+        .replace("T-1", "T-1b")
+        + "calls/new.wav,support,2024-03-09,10:00:00,Agent 9,T-9\n";
+    corpus.dir.write("manifest.csv", manifest);
+    // A dry run reads the old journal as it is, and leaves it so.
+    let dry = corpus.upload(&sandbox).arg("--dry-run").output().unwrap();
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        stdout.contains("dry run: 1 row, 1.5 KiB would be sent to"),
+        "{}",
+        show(&dry)
+    );
+    assert_eq!(schema_of(&journal), 4);
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(schema_of(&journal), 5, "brought up to date");
+    let report = corpus.report();
+    let statuses: Vec<&str> = report.iter().map(|r| r["status"].as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "already_uploaded",
+            "already_uploaded",
+            "already_uploaded",
+            "uploaded"
+        ]
+    );
+    assert!(
+        report[1]["notes"].contains(r#"crm_ticket "T-1" → "T-1b""#),
+        "the re-export is found in the old rows: {:?}",
+        report[1]
+    );
+    assert_eq!(
+        sandbox.conversations().len(),
+        4,
+        "only the new row was sent"
+    );
+    let out = corpus.upload(&sandbox).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        corpus
+            .report()
+            .iter()
+            .all(|r| r["status"] == "already_uploaded")
+    );
+    assert_eq!(sandbox.conversations().len(), 4);
+}
+
 #[test]
 fn without_a_terminal_progress_is_plain_lines_and_quiet_prints_nothing_when_every_row_succeeded() {
     let sandbox = Sandbox::start(&[]);
