@@ -811,7 +811,11 @@ async fn watch_outages(engine: Arc<Engine>, progress: Arc<Progress>) {
 
 /// What outages and throttling cost the run, if they did.
 fn say_pacing(engine: &Engine, progress: &Progress) {
-    let gates = [&engine.outages.api, &engine.outages.s3];
+    let gates = [
+        &engine.outages.api,
+        &engine.outages.s3,
+        &engine.outages.source,
+    ];
     let waited: Vec<String> = gates
         .iter()
         .filter_map(|gate| {

@@ -71,6 +71,10 @@ pub struct Failure {
     /// No file descriptor was left (`EMFILE`, `ENFILE`) to open the file or a connection:
     /// transient, and the pool waits for one without spending a retry.
     pub out_of_descriptors: bool,
+    /// Upload only: the recording could not be read (its own store failed in passing, or a
+    /// read of the local file did). It says nothing of Voyc's S3: an object's counts toward
+    /// an outage of the recordings' store instead, a local file's toward none.
+    pub source_unreadable: bool,
     /// One line for the report, without the call's name: `HTTP 400: call_date: ...`.
     pub message: String,
 }
@@ -90,6 +94,7 @@ impl Failure {
             conversation: None,
             file_changed: false,
             out_of_descriptors: false,
+            source_unreadable: false,
             message: message.into(),
         }
     }
@@ -120,6 +125,14 @@ impl Failure {
         Failure {
             ambiguous: call == Call::Api && sent,
             ..Failure::transient(call, message)
+        }
+    }
+
+    /// A transient failure to read the recording itself (see `source_unreadable`).
+    pub fn reading_the_source(message: impl Into<String>) -> Failure {
+        Failure {
+            source_unreadable: true,
+            ..Failure::transient(Call::Upload, message)
         }
     }
 

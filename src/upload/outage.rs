@@ -72,6 +72,8 @@ pub enum Verdict {
 pub struct Outages {
     pub api: Gate,
     pub s3: Gate,
+    /// Where recordings named by object URLs are read from (their bucket or container).
+    pub source: Gate,
     /// `--max-outage`.
     pub max_outage: Duration,
 }
@@ -81,13 +83,17 @@ impl Outages {
         Outages {
             api: Gate::new("Voyc"),
             s3: Gate::new("S3"),
+            source: Gate::new("the recordings' store"),
             max_outage,
         }
     }
 
     /// The service that is down, if one is (Voyc's API first).
     pub fn down(&self, now: Instant) -> Option<Down> {
-        self.api.down(now).or_else(|| self.s3.down(now))
+        self.api
+            .down(now)
+            .or_else(|| self.s3.down(now))
+            .or_else(|| self.source.down(now))
     }
 }
 

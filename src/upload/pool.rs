@@ -431,13 +431,20 @@ impl Engine {
         let mut retries = Retries::default();
         let max_outage = self.outages.max_outage;
         let response = loop {
-            // No row starts while S3 is down: it could not finish.
-            let admitted = match self
+            // No row starts while S3 is down, or the store its recording is read from: it
+            // could not finish.
+            let up = self
                 .outages
                 .s3
                 .until_up(&self.clock, &self.control, max_outage)
                 .await
-            {
+                && (job.object.is_none()
+                    || self
+                        .outages
+                        .source
+                        .until_up(&self.clock, &self.control, max_outage)
+                        .await);
+            let admitted = match up {
                 true => {
                     self.outages
                         .api
@@ -584,6 +591,23 @@ impl Engine {
         // S3 says when it has expired.
         let max_outage = self.outages.max_outage;
         loop {
+            // An object's recording is read from its store as it is sent: both must be up.
+            let reading = match job.object {
+                Some(_) => {
+                    let source = &self.outages.source;
+                    let Some(ticket) = source
+                        .admit(&self.clock, &self.control, max_outage, job.seq)
+                        .await
+                    else {
+                        return Err(UploadEnd::End(
+                            self.stopped_waiting(job, Some(conversation), "the upload")
+                                .await,
+                        ));
+                    };
+                    Some(ticket)
+                }
+                None => None,
+            };
             let Some(ticket) = self
                 .outages
                 .s3
@@ -609,14 +633,29 @@ impl Engine {
                     self.journal_broke(err, Some(conversation.clone())),
                 ));
             }
+            let now = self.clock.now();
             let failure = match result {
                 Ok(uploaded) => {
-                    ticket.answered(self.clock.now());
+                    ticket.answered(now);
+                    if let Some(reading) = reading {
+                        reading.answered(now);
+                    }
                     return Ok(uploaded);
                 }
                 Err(failure) => failure,
             };
-            let verdict = ticket.failed(&failure, self.clock.now(), true);
+            // The recording not read is its store's failure, not S3's (which is not asked, and
+            // hands its probe on); a local file's counts toward no outage.
+            let verdict = match (failure.source_unreadable, reading) {
+                (true, Some(reading)) => reading.failed(&failure, now, true),
+                (true, None) => Verdict::Counted,
+                (false, reading) => {
+                    if let Some(reading) = reading {
+                        reading.answered(now);
+                    }
+                    ticket.failed(&failure, now, true)
+                }
+            };
             if failure.expired_target {
                 return Err(UploadEnd::Expired(failure.message));
             }

@@ -166,6 +166,7 @@ impl Uploader {
             state: Mutex::new((Sha256::new(), 0)),
             sent: sent.clone(),
             changed: Mutex::new(None),
+            unreadable: Mutex::new(None),
         });
         let body = reqwest::Body::wrap_stream(FileStream {
             remaining: size - opened.first.len() as u64,
@@ -234,6 +235,10 @@ impl Uploader {
                 // not the transport error it caused.
                 if let Some(why) = watch.changed.lock().expect("changed").take() {
                     return Err(source.changed_failure("during its upload", &why));
+                }
+                // Nor S3's, when it was the recording that could not be read.
+                if let Some(why) = watch.unreadable.lock().expect("unreadable").take() {
+                    return Err(Failure::reading_the_source(why));
                 }
                 return Err(failure);
             }
@@ -393,7 +398,7 @@ fn object_failure(source: &Source, problem: objects::Problem) -> Failure {
         Kind::Replaced => {
             source.changed_failure("since it was checked", "it was replaced: its ETag differs")
         }
-        Kind::Passing => Failure::transient(Call::Upload, problem.message),
+        Kind::Passing => Failure::reading_the_source(problem.message),
         Kind::Denied | Kind::Row | Kind::Store => Failure::permanent(Call::Upload, problem.message),
     }
 }
@@ -466,6 +471,9 @@ struct Watch {
     sent: Arc<AtomicU64>,
     /// Why the body stream stopped because the file changed under it, if it did.
     changed: Mutex<Option<String>>,
+    /// Why the body stream stopped because the recording could not be read, if it did
+    /// (`cannot read PATH: ...`).
+    unreadable: Mutex<Option<String>>,
 }
 
 impl Watch {
@@ -658,7 +666,11 @@ impl FileStream {
             Poll::Ready(Some(Err(problem))) => match problem.kind {
                 objects::Kind::Missing | objects::Kind::Replaced => changed(self, problem.message),
                 // A passing failure of the store: the upload fails transiently and is retried.
-                _ => Poll::Ready(Some(Err(std::io::Error::other(problem.message)))),
+                _ => {
+                    *self.watch.unreadable.lock().expect("unreadable") =
+                        Some(problem.message.clone());
+                    Poll::Ready(Some(Err(std::io::Error::other(problem.message))))
+                }
             },
             Poll::Ready(None) => {
                 let why = format!(
@@ -703,7 +715,11 @@ impl Stream for FileStream {
         let mut buf = ReadBuf::new(&mut this.buffer[..want]);
         match Pin::new(file).poll_read(cx, &mut buf) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(err)) => Poll::Ready(Some(Err(err))),
+            Poll::Ready(Err(err)) => {
+                let why = format!("cannot read {}: {err}", this.source.path.display());
+                *this.watch.unreadable.lock().expect("unreadable") = Some(why);
+                Poll::Ready(Some(Err(err)))
+            }
             Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                 let why = format!(
                     "{} bytes when checked, {} could be read",
@@ -805,8 +821,13 @@ mod tests {
         };
         let failure = object_failure(&source, problem(objects::Kind::Passing));
         assert_eq!(
-            (failure.class, failure.file_changed),
-            (Class::Transient, false)
+            (
+                failure.class,
+                failure.file_changed,
+                failure.source_unreadable
+            ),
+            (Class::Transient, false, true),
+            "retried, as a failure of the recordings' store"
         );
         for kind in [objects::Kind::Missing, objects::Kind::Replaced] {
             let failure = object_failure(&source, problem(kind));

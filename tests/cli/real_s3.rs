@@ -796,6 +796,76 @@ async fn a_server_stopped_mid_run_is_waited_for_up_to_max_outage_and_the_rerun_c
 
 #[tokio::test]
 #[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn a_recordings_bucket_stopped_mid_run_is_waited_for_as_their_store_and_not_as_s3() {
+    let own = OwnSeaweed::start();
+    // The recordings are read from a SeaweedFS of the test's own; the uploads go to the
+    // sandbox's own S3, which stays up.
+    let sandbox = Sandbox::start(&["--latency-ms", "1000"]);
+    let bucket = "voyc-source-stopped";
+    let corpus = corpus_in_bucket(&own.s3, &sandbox, bucket, 5).await;
+    let base = format!("s3://{bucket}/");
+    let args = [
+        "--base-dir",
+        &base,
+        "--source-endpoint",
+        &own.s3.endpoint,
+        "--concurrency",
+        "1",
+        "--retries",
+        "1",
+        "--timeout",
+        "5s",
+        "--max-outage",
+        "3s",
+    ];
+    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conversations_created(&sandbox).await < 2 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "row 2 never started: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    own.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the recordings' store has been unavailable for ")
+            && stderr.contains("longer than --max-outage 3s; the report and journal are written, and the same command resumes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("S3 has been unavailable"), "{stderr}");
+    let report = corpus.report();
+    assert_eq!(report[0]["status"], "uploaded", "{report:?}");
+    assert!(
+        report.iter().any(|r| r["status"] == "not_attempted"),
+        "the rows after the outage was seen are left, not failed: {report:?}"
+    );
+
+    own.restart();
+    let out = upload(&corpus, &sandbox, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    for (before, after) in report.iter().zip(&corpus.report()) {
+        let expected = match before["status"].as_str() {
+            "uploaded" => "already_uploaded",
+            _ => "uploaded",
+        };
+        assert_eq!(after["status"], expected, "{after:?}");
+    }
+    assert_eq!(
+        conversations_created(&sandbox).await,
+        5,
+        "no row made a second call 1"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
 async fn a_server_stopped_mid_run_and_back_within_max_outage_costs_no_row() {
     let own = OwnSeaweed::start();
     let sandbox = own.s3.sandbox("voyc-back", &["--latency-ms", "300"]);
