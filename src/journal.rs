@@ -2765,21 +2765,10 @@ mod tests {
         let db = Connection::open(path).unwrap();
         db.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 3;
-             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
-                 base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
              {rows_v3}
-             CREATE TABLE conversations (destination INTEGER NOT NULL, conversation_id TEXT NOT NULL,
-                 identity TEXT NOT NULL, created_at TEXT NOT NULL,
-                 PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
-             CREATE TABLE unknown_conversations (destination INTEGER NOT NULL, identity TEXT NOT NULL,
-                 reason TEXT NOT NULL, created_at TEXT NOT NULL);
-             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, lock TEXT NOT NULL,
-                 pid INTEGER NOT NULL, report TEXT NOT NULL, started_at TEXT NOT NULL);
+             {OTHER_TABLES_V3_V4}
              {INDEXES_V3_V4}
              INSERT INTO meta VALUES ('schema_version', '3');
-             INSERT INTO destinations (label, base_url, organisation, created_at)
-               VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
              INSERT INTO rows (destination, identity, file, line, state, conversation_id, target,
                                updated_at)
                VALUES (1, '{two}', 'calls/2.wav', 3, 'call1_done', 'c-2', '{target}',
@@ -2796,6 +2785,22 @@ mod tests {
         ))
         .unwrap();
     }
+
+    /// The tables of schemas 3 and 4 besides `rows` and its indexes, as they shipped, and the
+    /// destination of the tests.
+    const OTHER_TABLES_V3_V4: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
+            base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE conversations (destination INTEGER NOT NULL, conversation_id TEXT NOT NULL,
+            identity TEXT NOT NULL, created_at TEXT NOT NULL,
+            PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
+        CREATE TABLE unknown_conversations (destination INTEGER NOT NULL, identity TEXT NOT NULL,
+            reason TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, lock TEXT NOT NULL,
+            pid INTEGER NOT NULL, report TEXT NOT NULL, started_at TEXT NOT NULL);
+        INSERT INTO destinations (label, base_url, organisation, created_at)
+          VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');";
 
     /// The indexes of schemas 3 and 4, as they shipped.
     const INDEXES_V3_V4: &str = "
@@ -2821,21 +2826,10 @@ mod tests {
         db.execute_batch(&format!(
             "PRAGMA page_size = 2048; PRAGMA journal_mode = WAL;
              PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 4;
-             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE destinations (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE,
-                 base_url TEXT NOT NULL, organisation TEXT NOT NULL, created_at TEXT NOT NULL);
              {rows_v4}
-             CREATE TABLE conversations (destination INTEGER NOT NULL, conversation_id TEXT NOT NULL,
-                 identity TEXT NOT NULL, created_at TEXT NOT NULL,
-                 PRIMARY KEY (destination, conversation_id)) WITHOUT ROWID;
-             CREATE TABLE unknown_conversations (destination INTEGER NOT NULL, identity TEXT NOT NULL,
-                 reason TEXT NOT NULL, created_at TEXT NOT NULL);
-             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, lock TEXT NOT NULL,
-                 pid INTEGER NOT NULL, report TEXT NOT NULL, started_at TEXT NOT NULL);
+             {OTHER_TABLES_V3_V4}
              {INDEXES_V3_V4}
              INSERT INTO meta VALUES ('schema_version', '4');
-             INSERT INTO destinations (label, base_url, organisation, created_at)
-               VALUES ('https://api.app.voyc.ai org 118', 'https://api.app.voyc.ai', '118', 'x');
              INSERT INTO rows (destination, identity, file, line, state, conversation_id, bytes,
                                sha256, updated_at, path, size, body)
                VALUES (1, '{one}', 'calls/1.wav', 2, 'uploaded', 'c-1', 1, 'a',

@@ -593,27 +593,24 @@ impl Engine {
         loop {
             // An object's recording is read from its store as it is sent: both must be up.
             let reading = match job.object {
+                Some(_) => self
+                    .outages
+                    .source
+                    .admit(&self.clock, &self.control, max_outage, job.seq)
+                    .await
+                    .map(Some),
+                None => Some(None),
+            };
+            let ticket = match reading {
                 Some(_) => {
-                    let source = &self.outages.source;
-                    let Some(ticket) = source
+                    self.outages
+                        .s3
                         .admit(&self.clock, &self.control, max_outage, job.seq)
                         .await
-                    else {
-                        return Err(UploadEnd::End(
-                            self.stopped_waiting(job, Some(conversation), "the upload")
-                                .await,
-                        ));
-                    };
-                    Some(ticket)
                 }
                 None => None,
             };
-            let Some(ticket) = self
-                .outages
-                .s3
-                .admit(&self.clock, &self.control, max_outage, job.seq)
-                .await
-            else {
+            let (Some(reading), Some(ticket)) = (reading, ticket) else {
                 return Err(UploadEnd::End(
                     self.stopped_waiting(job, Some(conversation), "the upload")
                         .await,

@@ -697,6 +697,27 @@ fn spawn_upload(corpus: &Corpus, base_url: &str, extra: &[&str]) -> std::process
         .expect("start voyc-import upload")
 }
 
+/// Waits (up to a minute) until call 1 has created `n` conversations, and hands `child` back;
+/// kills it and fails the test, with what it printed, if call 1 did not.
+async fn until_conversations(
+    sandbox: &Sandbox,
+    mut child: std::process::Child,
+    n: u64,
+) -> std::process::Child {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while conversations_created(sandbox).await < n {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "call 1 made fewer than {n} conversations in a minute: {}",
+                show(&child.wait_with_output().unwrap())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
 /// How many conversations call 1 created so far (from `/_sandbox/stats`, which does not ask
 /// the S3 server).
 pub(crate) async fn conversations_created(sandbox: &Sandbox) -> u64 {
@@ -730,19 +751,9 @@ async fn a_server_stopped_mid_run_is_waited_for_up_to_max_outage_and_the_rerun_c
         "--max-outage",
         "3s",
     ];
-    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
+    let child = spawn_upload(&corpus, &sandbox.url, &args);
     // Row 2's call 1 comes once row 1 is done: then stop the server.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while conversations_created(&sandbox).await < 2 {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "row 2 never started: {}",
-                show(&child.wait_with_output().unwrap())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = until_conversations(&sandbox, child, 2).await;
     own.stop();
     let out = child.wait_with_output().unwrap();
     // S3 is down: the run waits (one probe at a time), then stops at --max-outage, resumable.
@@ -818,18 +829,8 @@ async fn a_recordings_bucket_stopped_mid_run_is_waited_for_as_their_store_and_no
         "--max-outage",
         "3s",
     ];
-    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while conversations_created(&sandbox).await < 2 {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "row 2 never started: {}",
-                show(&child.wait_with_output().unwrap())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = spawn_upload(&corpus, &sandbox.url, &args);
+    let child = until_conversations(&sandbox, child, 2).await;
     own.stop();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -874,11 +875,7 @@ async fn a_server_stopped_mid_run_and_back_within_max_outage_costs_no_row() {
     // row's six attempts.
     let args = ["--concurrency", "2", "--timeout", "5s"];
     let child = spawn_upload(&corpus, &sandbox.url, &args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while conversations_created(&sandbox).await < 2 {
-        assert!(Instant::now() < deadline, "no row started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = until_conversations(&sandbox, child, 2).await;
     own.stop();
     // Down for a few seconds: every request to it fails to connect meanwhile.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1192,18 +1189,8 @@ async fn objects_resume_after_kill_9_without_a_second_upload_of_any() {
         "--concurrency",
         "3",
     ];
-    let mut child = spawn_upload(&corpus, &sandbox.url, &args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while conversations_created(&sandbox).await < 4 {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "no rows started: {}",
-                show(&child.wait_with_output().unwrap())
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child = spawn_upload(&corpus, &sandbox.url, &args);
+    let mut child = until_conversations(&sandbox, child, 4).await;
     child.kill().unwrap(); // SIGKILL: no report, the journal as it was
     child.wait().unwrap();
 
