@@ -1737,8 +1737,7 @@ fn gather(
     in_flight: &AtomicUsize,
     grouping: Grouping,
 ) {
-    let opened = Instant::now();
-    let mut deadline = opened + grouping.otherwise;
+    let mut deadline = Instant::now() + grouping.otherwise;
     let mut seen = 0;
     loop {
         while batch.len() < MAX_BATCH {

@@ -734,6 +734,30 @@ pub(crate) async fn conversations_created(sandbox: &Sandbox) -> u64 {
     stats["conversations"].as_u64().unwrap()
 }
 
+/// Runs an upload with `args` until row 2's call 1 (row 1 is done), stops `own`'s server, and
+/// hands back what the run printed once it stopped at `--max-outage 3s` (exit 1, resumable)
+/// with `down` named as unavailable.
+async fn stopped_at_max_outage(
+    own: &OwnSeaweed,
+    sandbox: &Sandbox,
+    corpus: &Corpus,
+    args: &[&str],
+    down: &str,
+) -> String {
+    let child = spawn_upload(corpus, &sandbox.url, args);
+    let child = until_conversations(sandbox, child, 2).await;
+    own.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("{down} has been unavailable for "))
+            && stderr.contains("longer than --max-outage 3s; the report and journal are written, and the same command resumes"),
+        "{stderr}"
+    );
+    stderr
+}
+
 #[tokio::test]
 #[ignore = "needs SeaweedFS: run scripts/test.sh"]
 async fn a_server_stopped_mid_run_is_waited_for_up_to_max_outage_and_the_rerun_completes() {
@@ -751,19 +775,8 @@ async fn a_server_stopped_mid_run_is_waited_for_up_to_max_outage_and_the_rerun_c
         "--max-outage",
         "3s",
     ];
-    let child = spawn_upload(&corpus, &sandbox.url, &args);
-    // Row 2's call 1 comes once row 1 is done: then stop the server.
-    let child = until_conversations(&sandbox, child, 2).await;
-    own.stop();
-    let out = child.wait_with_output().unwrap();
     // S3 is down: the run waits (one probe at a time), then stops at --max-outage, resumable.
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("S3 has been unavailable for ")
-            && stderr.contains("longer than --max-outage 3s; the report and journal are written, and the same command resumes"),
-        "{stderr}"
-    );
+    stopped_at_max_outage(&own, &sandbox, &corpus, &args, "S3").await;
     let report = corpus.report();
     assert_eq!(report[0]["status"], "uploaded", "{report:?}");
     // Row 2's upload may have raced the stop; nothing after it was uploaded.
@@ -829,17 +842,8 @@ async fn a_recordings_bucket_stopped_mid_run_is_waited_for_as_their_store_and_no
         "--max-outage",
         "3s",
     ];
-    let child = spawn_upload(&corpus, &sandbox.url, &args);
-    let child = until_conversations(&sandbox, child, 2).await;
-    own.stop();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("the recordings' store has been unavailable for ")
-            && stderr.contains("longer than --max-outage 3s; the report and journal are written, and the same command resumes"),
-        "{stderr}"
-    );
+    let stderr =
+        stopped_at_max_outage(&own, &sandbox, &corpus, &args, "the recordings' store").await;
     assert!(!stderr.contains("S3 has been unavailable"), "{stderr}");
     let report = corpus.report();
     assert_eq!(report[0]["status"], "uploaded", "{report:?}");
